@@ -1,0 +1,217 @@
+"""The lifecycle rules: given a task's current row, what a request may do to it.
+
+Each function is pure: it reads the locked ``Task`` and returns a ``Transition`` (or raises the
+error the API names). The store applies the transition inside the transaction that locked the row,
+so every transition is a compare-and-set on the row's state.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from taskmanager.engine.policy import RetryPolicy
+from taskmanager.engine.records import (
+    ACTIVE_STATUSES,
+    HistoryEvent,
+    NewEvent,
+    Task,
+    TaskStatus,
+)
+from taskmanager.engine.store import Transition
+from taskmanager.errors import Forbidden, LeaseLost, ValidationFailed
+
+RETRY_STATUS = "pending (retry)"
+NOT_CLAIMED = "Task is not in claimed state"
+OTHER_WORKER = "Task is claimed by another worker"
+
+
+def new_lease_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def claim(task: Task, *, now: datetime, worker_id: str, lease_seconds: int | None) -> Transition:
+    """A pending task handed to ``worker_id`` for one more attempt under a fresh lease."""
+    seconds = lease_seconds or task.policy.claim_timeout
+    return Transition(
+        changes={
+            "status": TaskStatus.CLAIMED,
+            "claimed_by": worker_id,
+            "claimed_at": now,
+            "lease_expires_at": now + timedelta(seconds=seconds),
+            "lease_token": new_lease_token(),
+            "attempts": task.attempts + 1,
+            "progress": 0,
+            "updated_at": now,
+        },
+        events=(NewEvent(HistoryEvent.CLAIMED, worker_id, None, {"attempt": task.attempts + 1}),),
+    )
+
+
+def settle(task: Task, *, now: datetime) -> Transition | None:
+    """The transition a timestamp makes due: an expired lease or an expired pending task."""
+    if task.status == TaskStatus.PENDING and task.expires_at is not None and task.expires_at <= now:
+        return Transition(
+            changes={"status": TaskStatus.CANCELLED, "error_message": "expired",
+                     "completed_at": now, "updated_at": now},
+            events=(NewEvent(HistoryEvent.EXPIRED, None, "expired"),),
+        )
+    if (
+        task.status != TaskStatus.CLAIMED
+        or task.lease_expires_at is None
+        or task.lease_expires_at > now
+    ):
+        return None
+    expired = NewEvent(
+        HistoryEvent.LEASE_EXPIRED, task.claimed_by, "Lease expired", {"attempt": task.attempts}
+    )
+    if task.attempts >= task.max_attempts:
+        message = f"Claim timeout exceeded after {task.attempts} attempts"
+        return Transition(
+            changes={"status": TaskStatus.FAILED, "error_message": message,
+                     "completed_at": now, "lease_token": None, "updated_at": now},
+            events=(expired, NewEvent(HistoryEvent.FAILED, task.claimed_by, message)),
+        )
+    return Transition(
+        changes={"status": TaskStatus.PENDING, "claimed_by": None, "claimed_at": None,
+                 "lease_expires_at": None, "lease_token": None, "updated_at": now},
+        events=(expired,),
+    )
+
+
+def _check_holder(task: Task, worker_id: str, lease_token: str | None) -> None:
+    """Raise unless ``worker_id`` (with ``lease_token`` if given) holds the task's lease now."""
+    if lease_token is not None and lease_token != task.lease_token:
+        raise LeaseLost("Lease lost", data={"id": task.id, "status": task.status.value})
+    if task.status == TaskStatus.CANCELLED and task.claimed_by == worker_id:
+        raise LeaseLost("Lease lost: task was cancelled", data={"id": task.id, "status": "cancelled"})
+    if task.status != TaskStatus.CLAIMED:
+        raise ValidationFailed(NOT_CLAIMED)
+    if task.claimed_by != worker_id:
+        raise Forbidden(OTHER_WORKER)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A complete request as the engine judges it."""
+
+    worker_id: str
+    success: bool
+    result: object = None
+    error: str | None = None
+    lease_token: str | None = None
+
+
+def outcome_status(task: Task) -> str:
+    """The status a complete reports for a task already finished by it."""
+    if task.status == TaskStatus.PENDING:
+        return RETRY_STATUS
+    return task.status.value
+
+
+def is_repeat(task: Task, request: Completion) -> bool:
+    """True when ``request`` repeats the complete that already finished this task (B.3)."""
+    if request.lease_token is None or request.lease_token != task.lease_token:
+        return False
+    if request.success:
+        return task.status == TaskStatus.COMPLETED
+    return task.status == TaskStatus.FAILED or (
+        task.status == TaskStatus.PENDING and task.claimed_by is None
+    )
+
+
+def complete(
+    task: Task, request: Completion, *, now: datetime, rng: random.Random
+) -> Transition | None:
+    """Finish the holder's attempt: completed, back to pending for a retry, or failed for good.
+
+    Returns None for an idempotent repeat (nothing to change).
+    """
+    if is_repeat(task, request):
+        return None
+    _check_holder(task, request.worker_id, request.lease_token)
+    worker = request.worker_id
+    if request.success:
+        return Transition(
+            changes={"status": TaskStatus.COMPLETED, "result": request.result,
+                     "error_message": request.error, "completed_at": now,
+                     "lease_expires_at": None, "progress": 100, "updated_at": now},
+            events=(NewEvent(HistoryEvent.COMPLETED, worker),),
+        )
+    common = {"result": request.result, "error_message": request.error, "updated_at": now}
+    if task.attempts < task.max_attempts:
+        policy = RetryPolicy(task.policy.retry_delay, task.policy.retry_max_delay)
+        run_after = now + timedelta(seconds=policy.backoff(task.attempts, rng))
+        return Transition(
+            changes={**common, "status": TaskStatus.PENDING, "claimed_by": None,
+                     "claimed_at": None, "lease_expires_at": None, "run_after": run_after},
+            events=(
+                NewEvent(HistoryEvent.FAILED, worker, request.error, {"attempt": task.attempts}),
+                NewEvent(HistoryEvent.RETRY_SCHEDULED, worker, None,
+                         {"run_after": run_after.isoformat()}),
+            ),
+        )
+    return Transition(
+        changes={**common, "status": TaskStatus.FAILED, "completed_at": now,
+                 "lease_expires_at": None},
+        events=(NewEvent(HistoryEvent.FAILED, worker, request.error, {"attempt": task.attempts}),),
+    )
+
+
+def progress(
+    task: Task, *, worker_id: str, value: int, message: str | None, lease_token: str | None,
+    now: datetime,
+) -> Transition:
+    """Record progress; it is also a heartbeat, so the lease is extended."""
+    _check_holder(task, worker_id, lease_token)
+    return Transition(
+        changes={"progress": value, "updated_at": now,
+                 "lease_expires_at": now + timedelta(seconds=task.policy.claim_timeout)},
+        events=(NewEvent(HistoryEvent.PROGRESS, worker_id, message, {"progress": value}),),
+    )
+
+
+def heartbeat(
+    task: Task, *, worker_id: str, lease_token: str | None, lease_seconds: int | None,
+    now: datetime, record: bool,
+) -> Transition | None:
+    """Extend the holder's lease. A cancelled task's holder is answered, not refused (None)."""
+    if (
+        task.status == TaskStatus.CANCELLED
+        and task.claimed_by == worker_id
+        and lease_token in (None, task.lease_token)
+    ):
+        return None
+    _check_holder(task, worker_id, lease_token)
+    seconds = lease_seconds or task.policy.claim_timeout
+    events = (NewEvent(HistoryEvent.HEARTBEAT, worker_id),) if record else ()
+    return Transition(
+        changes={"lease_expires_at": now + timedelta(seconds=seconds), "updated_at": now},
+        events=events,
+    )
+
+
+def cancel(task: Task, *, reason: str | None, now: datetime) -> Transition:
+    if task.status not in ACTIVE_STATUSES:
+        raise ValidationFailed(f"Task cannot be cancelled in state {task.status.value}")
+    return Transition(
+        changes={"status": TaskStatus.CANCELLED, "error_message": reason or "cancelled",
+                 "completed_at": now, "lease_expires_at": None, "updated_at": now},
+        events=(NewEvent(HistoryEvent.CANCELLED, task.claimed_by, reason),),
+    )
+
+
+def retry(task: Task, *, now: datetime) -> Transition:
+    if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+        raise ValidationFailed(
+            f"Only failed or cancelled tasks can be retried (task is {task.status.value})"
+        )
+    return Transition(
+        changes={"status": TaskStatus.PENDING, "attempts": 0, "progress": 0, "result": None,
+                 "error_message": None, "claimed_by": None, "claimed_at": None,
+                 "lease_expires_at": None, "lease_token": None, "completed_at": None,
+                 "run_after": None, "expires_at": None, "updated_at": now},
+        events=(NewEvent(HistoryEvent.RETRIED, None, None, {"previous_status": task.status.value}),),
+    )

@@ -1,0 +1,59 @@
+"""Small policy objects: defaults, the dedupe key and the retry backoff."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+#: Attempts before a task fails for good (PrismQ's default).
+DEFAULT_MAX_ATTEMPTS = 3
+#: Seconds a claim's lease lasts before another worker may take the task (PrismQ's default).
+DEFAULT_CLAIM_TIMEOUT = 300
+#: Base seconds of the retry backoff: 2 s, 4 s, 8 s ... (0 = retry at once).
+DEFAULT_RETRY_DELAY = 2.0
+#: The backoff never waits longer than an hour.
+DEFAULT_RETRY_MAX_DELAY = 3600.0
+#: Retry delays are spread by up to ±10% so failed tasks do not come back in lock-step.
+RETRY_JITTER = 0.10
+
+
+def compute_dedupe_key(type_name: str, params: Any) -> str:
+    """SHA-256 of the type name, a NUL byte and the params as compact JSON in received order.
+
+    This is the exact key of API.md A.6, byte-compatible with PrismQ.
+    """
+    body = json.dumps(params, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(f"{type_name}\0{body}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """``min(max_delay, delay * 2**(attempts-1))`` seconds, spread by ±``jitter``."""
+
+    delay: float = DEFAULT_RETRY_DELAY
+    max_delay: float = DEFAULT_RETRY_MAX_DELAY
+    jitter: float = RETRY_JITTER
+
+    def backoff(self, attempts: int, rng: random.Random) -> float:
+        if self.delay <= 0:
+            return 0.0
+        exponent = max(attempts - 1, 0)
+        # Cap the exponent so huge attempt counts cannot overflow a float.
+        base = min(self.max_delay, self.delay * 2 ** min(exponent, 64))
+        spread = base * self.jitter
+        return max(0.0, base + rng.uniform(-spread, spread))
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """Server-wide defaults (section C), used where a task type sets nothing of its own."""
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    claim_timeout: int = DEFAULT_CLAIM_TIMEOUT
+    retry_delay: float = DEFAULT_RETRY_DELAY
+    retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY
+    enable_history: bool = True
+    enable_schema_validation: bool = True

@@ -1,0 +1,118 @@
+"""The records the engine works on: task types, tasks and history events as the store holds them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+#: States a task never leaves by itself (only ``retry`` brings failed/cancelled back).
+TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+#: States in which a task counts as live for ``dedupe: "active"``.
+ACTIVE_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.CLAIMED})
+
+
+class DedupeScope(StrEnum):
+    ALL = "all"
+    ACTIVE = "active"
+    NONE = "none"
+
+
+class HistoryEvent(StrEnum):
+    CREATED = "created"
+    CLAIMED = "claimed"
+    PROGRESS = "progress"
+    HEARTBEAT = "heartbeat"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RETRY_SCHEDULED = "retry_scheduled"
+    LEASE_EXPIRED = "lease_expired"
+    CANCELLED = "cancelled"
+    RETRIED = "retried"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskType:
+    id: int
+    name: str
+    version: str
+    param_schema: dict[str, Any]
+    is_active: bool
+    max_attempts: int
+    claim_timeout: int
+    retry_delay: float
+    retry_max_delay: float
+    dedupe: DedupeScope
+    max_pending: int | None
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TypePolicy:
+    """The settings of a task's type that its lifecycle needs, read with the task."""
+
+    claim_timeout: int
+    retry_delay: float
+    retry_max_delay: float
+    dedupe: DedupeScope
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    id: int
+    type_id: int
+    type: str
+    status: TaskStatus
+    params: Any
+    result: Any
+    error_message: str | None
+    priority: int
+    progress: int
+    attempts: int
+    max_attempts: int
+    claimed_by: str | None
+    claimed_at: datetime | None
+    lease_expires_at: datetime | None
+    lease_token: str | None
+    completed_at: datetime | None
+    run_after: datetime | None
+    expires_at: datetime | None
+    assigned_to: str | None
+    created_at: datetime
+    updated_at: datetime
+    dedupe_key: str | None
+    policy: TypePolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    task_id: int
+    event: str
+    worker_id: str | None
+    message: str | None
+    metadata: dict[str, Any] | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A history event to record, written in the same transaction as the change it describes."""
+
+    event: HistoryEvent
+    worker_id: str | None = None
+    message: str | None = None
+    metadata: dict[str, Any] | None = field(default=None)

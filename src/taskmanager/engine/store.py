@@ -1,0 +1,162 @@
+"""The storage protocol the engine defines and ``taskmanager.store`` implements.
+
+The store knows SQL and nothing of the lifecycle rules. Where a change depends on a row's current
+state (claim, complete, cancel, expiry), the engine hands the store a *decide* function: the store
+locks the candidate rows inside one transaction, calls ``decide`` on each, and writes back what it
+returns (or rolls back if it raises). So the rules live here in the engine, and the atomicity
+lives in the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from taskmanager.engine.records import (
+    DedupeScope,
+    Event,
+    NewEvent,
+    Task,
+    TaskStatus,
+    TaskType,
+    TypePolicy,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What ``decide`` wants done to one task: column changes and history events."""
+
+    changes: dict[str, Any]
+    events: tuple[NewEvent, ...] = ()
+
+
+#: Given the locked row, return the transition (or None to leave the row as it is).
+Decide = Callable[[Task], Transition | None]
+
+
+@dataclass(frozen=True, slots=True)
+class SaveType:
+    name: str
+    version: str
+    param_schema: dict[str, Any]
+    settings: dict[str, Any]
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InsertTask:
+    type_id: int
+    params: Any
+    params_json: str
+    priority: int
+    max_attempts: int
+    dedupe_key: str | None
+    dedupe_scope: DedupeScope
+    max_pending: int | None
+    run_after: datetime | None
+    expires_at: datetime | None
+    assigned_to: str | None
+    type_name: str
+    policy: TypePolicy
+    now: datetime
+    event: NewEvent | None
+
+
+class InsertOutcome(StrEnum):
+    CREATED = "created"
+    DUPLICATE = "duplicate"
+    QUEUE_FULL = "queue_full"
+
+
+@dataclass(frozen=True, slots=True)
+class InsertResult:
+    outcome: InsertOutcome
+    task: Task | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQuery:
+    statuses: tuple[TaskStatus, ...] = ()
+    type_name: str | None = None
+    type_like: str | None = None
+    worker_id: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimQuery:
+    """Which pending tasks a claim may take, and in what order."""
+
+    now: datetime
+    worker_id: str
+    limit: int
+    order: tuple[tuple[str, bool], ...]  # (column, descending)
+    type_ids: tuple[int, ...] | None = None
+    type_like: str | None = None
+    type_names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SettleQuery:
+    """Rows whose timestamps say a transition is due: an expired lease or an expired task."""
+
+    now: datetime
+    task_id: int | None = None
+    limit: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    tasks: list[Task] = field(default_factory=list)
+    total: int = 0
+
+
+class Store(Protocol):
+    """Everything the engine asks of a database."""
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        ...
+
+    async def close(self) -> None: ...
+
+    # Task types
+    async def get_type(self, name: str) -> TaskType | None: ...
+
+    async def list_types(self, active_only: bool) -> list[TaskType]: ...
+
+    async def save_type(self, params: SaveType) -> tuple[TaskType, bool]:
+        """Insert or update (by name, reactivating it); return the type and whether it is new."""
+        ...
+
+    async def set_type_active(self, name: str, active: bool, now: datetime) -> TaskType | None: ...
+
+    # Tasks
+    async def insert_tasks(self, items: Sequence[InsertTask]) -> list[InsertResult]:
+        """Insert in one transaction, each deduplicated atomically against racing inserts."""
+        ...
+
+    async def get_task(self, task_id: int) -> Task | None: ...
+
+    async def list_tasks(self, query: TaskQuery) -> ListResult: ...
+
+    async def claim_tasks(self, query: ClaimQuery, decide: Decide) -> list[Task]:
+        """Lock up to ``limit`` eligible pending tasks (skipping locked ones) and apply ``decide``."""
+        ...
+
+    async def transition_task(self, task_id: int, decide: Decide, now: datetime) -> Task | None:
+        """Lock one task, apply ``decide`` (which may raise); None if the task does not exist."""
+        ...
+
+    async def settle_tasks(self, query: SettleQuery, decide: Decide) -> int:
+        """Apply ``decide`` to rows with an expired lease or an expired pending deadline."""
+        ...
+
+    async def delete_task(self, task_id: int) -> bool: ...
+
+    async def list_events(self, task_id: int) -> list[Event]: ...

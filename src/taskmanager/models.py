@@ -1,0 +1,359 @@
+"""Wire models shared by the server and the client: request bodies and response shapes. No I/O.
+
+Request models are parsed with :func:`parse_body`, which turns pydantic's errors into the
+messages of API.md (``details`` entries of the form ``"<field>: <problem>"``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
+
+from taskmanager.errors import ValidationFailed
+
+#: Largest ``priority`` accepted: a 32-bit signed integer fits every database's INTEGER.
+MAX_PRIORITY = 2**31 - 1
+#: Most tasks one claim may take.
+MAX_CLAIM_LIMIT = 100
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+Name = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+WorkerId = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+Seconds = Annotated[StrictInt | StrictFloat, Field(ge=0, le=10 * 365 * 86400)]
+LeaseSeconds = Annotated[StrictInt, Field(ge=1, le=86400)]
+Token = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+
+
+class _Body(BaseModel):
+    """A request body: unknown fields are ignored so newer clients never break an older server."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class TypeSettings(_Body):
+    """Part B.1 settings of a task type; on re-register, omitted settings keep their value."""
+
+    max_attempts: Annotated[StrictInt, Field(ge=1, le=100)] | None = None
+    claim_timeout: Annotated[StrictInt, Field(ge=1, le=86400)] | None = None
+    retry_delay: Annotated[StrictInt | StrictFloat, Field(ge=0, le=86400)] | None = None
+    retry_max_delay: Annotated[StrictInt | StrictFloat, Field(ge=0, le=30 * 86400)] | None = None
+    dedupe: Literal["all", "active", "none"] | None = None
+    max_pending: Annotated[StrictInt, Field(ge=1, le=2**31 - 1)] | None = None
+    description: Annotated[StrictStr, Field(max_length=2000)] | None = None
+
+
+class RegisterTaskType(TypeSettings):
+    name: Name
+    version: Annotated[StrictStr, Field(min_length=1, max_length=50)]
+    param_schema: dict[str, Any] | StrictStr
+
+    def schema_object(self) -> Any:
+        """The schema as an object, decoding it if it was sent as a JSON string."""
+        if isinstance(self.param_schema, str):
+            try:
+                return json.loads(self.param_schema)
+            except ValueError:
+                raise ValidationFailed("Invalid JSON schema format") from None
+        return self.param_schema
+
+
+class CreateTask(_Body):
+    type: Name
+    params: dict[str, Any]
+    priority: Annotated[StrictInt, Field(ge=-MAX_PRIORITY, le=MAX_PRIORITY)] = 0
+    dedupe_key: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = None
+    max_attempts: Annotated[StrictInt, Field(ge=1, le=100)] | None = None
+    run_at: datetime | None = None
+    delay_seconds: Seconds | None = None
+    expires_at: datetime | None = None
+    ttl_seconds: Annotated[StrictInt | StrictFloat, Field(gt=0, le=10 * 365 * 86400)] | None = None
+    assigned_to: WorkerId | None = None
+
+    @field_validator("run_at", "expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _aware(value)
+
+
+class CreateTasksBatch(_Body):
+    tasks: Annotated[list[Any], Field(min_length=1, max_length=1000)]
+
+
+SortBy = Literal["created_at", "priority", "id", "attempts"]
+
+
+class ClaimTasks(_Body):
+    worker_id: WorkerId
+    task_type_id: StrictInt | None = None
+    task_type_ids: Annotated[list[StrictInt], Field(min_length=1, max_length=1000)] | None = None
+    types: Annotated[list[Name], Field(min_length=1, max_length=1000)] | None = None
+    type_pattern: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = None
+    sort_by: StrictStr | None = None
+    sort_order: StrictStr | None = None
+    lease_seconds: LeaseSeconds | None = None
+    limit: Annotated[StrictInt, Field(ge=1, le=MAX_CLAIM_LIMIT)] | None = None
+
+
+class CompleteTask(_Body):
+    worker_id: WorkerId
+    success: StrictBool
+    result: Any = None
+    error: Annotated[StrictStr, Field(max_length=65535)] | None = None
+    lease_token: Token | None = None
+
+
+class ReportProgress(_Body):
+    worker_id: WorkerId
+    progress: Annotated[StrictInt, Field(ge=0, le=100)]
+    message: Annotated[StrictStr, Field(max_length=2000)] | None = None
+    lease_token: Token | None = None
+
+
+class Heartbeat(_Body):
+    worker_id: WorkerId
+    lease_token: Token | None = None
+    lease_seconds: LeaseSeconds | None = None
+
+
+class CancelTask(_Body):
+    reason: Annotated[StrictStr, Field(max_length=2000)] | None = None
+
+
+def _problem(error: Any) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    kind = error["type"]
+    if kind == "missing":
+        return f"{where}: field required"
+    if kind == "model_type" or kind == "dict_type":
+        return f"{where}: must be a JSON object"
+    return f"{where}: {error['msg']}"
+
+
+def validation_details(exc: ValidationError) -> list[str]:
+    """pydantic errors as ``"<field path>: <problem>"``, one per violation, de-duplicated."""
+    seen: dict[str, None] = {}
+    for error in exc.errors(include_url=False, include_input=False):
+        # A union reports one error per branch; keep the field once with its first problem.
+        loc = [part for part in error["loc"] if not _is_union_branch(part)]
+        seen.setdefault(_problem({**error, "loc": loc}), None)
+    by_field: dict[str, str] = {}
+    for entry in seen:
+        by_field.setdefault(entry.split(":", 1)[0], entry)
+    return list(by_field.values())
+
+
+def _is_union_branch(part: object) -> bool:
+    return isinstance(part, str) and (
+        part in {"int", "float", "str", "bool", "list", "dict", "none"}
+        or part.startswith(("constrained-", "dict[", "list[", "function-", "literal["))
+    )
+
+
+def parse_body(model: type[M], data: Any, *, missing_message: str | None = None) -> M:
+    """Validate ``data`` as ``model``, raising ``ValidationFailed`` with per-field details.
+
+    With ``missing_message`` (e.g. ``"Missing required field: {}"``), a required field that is
+    absent, null or an empty string is reported with that message, as PrismQ does.
+    """
+    if not isinstance(data, dict):
+        raise ValidationFailed("Validation failed", details=["body: must be a JSON object"])
+    if missing_message is not None:
+        for name, info in model.model_fields.items():
+            if info.is_required() and data.get(name) in (None, ""):
+                raise ValidationFailed(missing_message.format(name), details=[f"{name}: required"])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed("Validation failed", details=validation_details(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Response shapes (documented in the OpenAPI file and parsed by the client)
+# ---------------------------------------------------------------------------------------------
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Envelope(_Out, Generic[T]):
+    success: Literal[True] = True
+    message: str
+    data: T
+    timestamp: int
+
+
+class ErrorEnvelope(_Out):
+    success: Literal[False] = False
+    error: str
+    message: str
+    code: str
+    timestamp: int
+    details: list[str] | None = None
+    data: dict[str, Any] | None = None
+
+
+class HealthData(_Out):
+    status: str
+    database: str
+    version: str
+    timestamp: int
+
+
+class TaskTypeOut(_Out):
+    id: int
+    name: str
+    version: str
+    param_schema: dict[str, Any]
+    is_active: bool
+    max_attempts: int
+    claim_timeout: int
+    retry_delay: float
+    retry_max_delay: float
+    dedupe: Literal["all", "active", "none"]
+    max_pending: int | None
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RegisterData(TaskTypeOut):
+    created: bool | None = None
+    updated: bool | None = None
+
+
+class TaskTypeList(_Out):
+    task_types: list[TaskTypeOut]
+    items: list[TaskTypeOut]
+    count: int
+
+
+class TaskOut(_Out):
+    id: int
+    type: str
+    type_id: int
+    status: Literal["pending", "claimed", "completed", "failed", "cancelled"]
+    params: dict[str, Any]
+    result: Any = None
+    error_message: str | None
+    priority: int
+    progress: int
+    attempts: int
+    max_attempts: int
+    claimed_by: str | None
+    claimed_at: datetime | None
+    lease_expires_at: datetime | None
+    completed_at: datetime | None
+    run_after: datetime | None
+    expires_at: datetime | None
+    assigned_to: str | None
+    created_at: datetime
+    updated_at: datetime
+    dedupe_key: str | None
+
+
+class CreatedTask(_Out):
+    """A new task (every task field) or a duplicate (``id, type, status, dedupe_key`` only)."""
+
+    id: int
+    type: str
+    status: str
+    dedupe_key: str | None
+    duplicate: bool
+    deduplicated: bool
+    message: str
+    priority: int | None = None
+
+
+class TaskList(_Out):
+    tasks: list[TaskOut]
+    items: list[TaskOut]
+    count: int
+    total: int
+    limit: int
+    offset: int
+
+
+class ClaimedTask(TaskOut):
+    lease_token: str
+    message: str
+
+
+class ClaimedTasks(_Out):
+    tasks: list[ClaimedTask]
+    count: int
+
+
+class CompletedTask(_Out):
+    id: int
+    status: Literal["completed", "failed", "pending (retry)"]
+    message: str
+    attempts: int
+    run_after: datetime | None
+
+
+class ProgressData(_Out):
+    id: int
+    progress: int
+    lease_expires_at: datetime | None
+    message: str
+
+
+class HeartbeatData(_Out):
+    id: int
+    lease_expires_at: datetime | None
+    cancel_requested: bool
+
+
+class BatchItemResult(_Out):
+    index: int
+    id: int | None
+    status: str | None
+    duplicate: bool
+    error: str | None
+
+
+class BatchCreated(_Out):
+    results: list[BatchItemResult]
+    created: int
+    duplicates: int
+    failed: int
+
+
+class HistoryEventOut(_Out):
+    id: int
+    task_id: int
+    event: str
+    worker_id: str | None
+    message: str | None
+    metadata: dict[str, Any] | None
+    created_at: datetime
+
+
+class TaskHistory(_Out):
+    events: list[HistoryEventOut]
+    count: int
+
+
+class Deleted(_Out):
+    id: int | str
+    deleted: bool

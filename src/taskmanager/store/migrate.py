@@ -1,0 +1,66 @@
+"""Schema migrations (Alembic) run programmatically: upgrade, downgrade and current revision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from taskmanager.store.database import Database
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+#: Key of the PostgreSQL advisory lock / MySQL named lock that serialises concurrent migrations.
+MIGRATION_LOCK_ID = 0x7A5C_4D61
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _serialise(connection: Connection) -> None:
+    """Several servers starting at once must not migrate the same database together."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+    elif connection.dialect.name in ("mysql", "mariadb"):
+        connection.execute(text("SELECT GET_LOCK('taskmanager_migrate', 60)"))
+
+
+def _run(connection: Connection, action: str, revision: str) -> None:
+    _serialise(connection)
+    getattr(command, action)(_config(connection), revision)
+
+
+def _current(connection: Connection) -> Any:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def upgrade(database: Database, revision: str = "head") -> None:
+    async with database.write() as conn:
+        await conn.run_sync(_run, "upgrade", revision)
+
+
+async def downgrade(database: Database, revision: str) -> None:
+    async with database.write() as conn:
+        await conn.run_sync(_run, "downgrade", revision)
+
+
+async def current(database: Database) -> str | None:
+    async with database.read() as conn:
+        found = await conn.run_sync(_current)
+    return None if found is None else str(found)

@@ -1,0 +1,348 @@
+"""SqlStore: the ``Store`` protocol on SQLAlchemy Core, one implementation for every database.
+
+What differs between databases is small and lives in ``Database``: SQLite serialises writers
+(BEGIN IMMEDIATE) so a plain SELECT then UPDATE is atomic; PostgreSQL and MySQL lock the chosen
+rows with ``FOR UPDATE SKIP LOCKED`` so concurrent claimers never wait on, or take, the same row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from taskmanager.engine.records import DedupeScope, Event, NewEvent, Task, TaskStatus, TaskType
+from taskmanager.engine.records import TypePolicy as Policy
+from taskmanager.engine.store import (
+    ClaimQuery,
+    Decide,
+    InsertOutcome,
+    InsertResult,
+    InsertTask,
+    ListResult,
+    SaveType,
+    SettleQuery,
+    TaskQuery,
+    Transition,
+)
+from taskmanager.store.database import Database
+from taskmanager.store.tables import task_history, task_types, tasks
+
+T, TT, H = tasks.c, task_types.c, task_history.c
+
+_TASK_COLUMNS = [
+    T.id, T.type_id, T.status, T.params, T.result, T.error_message, T.priority, T.progress,
+    T.attempts, T.max_attempts, T.claimed_by, T.claimed_at, T.lease_expires_at, T.lease_token,
+    T.completed_at, T.run_after, T.expires_at, T.assigned_to, T.created_at, T.updated_at,
+    T.dedupe_key, TT.name.label("type_name"), TT.claim_timeout, TT.retry_delay,
+    TT.retry_max_delay, TT.dedupe.label("type_dedupe"),
+]
+_TASK_SELECT = select(*_TASK_COLUMNS).select_from(tasks.join(task_types, T.type_id == TT.id))
+#: Columns a transition may change (anything else in ``changes`` is a programming error).
+_WRITABLE = frozenset(c.name for c in tasks.columns) - {"id", "type_id", "created_at"}
+
+
+def _json_or_none(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _task(row: Any) -> Task:
+    return Task(
+        id=row.id, type_id=row.type_id, type=row.type_name, status=TaskStatus(row.status),
+        params=json.loads(row.params), result=_json_or_none(row.result),
+        error_message=row.error_message, priority=row.priority, progress=row.progress,
+        attempts=row.attempts, max_attempts=row.max_attempts, claimed_by=row.claimed_by,
+        claimed_at=row.claimed_at, lease_expires_at=row.lease_expires_at,
+        lease_token=row.lease_token, completed_at=row.completed_at, run_after=row.run_after,
+        expires_at=row.expires_at, assigned_to=row.assigned_to, created_at=row.created_at,
+        updated_at=row.updated_at, dedupe_key=row.dedupe_key,
+        policy=Policy(row.claim_timeout, row.retry_delay, row.retry_max_delay,
+                      DedupeScope(row.type_dedupe)),
+    )
+
+
+def _task_type(row: Any) -> TaskType:
+    return TaskType(
+        id=row.id, name=row.name, version=row.version, param_schema=json.loads(row.param_schema),
+        is_active=bool(row.is_active), max_attempts=row.max_attempts,
+        claim_timeout=row.claim_timeout, retry_delay=row.retry_delay,
+        retry_max_delay=row.retry_max_delay, dedupe=DedupeScope(row.dedupe),
+        max_pending=row.max_pending, description=row.description,
+        created_at=row.created_at, updated_at=row.updated_at,
+    )
+
+
+def _encode(changes: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(changes) - _WRITABLE
+    if unknown:
+        raise ValueError(f"not writable task columns: {sorted(unknown)}")
+    values = dict(changes)
+    if "status" in values:
+        values["status"] = TaskStatus(values["status"]).value
+    if "result" in values:
+        values["result"] = _dump(values["result"])
+    return values
+
+
+def _event_row(task_id: int, event: NewEvent, now: datetime) -> dict[str, Any]:
+    return {"task_id": task_id, "event": event.event.value, "worker_id": event.worker_id,
+            "message": event.message, "metadata": _dump(event.metadata), "created_at": now}
+
+
+class SqlStore:
+    """The one ``Store`` implementation, for SQLite, PostgreSQL and MySQL/MariaDB."""
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    async def ping(self) -> None:
+        async with self.db.read() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+    # -- task types -----------------------------------------------------------------------------
+
+    async def get_type(self, name: str) -> TaskType | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(task_types).where(TT.name == name))).first()
+        return None if row is None else _task_type(row)
+
+    async def list_types(self, active_only: bool) -> list[TaskType]:
+        query = select(task_types).order_by(TT.name)
+        if active_only:
+            query = query.where(TT.is_active.is_(True))
+        async with self.db.read() as conn:
+            return [_task_type(row) for row in await conn.execute(query)]
+
+    async def save_type(self, params: SaveType) -> tuple[TaskType, bool]:
+        values = {"version": params.version, "param_schema": _dump(params.param_schema),
+                  "is_active": True, "updated_at": params.now, **params.settings}
+        for _ in range(3):
+            async with self.db.write() as conn:
+                found = await conn.execute(
+                    update(task_types).where(TT.name == params.name).values(**values)
+                )
+                if found.rowcount:
+                    row = (await conn.execute(select(task_types).where(TT.name == params.name))).one()
+                    return _task_type(row), False
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(insert(task_types).values(
+                            name=params.name, created_at=params.now, **values))
+                except IntegrityError:
+                    continue  # registered concurrently: update it on the next round
+                row = (await conn.execute(select(task_types).where(TT.name == params.name))).one()
+                return _task_type(row), True
+        raise RuntimeError(f"could not save task type {params.name!r}")
+
+    async def set_type_active(self, name: str, active: bool, now: datetime) -> TaskType | None:
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(task_types).where(TT.name == name).values(is_active=active, updated_at=now)
+            )
+            row = (await conn.execute(select(task_types).where(TT.name == name))).first()
+        return None if row is None else _task_type(row)
+
+    # -- inserting tasks ------------------------------------------------------------------------
+
+    async def insert_tasks(self, items: Sequence[InsertTask]) -> list[InsertResult]:
+        async with self.db.write() as conn:
+            return [await self._insert_one(conn, item) for item in items]
+
+    async def _existing(self, conn: AsyncConnection, item: InsertTask) -> Task | None:
+        query = _TASK_SELECT.where(T.type_id == item.type_id, T.dedupe_lock == item.dedupe_key)
+        row = (await conn.execute(query)).first()
+        return None if row is None else _task(row)
+
+    async def _insert_one(self, conn: AsyncConnection, item: InsertTask) -> InsertResult:
+        dedupe = item.dedupe_scope != DedupeScope.NONE and item.dedupe_key is not None
+        if dedupe:
+            found = await self._existing(conn, item)
+            if found is not None:
+                return InsertResult(InsertOutcome.DUPLICATE, found)
+        if item.max_pending is not None:
+            pending = await conn.scalar(select(func.count()).select_from(tasks).where(
+                T.type_id == item.type_id, T.status == TaskStatus.PENDING.value))
+            if (pending or 0) >= item.max_pending:
+                return InsertResult(InsertOutcome.QUEUE_FULL, None)
+        values = {
+            "type_id": item.type_id, "status": TaskStatus.PENDING.value, "params": item.params_json,
+            "priority": item.priority, "progress": 0, "attempts": 0,
+            "max_attempts": item.max_attempts, "run_after": item.run_after,
+            "expires_at": item.expires_at, "assigned_to": item.assigned_to,
+            "created_at": item.now, "updated_at": item.now, "dedupe_key": item.dedupe_key,
+            "dedupe_lock": item.dedupe_key if dedupe else None,
+        }
+        try:
+            async with conn.begin_nested():
+                result = await conn.execute(insert(tasks).values(**values))
+        except IntegrityError:
+            # An identical create committed first: answer with its task, never an error.
+            found = await self._existing(conn, item)
+            if found is None:
+                raise
+            return InsertResult(InsertOutcome.DUPLICATE, found)
+        task_id = int(result.inserted_primary_key[0])
+        if item.event is not None:
+            await conn.execute(insert(task_history).values(_event_row(task_id, item.event, item.now)))
+        task = Task(
+            id=task_id, type_id=item.type_id, type=item.type_name, status=TaskStatus.PENDING,
+            params=item.params, result=None, error_message=None, priority=item.priority,
+            progress=0, attempts=0, max_attempts=item.max_attempts, claimed_by=None,
+            claimed_at=None, lease_expires_at=None, lease_token=None, completed_at=None,
+            run_after=item.run_after, expires_at=item.expires_at, assigned_to=item.assigned_to,
+            created_at=item.now, updated_at=item.now, dedupe_key=item.dedupe_key,
+            policy=item.policy,
+        )
+        return InsertResult(InsertOutcome.CREATED, task)
+
+    # -- reading tasks --------------------------------------------------------------------------
+
+    async def get_task(self, task_id: int) -> Task | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(_TASK_SELECT.where(T.id == task_id))).first()
+        return None if row is None else _task(row)
+
+    async def list_tasks(self, query: TaskQuery) -> ListResult:
+        conditions: list[ColumnElement[bool]] = []
+        if query.statuses:
+            conditions.append(T.status.in_([s.value for s in query.statuses]))
+        if query.type_name is not None:
+            conditions.append(TT.name == query.type_name)
+        if query.type_like is not None:
+            conditions.append(TT.name.like(query.type_like))
+        if query.worker_id is not None:
+            conditions.append(T.claimed_by == query.worker_id)
+        page = (_TASK_SELECT.where(*conditions).order_by(T.created_at.desc(), T.id.desc())
+                .limit(query.limit).offset(query.offset))
+        count = (select(func.count()).select_from(tasks.join(task_types, T.type_id == TT.id))
+                 .where(*conditions))
+        async with self.db.read() as conn:
+            rows = [_task(row) for row in await conn.execute(page)]
+            total = await conn.scalar(count)
+        return ListResult(rows, int(total or 0))
+
+    async def list_events(self, task_id: int) -> list[Event]:
+        query = select(task_history).where(H.task_id == task_id).order_by(H.id)
+        async with self.db.read() as conn:
+            return [
+                Event(row.id, row.task_id, row.event, row.worker_id, row.message,
+                      _json_or_none(row.metadata), row.created_at)
+                for row in await conn.execute(query)
+            ]
+
+    # -- changing tasks -------------------------------------------------------------------------
+
+    def _lock(self, query: Select[Any], *, skip_locked: bool) -> Select[Any]:
+        return query.with_for_update(skip_locked=skip_locked) if self.db.locks_rows else query
+
+    async def _apply(
+        self, conn: AsyncConnection, locked: list[Task], decide: Decide, now: datetime
+    ) -> list[Task]:
+        """Run ``decide`` on each locked task and write the transitions back."""
+        changed: list[Task] = []
+        events: list[dict[str, Any]] = []
+        for task in locked:
+            transition: Transition | None = decide(task)
+            if transition is None:
+                changed.append(task)
+                continue
+            values = _encode(transition.changes)
+            await conn.execute(update(tasks).where(T.id == task.id).values(**values))
+            events.extend(_event_row(task.id, e, now) for e in transition.events)
+            changed.append(replace(task, **{
+                k: v for k, v in transition.changes.items() if k != "dedupe_lock"}))
+        if events:
+            await conn.execute(insert(task_history), events)
+        return changed
+
+    async def _load(self, conn: AsyncConnection, ids: Sequence[int]) -> list[Task]:
+        if not ids:
+            return []
+        rows = await conn.execute(_TASK_SELECT.where(T.id.in_(ids)))
+        by_id = {row.id: _task(row) for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    async def claim_tasks(self, query: ClaimQuery, decide: Decide) -> list[Task]:
+        conditions = [
+            T.status == TaskStatus.PENDING.value,
+            or_(T.run_after.is_(None), T.run_after <= query.now),
+            or_(T.expires_at.is_(None), T.expires_at > query.now),
+            or_(T.assigned_to.is_(None), T.assigned_to == query.worker_id),
+            T.type_id.in_(self._claimable_types(query)),
+        ]
+        if query.type_ids is not None:
+            conditions.append(T.type_id.in_(query.type_ids))
+        order = [T[name].desc() if descending else T[name].asc() for name, descending in query.order]
+        pick = select(T.id).where(*conditions).order_by(*order).limit(query.limit)
+        async with self.db.write() as conn:
+            ids = list((await conn.execute(self._lock(pick, skip_locked=True))).scalars())
+            locked = await self._load(conn, ids)
+            return await self._apply(conn, locked, decide, query.now)
+
+    @staticmethod
+    def _claimable_types(query: ClaimQuery) -> Select[Any]:
+        types = select(TT.id).where(TT.is_active.is_(True))
+        if query.type_like is not None:
+            types = types.where(TT.name.like(query.type_like))
+        if query.type_names is not None:
+            types = types.where(TT.name.in_(query.type_names))
+        return types
+
+    async def transition_task(self, task_id: int, decide: Decide, now: datetime) -> Task | None:
+        async with self.db.write() as conn:
+            pick = self._lock(select(T.id).where(T.id == task_id), skip_locked=False)
+            if (await conn.execute(pick)).first() is None:
+                return None
+            locked = await self._load(conn, [task_id])
+            (task,) = await self._apply(conn, locked, decide, now)
+            return task
+
+    async def settle_tasks(self, query: SettleQuery, decide: Decide) -> int:
+        due = or_(
+            and_(T.status == TaskStatus.CLAIMED.value, T.lease_expires_at <= query.now),
+            and_(T.status == TaskStatus.PENDING.value, T.expires_at <= query.now),
+        )
+        pick = select(T.id).where(due).limit(query.limit)
+        if query.task_id is not None:
+            pick = pick.where(T.id == query.task_id)
+        async with self.db.read() as conn:
+            if (await conn.execute(pick.limit(1))).first() is None:
+                return 0  # the common case: nothing is due, and no write lock was taken
+        async with self.db.write() as conn:
+            ids = list((await conn.execute(self._lock(pick, skip_locked=True))).scalars())
+            locked = await self._load(conn, ids)
+            changed = await self._apply(conn, locked, decide, query.now)
+        return sum(1 for before, after in zip(locked, changed, strict=True) if before != after)
+
+    async def delete_task(self, task_id: int) -> bool:
+        async with self.db.write() as conn:
+            await conn.execute(delete(task_history).where(H.task_id == task_id))
+            result = await conn.execute(delete(tasks).where(T.id == task_id))
+        return bool(result.rowcount)
+
+
+__all__ = ["SqlStore"]

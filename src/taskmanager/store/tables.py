@@ -1,0 +1,140 @@
+"""The database schema as SQLAlchemy Core tables (the models the migrations must match)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+#: Integer primary keys: 64-bit everywhere, but SQLite's rowid alias must be exactly INTEGER.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+#: Long text: MySQL's TEXT holds only 64 KiB, params and results may be larger.
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC with microseconds on every database; read back as aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=False))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+task_types = Table(
+    "task_types",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("version", String(50), nullable=False),
+    Column("param_schema", LongText, nullable=False),
+    Column("is_active", Boolean, nullable=False, default=True),
+    Column("description", Text, nullable=True),
+    Column("max_attempts", Integer, nullable=False),
+    Column("claim_timeout", Integer, nullable=False),
+    Column("retry_delay", Float, nullable=False),
+    Column("retry_max_delay", Float, nullable=False),
+    Column("dedupe", String(16), nullable=False),
+    Column("max_pending", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("name"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("type_id", Id, ForeignKey("task_types.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("params", LongText, nullable=False),
+    Column("result", LongText, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("priority", Integer, nullable=False, default=0),
+    Column("progress", Integer, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("claimed_by", String(255), nullable=True),
+    Column("claimed_at", UTCDateTime, nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("lease_token", String(64), nullable=True),
+    Column("completed_at", UTCDateTime, nullable=True),
+    Column("run_after", UTCDateTime, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("assigned_to", String(255), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("dedupe_key", String(255), nullable=True),
+    # The dedupe key while it still blocks a new task with the same key (NULL once released):
+    # its unique index is what makes racing identical creates return the same task.
+    Column("dedupe_lock", String(255), nullable=True),
+    UniqueConstraint("type_id", "dedupe_lock"),
+    # Listing newest first, with or without a status filter; FIFO/LIFO claims.
+    Index("ix_tasks_status_created", "status", "created_at", "id"),
+    Index("ix_tasks_created", "created_at", "id"),
+    # Finding expired leases and expired pending tasks without scanning.
+    Index("ix_tasks_status_lease", "status", "lease_expires_at"),
+    Index("ix_tasks_status_expires", "status", "expires_at"),
+)
+
+# Claim: the next pending task by priority (highest first), then first in first out; the column
+# directions match the default claim order so the database walks the index and stops early.
+Index("ix_tasks_claim", tasks.c.status, tasks.c.priority.desc(), tasks.c.created_at, tasks.c.id)
+# The same restricted to one type; also serves per-type pending counts (max_pending).
+Index(
+    "ix_tasks_type_claim",
+    tasks.c.type_id, tasks.c.status, tasks.c.priority.desc(), tasks.c.created_at, tasks.c.id,
+)
+
+task_history = Table(
+    "task_history",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("task_id", Id, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("worker_id", String(255), nullable=True),
+    Column("message", Text, nullable=True),
+    Column("metadata", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_task_history_task_id", "task_id", "id"),
+)
