@@ -39,8 +39,11 @@ class TaskManagerError(Exception):
         *,
         details: list[str] | None = None,
         data: dict[str, object] | None = None,
+        error: str | None = None,
     ) -> None:
         self.message = message or self.default_message
+        #: The envelope's ``error`` text; the same as ``message`` unless a route says otherwise.
+        self.error = error or self.message
         self.details = details
         self.data = data
         super().__init__(self.message)

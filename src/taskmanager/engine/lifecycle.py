@@ -54,15 +54,15 @@ def settle(task: Task, *, now: datetime) -> Transition | None:
     """The transition a timestamp makes due: an expired lease or an expired pending task."""
     if task.status == TaskStatus.PENDING and task.expires_at is not None and task.expires_at <= now:
         return Transition(
-            changes={"status": TaskStatus.CANCELLED, "error_message": "expired",
-                     "completed_at": now, "updated_at": now},
+            changes={
+                "status": TaskStatus.CANCELLED,
+                "error_message": "expired",
+                "completed_at": now,
+                "updated_at": now,
+            },
             events=(NewEvent(HistoryEvent.EXPIRED, None, "expired"),),
         )
-    if (
-        task.status != TaskStatus.CLAIMED
-        or task.lease_expires_at is None
-        or task.lease_expires_at > now
-    ):
+    if task.status != TaskStatus.CLAIMED or task.lease_expires_at is None or task.lease_expires_at > now:
         return None
     expired = NewEvent(
         HistoryEvent.LEASE_EXPIRED, task.claimed_by, "Lease expired", {"attempt": task.attempts}
@@ -70,13 +70,24 @@ def settle(task: Task, *, now: datetime) -> Transition | None:
     if task.attempts >= task.max_attempts:
         message = f"Claim timeout exceeded after {task.attempts} attempts"
         return Transition(
-            changes={"status": TaskStatus.FAILED, "error_message": message,
-                     "completed_at": now, "lease_token": None, "updated_at": now},
+            changes={
+                "status": TaskStatus.FAILED,
+                "error_message": message,
+                "completed_at": now,
+                "lease_token": None,
+                "updated_at": now,
+            },
             events=(expired, NewEvent(HistoryEvent.FAILED, task.claimed_by, message)),
         )
     return Transition(
-        changes={"status": TaskStatus.PENDING, "claimed_by": None, "claimed_at": None,
-                 "lease_expires_at": None, "lease_token": None, "updated_at": now},
+        changes={
+            "status": TaskStatus.PENDING,
+            "claimed_by": None,
+            "claimed_at": None,
+            "lease_expires_at": None,
+            "lease_token": None,
+            "updated_at": now,
+        },
         events=(expired,),
     )
 
@@ -117,14 +128,10 @@ def is_repeat(task: Task, request: Completion) -> bool:
         return False
     if request.success:
         return task.status == TaskStatus.COMPLETED
-    return task.status == TaskStatus.FAILED or (
-        task.status == TaskStatus.PENDING and task.claimed_by is None
-    )
+    return task.status == TaskStatus.FAILED or (task.status == TaskStatus.PENDING and task.claimed_by is None)
 
 
-def complete(
-    task: Task, request: Completion, *, now: datetime, rng: random.Random
-) -> Transition | None:
+def complete(task: Task, request: Completion, *, now: datetime, rng: random.Random) -> Transition | None:
     """Finish the holder's attempt: completed, back to pending for a retry, or failed for good.
 
     Returns None for an idempotent repeat (nothing to change).
@@ -135,9 +142,15 @@ def complete(
     worker = request.worker_id
     if request.success:
         return Transition(
-            changes={"status": TaskStatus.COMPLETED, "result": request.result,
-                     "error_message": request.error, "completed_at": now,
-                     "lease_expires_at": None, "progress": 100, "updated_at": now},
+            changes={
+                "status": TaskStatus.COMPLETED,
+                "result": request.result,
+                "error_message": request.error,
+                "completed_at": now,
+                "lease_expires_at": None,
+                "progress": 100,
+                "updated_at": now,
+            },
             events=(NewEvent(HistoryEvent.COMPLETED, worker),),
         )
     common = {"result": request.result, "error_message": request.error, "updated_at": now}
@@ -145,37 +158,59 @@ def complete(
         policy = RetryPolicy(task.policy.retry_delay, task.policy.retry_max_delay)
         run_after = now + timedelta(seconds=policy.backoff(task.attempts, rng))
         return Transition(
-            changes={**common, "status": TaskStatus.PENDING, "claimed_by": None,
-                     "claimed_at": None, "lease_expires_at": None, "run_after": run_after},
+            changes={
+                **common,
+                "status": TaskStatus.PENDING,
+                "claimed_by": None,
+                "claimed_at": None,
+                "lease_expires_at": None,
+                "run_after": run_after,
+            },
             events=(
                 NewEvent(HistoryEvent.FAILED, worker, request.error, {"attempt": task.attempts}),
-                NewEvent(HistoryEvent.RETRY_SCHEDULED, worker, None,
-                         {"run_after": run_after.isoformat()}),
+                NewEvent(HistoryEvent.RETRY_SCHEDULED, worker, None, {"run_after": run_after.isoformat()}),
             ),
         )
     return Transition(
-        changes={**common, "status": TaskStatus.FAILED, "completed_at": now,
-                 "lease_expires_at": None},
+        changes={
+            **common,
+            "status": TaskStatus.FAILED,
+            "completed_at": now,
+            "lease_expires_at": None,
+        },
         events=(NewEvent(HistoryEvent.FAILED, worker, request.error, {"attempt": task.attempts}),),
     )
 
 
 def progress(
-    task: Task, *, worker_id: str, value: int, message: str | None, lease_token: str | None,
+    task: Task,
+    *,
+    worker_id: str,
+    value: int,
+    message: str | None,
+    lease_token: str | None,
     now: datetime,
 ) -> Transition:
     """Record progress; it is also a heartbeat, so the lease is extended."""
     _check_holder(task, worker_id, lease_token)
     return Transition(
-        changes={"progress": value, "updated_at": now,
-                 "lease_expires_at": now + timedelta(seconds=task.policy.claim_timeout)},
+        changes={
+            "progress": value,
+            "updated_at": now,
+            "lease_expires_at": now + timedelta(seconds=task.policy.claim_timeout),
+        },
         events=(NewEvent(HistoryEvent.PROGRESS, worker_id, message, {"progress": value}),),
     )
 
 
 def heartbeat(
-    task: Task, *, worker_id: str, lease_token: str | None, lease_seconds: int | None,
-    now: datetime, record: bool,
+    task: Task,
+    *,
+    worker_id: str,
+    lease_token: str | None,
+    lease_seconds: int | None,
+    now: datetime,
+    record: bool,
 ) -> Transition | None:
     """Extend the holder's lease. A cancelled task's holder is answered, not refused (None)."""
     if (
@@ -197,21 +232,35 @@ def cancel(task: Task, *, reason: str | None, now: datetime) -> Transition:
     if task.status not in ACTIVE_STATUSES:
         raise ValidationFailed(f"Task cannot be cancelled in state {task.status.value}")
     return Transition(
-        changes={"status": TaskStatus.CANCELLED, "error_message": reason or "cancelled",
-                 "completed_at": now, "lease_expires_at": None, "updated_at": now},
+        changes={
+            "status": TaskStatus.CANCELLED,
+            "error_message": reason or "cancelled",
+            "completed_at": now,
+            "lease_expires_at": None,
+            "updated_at": now,
+        },
         events=(NewEvent(HistoryEvent.CANCELLED, task.claimed_by, reason),),
     )
 
 
 def retry(task: Task, *, now: datetime) -> Transition:
     if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
-        raise ValidationFailed(
-            f"Only failed or cancelled tasks can be retried (task is {task.status.value})"
-        )
+        raise ValidationFailed(f"Only failed or cancelled tasks can be retried (task is {task.status.value})")
     return Transition(
-        changes={"status": TaskStatus.PENDING, "attempts": 0, "progress": 0, "result": None,
-                 "error_message": None, "claimed_by": None, "claimed_at": None,
-                 "lease_expires_at": None, "lease_token": None, "completed_at": None,
-                 "run_after": None, "expires_at": None, "updated_at": now},
+        changes={
+            "status": TaskStatus.PENDING,
+            "attempts": 0,
+            "progress": 0,
+            "result": None,
+            "error_message": None,
+            "claimed_by": None,
+            "claimed_at": None,
+            "lease_expires_at": None,
+            "lease_token": None,
+            "completed_at": None,
+            "run_after": None,
+            "expires_at": None,
+            "updated_at": now,
+        },
         events=(NewEvent(HistoryEvent.RETRIED, None, None, {"previous_status": task.status.value}),),
     )

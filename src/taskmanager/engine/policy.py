@@ -42,7 +42,7 @@ class RetryPolicy:
             return 0.0
         exponent = max(attempts - 1, 0)
         # Cap the exponent so huge attempt counts cannot overflow a float.
-        base = min(self.max_delay, self.delay * 2 ** min(exponent, 64))
+        base = min(self.max_delay, self.delay * float(2 ** min(exponent, 64)))
         spread = base * self.jitter
         return max(0.0, base + rng.uniform(-spread, spread))
 

@@ -35,8 +35,9 @@ def check_param_schema(schema: Any) -> None:
         raise ValidationFailed("Invalid JSON schema format")
     if "type" not in schema:
         raise ValidationFailed('JSON schema must have a "type" property')
-    remote = [f"{path}: $ref {ref!r} is not local" for path, ref in _walk_refs(schema)
-              if not ref.startswith("#")]
+    remote = [
+        f"{path}: $ref {ref!r} is not local" for path, ref in _walk_refs(schema) if not ref.startswith("#")
+    ]
     if remote:
         raise ValidationFailed(
             "Invalid JSON schema: only local $ref (starting with #) is allowed", details=remote
@@ -47,7 +48,8 @@ def check_param_schema(schema: Any) -> None:
     except SchemaError as exc:
         where = exc.json_path if hasattr(exc, "json_path") else "$"
         raise ValidationFailed(
-            f"Invalid JSON schema: {exc.message}", details=[f"param_schema{where[1:]}: {exc.message}"]
+            f"Invalid JSON schema: {exc.message}",
+            details=[f"param_schema{where[1:]}: {exc.message}"],
         ) from None
 
 
@@ -72,9 +74,7 @@ class ParamValidator:
             self._cache[key] = validator
         return validator
 
-    def problems(
-        self, type_id: int, updated_at: datetime, schema: dict[str, Any], params: Any
-    ) -> list[str]:
+    def problems(self, type_id: int, updated_at: datetime, schema: dict[str, Any], params: Any) -> list[str]:
         """Every violation as ``"<json path>: <message>"``, in path order."""
         validator = self._validator(type_id, updated_at, schema)
         errors = sorted(validator.iter_errors(params), key=lambda e: (list(map(str, e.path)), e.message))

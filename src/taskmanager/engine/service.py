@@ -46,6 +46,7 @@ from taskmanager.errors import (
     NotFound,
     QueueFull,
     TaskManagerError,
+    Unavailable,
     ValidationFailed,
 )
 
@@ -55,7 +56,11 @@ SORT_BY_ERROR = "Invalid sort_by field. Allowed values: created_at, priority, id
 SORT_ORDER_ERROR = "Invalid sort_order. Allowed values: ASC, DESC"
 SORT_COLUMNS = ("created_at", "priority", "id", "attempts")
 #: Default claim order: highest priority first, first in first out within a priority.
-DEFAULT_ORDER: tuple[tuple[str, bool], ...] = (("priority", True), ("created_at", False), ("id", False))
+DEFAULT_ORDER: tuple[tuple[str, bool], ...] = (
+    ("priority", True),
+    ("created_at", False),
+    ("id", False),
+)
 #: Most tasks one list request returns.
 MAX_LIST_LIMIT = 1000
 
@@ -94,24 +99,43 @@ class TaskService:
     # -- health ---------------------------------------------------------------------------------
 
     async def health(self) -> Reply:
-        await self.store.ping()
+        try:
+            await self.store.ping()
+        except Unavailable as exc:
+            raise Unavailable(
+                "Database unavailable", data={"status": "unhealthy", "database": "disconnected"}
+            ) from exc
         now = int(self.clock.now().timestamp())
-        return Reply("Service is healthy", {
-            "status": "healthy", "database": "connected", "version": self.version, "timestamp": now,
-        })
+        return Reply(
+            "Service is healthy",
+            {
+                "status": "healthy",
+                "database": "connected",
+                "version": self.version,
+                "timestamp": now,
+            },
+        )
 
     # -- task types -----------------------------------------------------------------------------
 
     def _type_settings(self, body: models.TypeSettings, existing: TaskType | None) -> dict[str, Any]:
         given = body.model_dump(include=body.model_fields_set & set(models.TypeSettings.model_fields))
         if existing is not None:
-            base: dict[str, Any] = {name: getattr(existing, name) for name in models.TypeSettings.model_fields}
+            base: dict[str, Any] = {
+                name: getattr(existing, name) for name in models.TypeSettings.model_fields
+            }
             base["dedupe"] = existing.dedupe.value
         else:
             d = self.defaults
-            base = {"max_attempts": d.max_attempts, "claim_timeout": d.claim_timeout,
-                    "retry_delay": d.retry_delay, "retry_max_delay": d.retry_max_delay,
-                    "dedupe": DedupeScope.ALL.value, "max_pending": None, "description": None}
+            base = {
+                "max_attempts": d.max_attempts,
+                "claim_timeout": d.claim_timeout,
+                "retry_delay": d.retry_delay,
+                "retry_max_delay": d.retry_max_delay,
+                "dedupe": DedupeScope.ALL.value,
+                "max_pending": None,
+                "description": None,
+            }
         return {**base, **given}
 
     async def register_type(self, body: models.RegisterTaskType) -> Reply:
@@ -138,8 +162,10 @@ class TaskService:
 
     async def list_types(self, active_only: bool = False) -> Reply:
         items = [type_data(t) for t in await self.store.list_types(active_only)]
-        return Reply("Task types retrieved successfully",
-                     {"task_types": items, "items": items, "count": len(items)})
+        return Reply(
+            "Task types retrieved successfully",
+            {"task_types": items, "items": items, "count": len(items)},
+        )
 
     async def deactivate_type(self, name: str) -> Reply:
         found = await self.store.set_type_active(name, False, self.clock.now())
@@ -156,8 +182,9 @@ class TaskService:
         try:
             params_json = _params_json(body.params)
         except ValueError:
-            raise ValidationFailed("Validation failed",
-                                   details=["params: NaN and Infinity are not JSON"]) from None
+            raise ValidationFailed(
+                "Validation failed", details=["params: NaN and Infinity are not JSON"]
+            ) from None
         if self.defaults.enable_schema_validation:
             problems = self._validator.problems(
                 task_type.id, task_type.updated_at, task_type.param_schema, body.params
@@ -179,8 +206,12 @@ class TaskService:
             expires_at=_when(body.expires_at, body.ttl_seconds, now, "expires_at", "ttl_seconds"),
             assigned_to=body.assigned_to,
             type_name=task_type.name,
-            policy=TypePolicy(task_type.claim_timeout, task_type.retry_delay,
-                              task_type.retry_max_delay, task_type.dedupe),
+            policy=TypePolicy(
+                task_type.claim_timeout,
+                task_type.retry_delay,
+                task_type.retry_max_delay,
+                task_type.dedupe,
+            ),
             now=now,
             event=self._event(NewEvent(Ev.CREATED)),
         )
@@ -208,14 +239,15 @@ class TaskService:
         prepared: list[tuple[int, InsertTask | str]] = []
         for index, raw in enumerate(body.tasks):
             try:
-                item = models.parse_body(models.CreateTask, raw)
-                prepared.append((index, await self._prepare(item, now)))
+                parsed = models.parse_body(models.CreateTask, raw)
+                prepared.append((index, await self._prepare(parsed, now)))
             except TaskManagerError as exc:
                 detail = "; ".join(exc.details) if exc.details else None
                 prepared.append((index, f"{exc.message}: {detail}" if detail else exc.message))
         valid = [item for _, item in prepared if isinstance(item, InsertTask)]
         inserted = iter(await self.store.insert_tasks(valid) if valid else [])
-        results, counts = [], {"created": 0, "duplicates": 0, "failed": 0}
+        results: list[dict[str, Any]] = []
+        counts = {"created": 0, "duplicates": 0, "failed": 0}
         for index, item in prepared:
             entry = _batch_entry(index, item if isinstance(item, str) else next(inserted))
             counts[_batch_bucket(entry)] += 1
@@ -242,8 +274,13 @@ class TaskService:
         return Reply("Task retrieved successfully", task_data(await self._task(task_id)))
 
     async def list_tasks(
-        self, *, status: str | None = None, type: str | None = None, worker_id: str | None = None,
-        limit: int = 50, offset: int = 0,
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        worker_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> Reply:
         statuses = _statuses(status)
         if not 1 <= limit <= MAX_LIST_LIMIT:
@@ -255,10 +292,17 @@ class TaskService:
         query = TaskQuery(statuses, None if like else type, like, worker_id, limit, offset)
         found = await self.store.list_tasks(query)
         items = [task_data(t) for t in found.tasks]
-        return Reply("Tasks retrieved successfully", {
-            "tasks": items, "items": items, "count": len(items), "total": found.total,
-            "limit": limit, "offset": offset,
-        })
+        return Reply(
+            "Tasks retrieved successfully",
+            {
+                "tasks": items,
+                "items": items,
+                "count": len(items),
+                "total": found.total,
+                "limit": limit,
+                "offset": offset,
+            },
+        )
 
     async def history(self, task_id: int) -> Reply:
         await self._task(task_id)
@@ -271,18 +315,34 @@ class TaskService:
         order = _claim_order(body.sort_by, body.sort_order)
         ids = None
         if body.task_type_id is not None or body.task_type_ids is not None:
-            ids = tuple({*(body.task_type_ids or ()), *(
-                () if body.task_type_id is None else (body.task_type_id,))})
+            ids = tuple(
+                {
+                    *(body.task_type_ids or ()),
+                    *(() if body.task_type_id is None else (body.task_type_id,)),
+                }
+            )
         await self._settle()
         now = self.clock.now()
         query = ClaimQuery(
-            now=now, worker_id=body.worker_id, limit=body.limit or 1, order=order, type_ids=ids,
-            type_like=body.type_pattern, type_names=tuple(body.types) if body.types else None,
+            now=now,
+            worker_id=body.worker_id,
+            limit=body.limit or 1,
+            order=order,
+            type_ids=ids,
+            type_like=body.type_pattern,
+            type_names=tuple(body.types) if body.types else None,
         )
-        tasks = await self.store.claim_tasks(query, lambda t: self._events(lifecycle.claim(
-            t, now=now, worker_id=body.worker_id, lease_seconds=body.lease_seconds), t))
-        claimed = [{**task_data(t), "lease_token": t.lease_token,
-                    "message": "Task claimed successfully"} for t in tasks]
+        tasks = await self.store.claim_tasks(
+            query,
+            lambda t: self._events(
+                lifecycle.claim(t, now=now, worker_id=body.worker_id, lease_seconds=body.lease_seconds),
+                t,
+            ),
+        )
+        claimed = [
+            {**task_data(t), "lease_token": t.lease_token, "message": "Task claimed successfully"}
+            for t in tasks
+        ]
         if body.limit is not None:
             return Reply(f"{len(claimed)} tasks claimed", {"tasks": claimed, "count": len(claimed)})
         if not claimed:
@@ -309,29 +369,67 @@ class TaskService:
             task_id, lambda t: lifecycle.complete(t, request, now=now, rng=self.rng)
         )
         status = lifecycle.outcome_status(task)
-        message = {"completed": "Task completed successfully", "failed": "Task marked as failed",
-                   lifecycle.RETRY_STATUS: "Task failed, retry scheduled"}[status]
-        return Reply(message, {"id": task.id, "status": status, "message": message,
-                               "attempts": task.attempts, "run_after": iso(task.run_after)})
+        message = {
+            "completed": "Task completed successfully",
+            "failed": "Task marked as failed",
+            lifecycle.RETRY_STATUS: "Task failed, retry scheduled",
+        }[status]
+        return Reply(
+            message,
+            {
+                "id": task.id,
+                "status": status,
+                "message": message,
+                "attempts": task.attempts,
+                "run_after": iso(task.run_after),
+            },
+        )
 
     async def progress(self, task_id: int, body: models.ReportProgress) -> Reply:
         now = self.clock.now()
-        task = await self._transition(task_id, lambda t: lifecycle.progress(
-            t, worker_id=body.worker_id, value=body.progress, message=body.message,
-            lease_token=body.lease_token, now=now))
+        task = await self._transition(
+            task_id,
+            lambda t: lifecycle.progress(
+                t,
+                worker_id=body.worker_id,
+                value=body.progress,
+                message=body.message,
+                lease_token=body.lease_token,
+                now=now,
+            ),
+        )
         message = "Task progress updated successfully"
-        return Reply(message, {"id": task.id, "progress": task.progress,
-                               "lease_expires_at": iso(task.lease_expires_at), "message": message})
+        return Reply(
+            message,
+            {
+                "id": task.id,
+                "progress": task.progress,
+                "lease_expires_at": iso(task.lease_expires_at),
+                "message": message,
+            },
+        )
 
     async def heartbeat(self, task_id: int, body: models.Heartbeat) -> Reply:
         now = self.clock.now()
-        task = await self._transition(task_id, lambda t: lifecycle.heartbeat(
-            t, worker_id=body.worker_id, lease_token=body.lease_token,
-            lease_seconds=body.lease_seconds, now=now, record=False))
-        return Reply("Lease extended", {
-            "id": task.id, "lease_expires_at": iso(task.lease_expires_at),
-            "cancel_requested": task.status == TaskStatus.CANCELLED,
-        })
+        task = await self._transition(
+            task_id,
+            lambda t: lifecycle.heartbeat(
+                t,
+                worker_id=body.worker_id,
+                lease_token=body.lease_token,
+                lease_seconds=body.lease_seconds,
+                now=now,
+                record=False,
+            ),
+        )
+        return Reply(
+            "Lease extended",
+            {
+                "id": task.id,
+                "lease_expires_at": iso(task.lease_expires_at),
+                "cancel_requested": task.status == TaskStatus.CANCELLED,
+            },
+        )
 
     # -- operator actions -----------------------------------------------------------------------
 
@@ -356,7 +454,8 @@ def _when(
 ) -> datetime | None:
     if at is not None and seconds is not None:
         raise ValidationFailed(
-            "Validation failed", details=[f"{seconds_name}: give {at_name} or {seconds_name}, not both"]
+            "Validation failed",
+            details=[f"{seconds_name}: give {at_name} or {seconds_name}, not both"],
         )
     if seconds is not None:
         return now + timedelta(seconds=seconds)
@@ -370,8 +469,10 @@ def _statuses(value: str | None) -> tuple[TaskStatus, ...]:
     wanted = [part.strip() for part in value.split(",") if part.strip()]
     bad = [part for part in wanted if part not in allowed]
     if bad:
-        raise ValidationFailed("Validation failed", details=[
-            f"status: {bad[0]!r} is not one of {', '.join(sorted(allowed))}"])
+        raise ValidationFailed(
+            "Validation failed",
+            details=[f"status: {bad[0]!r} is not one of {', '.join(sorted(allowed))}"],
+        )
     return tuple(TaskStatus(part) for part in dict.fromkeys(wanted))
 
 
@@ -397,22 +498,40 @@ def _created_reply(result: InsertResult, type_name: str) -> Reply:
     assert task is not None
     if result.outcome == InsertOutcome.DUPLICATE:
         message = "Task already exists (deduplicated)"
-        return Reply(message, {"id": task.id, "type": type_name, "status": task.status.value,
-                               "dedupe_key": task.dedupe_key, "duplicate": True,
-                               "deduplicated": True, "message": message})
+        return Reply(
+            message,
+            {
+                "id": task.id,
+                "type": type_name,
+                "status": task.status.value,
+                "dedupe_key": task.dedupe_key,
+                "duplicate": True,
+                "deduplicated": True,
+                "message": message,
+            },
+        )
     message = "Task created successfully"
-    return Reply(message, {**task_data(task), "duplicate": False, "deduplicated": False,
-                           "message": message})
+    return Reply(message, {**task_data(task), "duplicate": False, "deduplicated": False, "message": message})
 
 
 def _batch_entry(index: int, outcome: InsertResult | str) -> dict[str, Any]:
     if isinstance(outcome, str):
         return {"index": index, "id": None, "status": None, "duplicate": False, "error": outcome}
     if outcome.outcome == InsertOutcome.QUEUE_FULL or outcome.task is None:
-        return {"index": index, "id": None, "status": None, "duplicate": False,
-                "error": "Queue is full"}
-    return {"index": index, "id": outcome.task.id, "status": outcome.task.status.value,
-            "duplicate": outcome.outcome == InsertOutcome.DUPLICATE, "error": None}
+        return {
+            "index": index,
+            "id": None,
+            "status": None,
+            "duplicate": False,
+            "error": "Queue is full",
+        }
+    return {
+        "index": index,
+        "id": outcome.task.id,
+        "status": outcome.task.status.value,
+        "duplicate": outcome.outcome == InsertOutcome.DUPLICATE,
+        "error": None,
+    }
 
 
 def _batch_bucket(entry: dict[str, Any]) -> str:

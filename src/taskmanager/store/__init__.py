@@ -1,11 +1,11 @@
 """Storage: the SQL implementation of the engine's ``Store`` protocol, and its migrations."""
 
-from taskmanager.store.database import DEFAULT_DATABASE_URL, Database, connect, display_url
+from taskmanager.store.database import Database, connect, display_url
 from taskmanager.store.sql import SqlStore
 
-__all__ = ["DEFAULT_DATABASE_URL", "Database", "SqlStore", "connect", "display_url", "open_store"]
+__all__ = ["Database", "SqlStore", "connect", "display_url", "open_store"]
 
 
-def open_store(url: str = DEFAULT_DATABASE_URL, *, pool_size: int = 10) -> SqlStore:
+def open_store(url: str, *, pool_size: int = 10) -> SqlStore:
     """A store on ``url`` (no connection is made until first use)."""
     return SqlStore(connect(url, pool_size=pool_size))

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-#: Default database: a file beside the working directory.
-DEFAULT_DATABASE_URL = "sqlite:///./taskmanager.db"
+from taskmanager.errors import Unavailable
+
 #: Milliseconds a SQLite connection waits for another process's write lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Async driver chosen for each URL scheme a user may write.
@@ -62,22 +63,37 @@ class Database:
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that will write (on SQLite: BEGIN IMMEDIATE, one writer at a time)."""
-        if self.write_lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self.write_lock:
-            writer = self.engine.execution_options(sqlite_immediate=True)
-            async with writer.begin() as conn:
-                yield conn
+        with _unavailable_on_connection_errors():
+            if self.write_lock is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            async with self.write_lock:
+                writer = self.engine.execution_options(sqlite_immediate=True)
+                async with writer.begin() as conn:
+                    yield conn
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            yield conn
+        with _unavailable_on_connection_errors():
+            async with self.engine.connect() as conn:
+                yield conn
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@contextlib.contextmanager
+def _unavailable_on_connection_errors() -> Iterator[None]:
+    """A database that cannot be reached is a 503 ``unavailable``, never a 500 with driver text."""
+    try:
+        yield
+    except (OperationalError, InterfaceError, OSError, TimeoutError) as exc:
+        raise Unavailable("Database unavailable") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise Unavailable("Database unavailable") from exc
+        raise
 
 
 def _sqlite_events(engine: AsyncEngine) -> None:
@@ -108,7 +124,8 @@ def connect(url: str, *, pool_size: int = 10) -> Database:
         memory = target.database in (None, "", ":memory:")
         kwargs: dict[str, Any] = (
             {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
-            if memory else {"pool_size": pool_size, "max_overflow": 0}
+            if memory
+            else {"pool_size": pool_size, "max_overflow": 0}
         )
         engine = create_async_engine(target, **kwargs)
         _sqlite_events(engine)

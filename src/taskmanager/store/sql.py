@@ -48,11 +48,32 @@ from taskmanager.store.tables import task_history, task_types, tasks
 T, TT, H = tasks.c, task_types.c, task_history.c
 
 _TASK_COLUMNS = [
-    T.id, T.type_id, T.status, T.params, T.result, T.error_message, T.priority, T.progress,
-    T.attempts, T.max_attempts, T.claimed_by, T.claimed_at, T.lease_expires_at, T.lease_token,
-    T.completed_at, T.run_after, T.expires_at, T.assigned_to, T.created_at, T.updated_at,
-    T.dedupe_key, TT.name.label("type_name"), TT.claim_timeout, TT.retry_delay,
-    TT.retry_max_delay, TT.dedupe.label("type_dedupe"),
+    T.id,
+    T.type_id,
+    T.status,
+    T.params,
+    T.result,
+    T.error_message,
+    T.priority,
+    T.progress,
+    T.attempts,
+    T.max_attempts,
+    T.claimed_by,
+    T.claimed_at,
+    T.lease_expires_at,
+    T.lease_token,
+    T.completed_at,
+    T.run_after,
+    T.expires_at,
+    T.assigned_to,
+    T.created_at,
+    T.updated_at,
+    T.dedupe_key,
+    TT.name.label("type_name"),
+    TT.claim_timeout,
+    TT.retry_delay,
+    TT.retry_max_delay,
+    TT.dedupe.label("type_dedupe"),
 ]
 _TASK_SELECT = select(*_TASK_COLUMNS).select_from(tasks.join(task_types, T.type_id == TT.id))
 #: Columns a transition may change (anything else in ``changes`` is a programming error).
@@ -69,27 +90,48 @@ def _dump(value: Any) -> str | None:
 
 def _task(row: Any) -> Task:
     return Task(
-        id=row.id, type_id=row.type_id, type=row.type_name, status=TaskStatus(row.status),
-        params=json.loads(row.params), result=_json_or_none(row.result),
-        error_message=row.error_message, priority=row.priority, progress=row.progress,
-        attempts=row.attempts, max_attempts=row.max_attempts, claimed_by=row.claimed_by,
-        claimed_at=row.claimed_at, lease_expires_at=row.lease_expires_at,
-        lease_token=row.lease_token, completed_at=row.completed_at, run_after=row.run_after,
-        expires_at=row.expires_at, assigned_to=row.assigned_to, created_at=row.created_at,
-        updated_at=row.updated_at, dedupe_key=row.dedupe_key,
-        policy=Policy(row.claim_timeout, row.retry_delay, row.retry_max_delay,
-                      DedupeScope(row.type_dedupe)),
+        id=row.id,
+        type_id=row.type_id,
+        type=row.type_name,
+        status=TaskStatus(row.status),
+        params=json.loads(row.params),
+        result=_json_or_none(row.result),
+        error_message=row.error_message,
+        priority=row.priority,
+        progress=row.progress,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        claimed_by=row.claimed_by,
+        claimed_at=row.claimed_at,
+        lease_expires_at=row.lease_expires_at,
+        lease_token=row.lease_token,
+        completed_at=row.completed_at,
+        run_after=row.run_after,
+        expires_at=row.expires_at,
+        assigned_to=row.assigned_to,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        dedupe_key=row.dedupe_key,
+        policy=Policy(row.claim_timeout, row.retry_delay, row.retry_max_delay, DedupeScope(row.type_dedupe)),
     )
 
 
 def _task_type(row: Any) -> TaskType:
     return TaskType(
-        id=row.id, name=row.name, version=row.version, param_schema=json.loads(row.param_schema),
-        is_active=bool(row.is_active), max_attempts=row.max_attempts,
-        claim_timeout=row.claim_timeout, retry_delay=row.retry_delay,
-        retry_max_delay=row.retry_max_delay, dedupe=DedupeScope(row.dedupe),
-        max_pending=row.max_pending, description=row.description,
-        created_at=row.created_at, updated_at=row.updated_at,
+        id=row.id,
+        name=row.name,
+        version=row.version,
+        param_schema=json.loads(row.param_schema),
+        is_active=bool(row.is_active),
+        max_attempts=row.max_attempts,
+        claim_timeout=row.claim_timeout,
+        retry_delay=row.retry_delay,
+        retry_max_delay=row.retry_max_delay,
+        dedupe=DedupeScope(row.dedupe),
+        max_pending=row.max_pending,
+        description=row.description,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
@@ -106,8 +148,14 @@ def _encode(changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def _event_row(task_id: int, event: NewEvent, now: datetime) -> dict[str, Any]:
-    return {"task_id": task_id, "event": event.event.value, "worker_id": event.worker_id,
-            "message": event.message, "metadata": _dump(event.metadata), "created_at": now}
+    return {
+        "task_id": task_id,
+        "event": event.event.value,
+        "worker_id": event.worker_id,
+        "message": event.message,
+        "metadata": _dump(event.metadata),
+        "created_at": now,
+    }
 
 
 class SqlStore:
@@ -138,20 +186,24 @@ class SqlStore:
             return [_task_type(row) for row in await conn.execute(query)]
 
     async def save_type(self, params: SaveType) -> tuple[TaskType, bool]:
-        values = {"version": params.version, "param_schema": _dump(params.param_schema),
-                  "is_active": True, "updated_at": params.now, **params.settings}
+        values = {
+            "version": params.version,
+            "param_schema": _dump(params.param_schema),
+            "is_active": True,
+            "updated_at": params.now,
+            **params.settings,
+        }
         for _ in range(3):
             async with self.db.write() as conn:
-                found = await conn.execute(
-                    update(task_types).where(TT.name == params.name).values(**values)
-                )
+                found = await conn.execute(update(task_types).where(TT.name == params.name).values(**values))
                 if found.rowcount:
                     row = (await conn.execute(select(task_types).where(TT.name == params.name))).one()
                     return _task_type(row), False
                 try:
                     async with conn.begin_nested():
-                        await conn.execute(insert(task_types).values(
-                            name=params.name, created_at=params.now, **values))
+                        await conn.execute(
+                            insert(task_types).values(name=params.name, created_at=params.now, **values)
+                        )
                 except IntegrityError:
                     continue  # registered concurrently: update it on the next round
                 row = (await conn.execute(select(task_types).where(TT.name == params.name))).one()
@@ -184,16 +236,27 @@ class SqlStore:
             if found is not None:
                 return InsertResult(InsertOutcome.DUPLICATE, found)
         if item.max_pending is not None:
-            pending = await conn.scalar(select(func.count()).select_from(tasks).where(
-                T.type_id == item.type_id, T.status == TaskStatus.PENDING.value))
+            pending = await conn.scalar(
+                select(func.count())
+                .select_from(tasks)
+                .where(T.type_id == item.type_id, T.status == TaskStatus.PENDING.value)
+            )
             if (pending or 0) >= item.max_pending:
                 return InsertResult(InsertOutcome.QUEUE_FULL, None)
         values = {
-            "type_id": item.type_id, "status": TaskStatus.PENDING.value, "params": item.params_json,
-            "priority": item.priority, "progress": 0, "attempts": 0,
-            "max_attempts": item.max_attempts, "run_after": item.run_after,
-            "expires_at": item.expires_at, "assigned_to": item.assigned_to,
-            "created_at": item.now, "updated_at": item.now, "dedupe_key": item.dedupe_key,
+            "type_id": item.type_id,
+            "status": TaskStatus.PENDING.value,
+            "params": item.params_json,
+            "priority": item.priority,
+            "progress": 0,
+            "attempts": 0,
+            "max_attempts": item.max_attempts,
+            "run_after": item.run_after,
+            "expires_at": item.expires_at,
+            "assigned_to": item.assigned_to,
+            "created_at": item.now,
+            "updated_at": item.now,
+            "dedupe_key": item.dedupe_key,
             "dedupe_lock": item.dedupe_key if dedupe else None,
         }
         try:
@@ -205,16 +268,33 @@ class SqlStore:
             if found is None:
                 raise
             return InsertResult(InsertOutcome.DUPLICATE, found)
-        task_id = int(result.inserted_primary_key[0])
+        (task_id,) = result.inserted_primary_key or (None,)
+        assert task_id is not None
         if item.event is not None:
             await conn.execute(insert(task_history).values(_event_row(task_id, item.event, item.now)))
         task = Task(
-            id=task_id, type_id=item.type_id, type=item.type_name, status=TaskStatus.PENDING,
-            params=item.params, result=None, error_message=None, priority=item.priority,
-            progress=0, attempts=0, max_attempts=item.max_attempts, claimed_by=None,
-            claimed_at=None, lease_expires_at=None, lease_token=None, completed_at=None,
-            run_after=item.run_after, expires_at=item.expires_at, assigned_to=item.assigned_to,
-            created_at=item.now, updated_at=item.now, dedupe_key=item.dedupe_key,
+            id=task_id,
+            type_id=item.type_id,
+            type=item.type_name,
+            status=TaskStatus.PENDING,
+            params=item.params,
+            result=None,
+            error_message=None,
+            priority=item.priority,
+            progress=0,
+            attempts=0,
+            max_attempts=item.max_attempts,
+            claimed_by=None,
+            claimed_at=None,
+            lease_expires_at=None,
+            lease_token=None,
+            completed_at=None,
+            run_after=item.run_after,
+            expires_at=item.expires_at,
+            assigned_to=item.assigned_to,
+            created_at=item.now,
+            updated_at=item.now,
+            dedupe_key=item.dedupe_key,
             policy=item.policy,
         )
         return InsertResult(InsertOutcome.CREATED, task)
@@ -236,10 +316,15 @@ class SqlStore:
             conditions.append(TT.name.like(query.type_like))
         if query.worker_id is not None:
             conditions.append(T.claimed_by == query.worker_id)
-        page = (_TASK_SELECT.where(*conditions).order_by(T.created_at.desc(), T.id.desc())
-                .limit(query.limit).offset(query.offset))
-        count = (select(func.count()).select_from(tasks.join(task_types, T.type_id == TT.id))
-                 .where(*conditions))
+        page = (
+            _TASK_SELECT.where(*conditions)
+            .order_by(T.created_at.desc(), T.id.desc())
+            .limit(query.limit)
+            .offset(query.offset)
+        )
+        count = (
+            select(func.count()).select_from(tasks.join(task_types, T.type_id == TT.id)).where(*conditions)
+        )
         async with self.db.read() as conn:
             rows = [_task(row) for row in await conn.execute(page)]
             total = await conn.scalar(count)
@@ -249,8 +334,15 @@ class SqlStore:
         query = select(task_history).where(H.task_id == task_id).order_by(H.id)
         async with self.db.read() as conn:
             return [
-                Event(row.id, row.task_id, row.event, row.worker_id, row.message,
-                      _json_or_none(row.metadata), row.created_at)
+                Event(
+                    row.id,
+                    row.task_id,
+                    row.event,
+                    row.worker_id,
+                    row.message,
+                    _json_or_none(row.metadata),
+                    row.created_at,
+                )
                 for row in await conn.execute(query)
             ]
 
@@ -273,8 +365,9 @@ class SqlStore:
             values = _encode(transition.changes)
             await conn.execute(update(tasks).where(T.id == task.id).values(**values))
             events.extend(_event_row(task.id, e, now) for e in transition.events)
-            changed.append(replace(task, **{
-                k: v for k, v in transition.changes.items() if k != "dedupe_lock"}))
+            changed.append(
+                replace(task, **{k: v for k, v in transition.changes.items() if k != "dedupe_lock"})
+            )
         if events:
             await conn.execute(insert(task_history), events)
         return changed

@@ -123,7 +123,11 @@ Index("ix_tasks_claim", tasks.c.status, tasks.c.priority.desc(), tasks.c.created
 # The same restricted to one type; also serves per-type pending counts (max_pending).
 Index(
     "ix_tasks_type_claim",
-    tasks.c.type_id, tasks.c.status, tasks.c.priority.desc(), tasks.c.created_at, tasks.c.id,
+    tasks.c.type_id,
+    tasks.c.status,
+    tasks.c.priority.desc(),
+    tasks.c.created_at,
+    tasks.c.id,
 )
 
 task_history = Table(

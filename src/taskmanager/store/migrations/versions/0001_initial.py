@@ -64,10 +64,12 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["type_id"], ["task_types.id"], name="fk_tasks_type_id_task_types"),
         sa.UniqueConstraint("type_id", "dedupe_lock", name="uq_tasks_type_id_dedupe_lock"),
     )
-    op.create_index("ix_tasks_claim", "tasks",
-                    ["status", sa.text("priority DESC"), "created_at", "id"])
-    op.create_index("ix_tasks_type_claim", "tasks",
-                    ["type_id", "status", sa.text("priority DESC"), "created_at", "id"])
+    op.create_index("ix_tasks_claim", "tasks", ["status", sa.text("priority DESC"), "created_at", "id"])
+    op.create_index(
+        "ix_tasks_type_claim",
+        "tasks",
+        ["type_id", "status", sa.text("priority DESC"), "created_at", "id"],
+    )
     op.create_index("ix_tasks_status_created", "tasks", ["status", "created_at", "id"])
     op.create_index("ix_tasks_created", "tasks", ["created_at", "id"])
     op.create_index("ix_tasks_status_lease", "tasks", ["status", "lease_expires_at"])
@@ -89,8 +91,14 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_task_history_task_id", table_name="task_history")
     op.drop_table("task_history")
-    for name in ("ix_tasks_status_expires", "ix_tasks_status_lease", "ix_tasks_created",
-                 "ix_tasks_status_created", "ix_tasks_type_claim", "ix_tasks_claim"):
+    for name in (
+        "ix_tasks_status_expires",
+        "ix_tasks_status_lease",
+        "ix_tasks_created",
+        "ix_tasks_status_created",
+        "ix_tasks_type_claim",
+        "ix_tasks_claim",
+    ):
         op.drop_index(name, table_name="tasks")
     op.drop_table("tasks")
     op.drop_table("task_types")

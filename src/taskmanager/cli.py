@@ -1,0 +1,199 @@
+"""The ``taskmanager`` command: serve, db upgrade|downgrade|current, version."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from taskmanager import __version__
+from taskmanager.settings import Settings, is_loopback
+
+if TYPE_CHECKING:
+    from taskmanager.store import Database
+
+app = typer.Typer(
+    help="TaskManager: a self-hosted HTTP work queue.", no_args_is_help=True, add_completion=False
+)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="TASKMANAGER_DATABASE_URL",
+        show_envvar=True,
+        help="sqlite:///PATH, postgresql://... or mysql://...",
+    ),
+]
+
+
+def _settings(**overrides: object) -> Settings:
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**given)  # type: ignore[arg-type]
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(envvar="TASKMANAGER_HOST", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="TASKMANAGER_PORT", help="Port to bind.")] = 8000,
+    database_url: DatabaseOption = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TASKMANAGER_API_KEY",
+            help="Admin API key (unset and no stored keys: open mode).",
+        ),
+    ] = None,
+    claim_timeout: Annotated[int | None, typer.Option(help="Seconds a claim's lease lasts.")] = None,
+    max_attempts: Annotated[int | None, typer.Option(help="Attempts before a task fails.")] = None,
+    retry_delay: Annotated[float | None, typer.Option(help="Base seconds of retry backoff.")] = None,
+    enable_history: Annotated[
+        bool | None,
+        typer.Option("--enable-history/--disable-history", help="Record task history events."),
+    ] = None,
+    enable_schema_validation: Annotated[
+        bool | None,
+        typer.Option(
+            "--enable-schema-validation/--disable-schema-validation",
+            help="Validate params against the type's schema.",
+        ),
+    ] = None,
+    cors_origins: Annotated[str | None, typer.Option(help="Allowed origins, comma separated.")] = None,
+    max_request_bytes: Annotated[int | None, typer.Option(help="Larger bodies get 413.")] = None,
+    allow_open: Annotated[
+        bool,
+        typer.Option(
+            "--allow-open",
+            envvar="TASKMANAGER_ALLOW_OPEN",
+            help="Serve without any API key on a non-loopback address (dangerous).",
+        ),
+    ] = False,
+    workers: Annotated[int, typer.Option(help="Server processes (uvicorn workers).")] = 1,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the API server (migrating the database first)."""
+    settings = _settings(
+        host=host,
+        port=port,
+        database_url=database_url,
+        api_key=api_key,
+        claim_timeout=claim_timeout,
+        max_attempts=max_attempts,
+        retry_delay=retry_delay,
+        enable_history=enable_history,
+        enable_schema_validation=enable_schema_validation,
+        cors_origins=cors_origins,
+        max_request_bytes=max_request_bytes,
+        allow_open=allow_open,
+    )
+    auth_on = settings.api_key is not None
+    if not auth_on and not is_loopback(settings.host) and not settings.allow_open:
+        console.print(
+            f"[red]Refusing to serve in open mode on {settings.host}:[/red] no API key is set. "
+            "Set TASKMANAGER_API_KEY, bind to 127.0.0.1, or pass --allow-open."
+        )
+        raise typer.Exit(2)
+    from taskmanager.store import display_url, open_store
+    from taskmanager.store.migrate import upgrade
+
+    async def migrate() -> None:
+        store = open_store(settings.database_url, pool_size=1)
+        try:
+            await upgrade(store.db)
+        finally:
+            await store.close()
+
+    asyncio.run(migrate())
+    # Worker processes read their settings from the environment, already migrated.
+    env = {
+        f"TASKMANAGER_{name.upper()}": str(value)
+        for name, value in settings.model_dump().items()
+        if value is not None
+    }
+    env["TASKMANAGER_MIGRATE_ON_START"] = "false"
+    os.environ.update(env)
+    console.print(f"TaskManager {__version__} listening on http://{settings.host}:{settings.port}")
+    console.print(f"  database: {display_url(settings.database_url)}")
+    console.print(f"  auth: {'on (API key required)' if auth_on else 'OFF (open mode)'}")
+    console.print(f"  docs: http://{settings.host}:{settings.port}/api/docs")
+    import uvicorn
+
+    uvicorn.run(
+        "taskmanager.server.app:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+        loop="auto",
+        http="auto",
+    )
+
+
+async def _on_store(database_url: str | None, action: Callable[[Database], Awaitable[object]]) -> str | None:
+    """Run a migration ``action`` on the configured database; return its revision afterwards."""
+    from taskmanager.store import open_store
+    from taskmanager.store.migrate import current
+
+    store = open_store(_settings(database_url=database_url).database_url, pool_size=1)
+    try:
+        await action(store.db)
+        return await current(store.db)
+    finally:
+        await store.close()
+
+
+async def _nothing(_db: Database) -> None:
+    return None
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    database_url: DatabaseOption = None,
+) -> None:
+    """Migrate the schema up to REVISION (default: the latest)."""
+    from taskmanager.store.migrate import upgrade
+
+    found = asyncio.run(_on_store(database_url, lambda db: upgrade(db, revision)))
+    typer.echo(f"database at revision {found or 'base (empty)'}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision: -1, a revision id, or base.")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Roll the schema back to REVISION (``base`` drops every table)."""
+    from taskmanager.store.migrate import downgrade
+
+    found = asyncio.run(_on_store(database_url, lambda db: downgrade(db, revision)))
+    typer.echo(f"database at revision {found or 'base (empty)'}")
+
+
+@db_app.command("current")
+def db_current(database_url: DatabaseOption = None) -> None:
+    """Print the database's schema revision and the latest one."""
+    from taskmanager.store.migrate import head_revision
+
+    found = asyncio.run(_on_store(database_url, _nothing))
+    typer.echo(f"current: {found or 'base (empty)'}")
+    typer.echo(f"latest:  {head_revision()}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,114 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from taskmanager import __version__, models
+from taskmanager.engine.clock import Clock
+from taskmanager.engine.service import TaskService
+from taskmanager.engine.store import Store
+from taskmanager.errors import NotFound, TaskManagerError, ValidationFailed
+from taskmanager.server.auth import Authenticator
+from taskmanager.server.docs import add_body_schemas
+from taskmanager.server.envelope import error
+from taskmanager.server.middleware import EdgeMiddleware
+from taskmanager.server.routes import router
+from taskmanager.settings import Settings
+from taskmanager.store import open_store
+from taskmanager.store.migrate import upgrade
+
+log = logging.getLogger("taskmanager.server")
+
+DESCRIPTION = """\
+A self-hosted work queue for workers that speak HTTP, compatible with the PrismQ TaskManager API.
+
+Every response is an envelope: `{"success": true, "message", "data", "timestamp"}` or
+`{"success": false, "error", "message", "code", "timestamp", "details"?}`. Routes live under
+`/api` and are answered at the root too.
+"""
+
+
+def _on_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TaskManagerError)
+    return error(exc)
+
+
+def _on_http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        return error(NotFound("Endpoint not found"))
+    return error(NotFound("Endpoint not found") if exc.status_code == 404 else TaskManagerError())
+
+
+def _on_validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    details = [f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in exc.errors()]
+    return error(ValidationFailed("Validation failed", details=details))
+
+
+def create_app(
+    settings: Settings | None = None, *, store: Store | None = None, clock: Clock | None = None
+) -> FastAPI:
+    """Build the application. ``store`` and ``clock`` may be injected (tests, embedding)."""
+    settings = settings or Settings()
+    owned = store is None
+    active_store = store or open_store(settings.database_url, pool_size=settings.db_pool_size)
+    engine = TaskService(active_store, clock=clock, defaults=settings.engine_defaults(), version=__version__)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if owned and settings.migrate_on_start:
+            await upgrade(active_store.db)  # type: ignore[attr-defined]
+        yield
+        if owned:
+            await active_store.close()
+
+    app = FastAPI(
+        title="TaskManager API",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.service = engine
+    app.state.auth = Authenticator(settings.api_key)
+    app.state.settings = settings
+    app.include_router(router)
+    app.add_exception_handler(TaskManagerError, _on_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_middleware(EdgeMiddleware, origins=settings.origins(), max_body=settings.max_request_bytes)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                openapi_version="3.1.0",
+            )
+            app.openapi_schema = add_body_schemas(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    _ = models
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and process managers: settings from the environment."""
+    return create_app(Settings())

@@ -1,0 +1,51 @@
+"""The response envelope of API.md A.1, for successes and errors alike."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from starlette.responses import Response
+
+from taskmanager.engine.service import Reply
+from taskmanager.errors import TaskManagerError
+
+JSON = "application/json"
+
+
+def dumps(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def now_seconds() -> int:
+    return int(time.time())
+
+
+def ok(reply: Reply) -> Response:
+    body = {
+        "success": True,
+        "message": reply.message,
+        "data": reply.data,
+        "timestamp": now_seconds(),
+    }
+    return Response(dumps(body), 200, media_type=JSON)
+
+
+def error_body(exc: TaskManagerError) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "success": False,
+        "error": exc.error,
+        "message": exc.message,
+        "code": exc.code,
+        "timestamp": now_seconds(),
+    }
+    if exc.details:
+        body["details"] = exc.details
+    if exc.data:
+        body["data"] = exc.data
+    return body
+
+
+def error(exc: TaskManagerError, headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps(error_body(exc)), exc.status, headers=headers, media_type=JSON)

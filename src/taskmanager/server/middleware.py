@@ -1,0 +1,137 @@
+"""The edge of every request: path aliases, OPTIONS, size limit, headers, request ids, 500s.
+
+Pure ASGI (no BaseHTTPMiddleware) so it costs little and also wraps error responses: every
+response, errors and OPTIONS included, carries the Cache-Control, security and CORS headers of
+API.md A.1.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taskmanager.errors import InternalError, PayloadTooLarge
+from taskmanager.server.envelope import dumps, error_body
+
+log = logging.getLogger("taskmanager.server")
+
+API_PREFIX = "/api"
+#: Paths served as they are (not under /api).
+ROOT_PATHS = ("/dashboard",)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+BASE_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"cache-control", b"no-store, no-cache, must-revalidate, max-age=0"),
+    (b"pragma", b"no-cache"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"access-control-allow-methods", b"GET, POST, PUT, DELETE, OPTIONS"),
+    (b"access-control-allow-headers", b"Content-Type, Authorization, X-API-Key"),
+]
+_REPLACED = {name for name, _ in BASE_HEADERS} | {b"access-control-allow-origin", b"vary"}
+
+
+def api_path(path: str) -> str:
+    """``/tasks/`` → ``/api/tasks``: routes live under /api and are answered at the root too."""
+    if len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/") or "/"
+    if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+        return path
+    if any(path == p or path.startswith(p + "/") for p in ROOT_PATHS):
+        return path
+    return API_PREFIX + (path if path != "/" else "")
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, *, origins: Iterable[str], max_body: int) -> None:
+        self.app = app
+        self.origins = list(origins)
+        self.any_origin = "*" in self.origins
+        self.max_body = max_body
+
+    def _headers(self, scope: Scope, request_id: str) -> list[tuple[bytes, bytes]]:
+        headers = [*BASE_HEADERS, (b"x-request-id", request_id.encode())]
+        origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), None)
+        if self.any_origin:
+            headers.append((b"access-control-allow-origin", b"*"))
+        elif origin is not None and origin in self.origins:
+            headers.append((b"access-control-allow-origin", origin.encode("latin-1")))
+            headers.append((b"vary", b"Origin"))
+        if scope["scheme"] == "https":
+            headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+        return headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex[:16]
+        path = api_path(scope["path"])
+        scope = {**scope, "path": path, "raw_path": path.encode(), "request_id": request_id}
+        extra = self._headers(scope, request_id)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _REPLACED]
+                message = {**message, "headers": kept + extra}
+            await send(message)
+
+        if scope["method"] == "OPTIONS":
+            await _send_plain(send_with_headers, 200, b"", b"text/plain")
+            return
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            await _send_error(send_with_headers, PayloadTooLarge())
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send_with_headers(message)
+
+        try:
+            await self.app(scope, _limited(receive, self.max_body), tracking_send)
+        except Exception:
+            log.exception("unhandled error in %s %s (request %s)", scope["method"], path, request_id)
+            if not started:
+                await _send_error(send_with_headers, InternalError())
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """Refuse a body that grows past ``limit`` while it streams in (no Content-Length needed)."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise PayloadTooLarge()
+        return message
+
+    return wrapped
+
+
+async def _send_plain(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(send: Send, exc: PayloadTooLarge | InternalError) -> None:
+    await _send_plain(send, exc.status, dumps(error_body(exc)), b"application/json")
