@@ -1,26 +1,41 @@
-"""Connecting to a database: URL normalisation, engines per dialect, and what differs between them."""
+"""Connecting to a database: URL normalisation, engines per dialect, and what differs between them.
+
+The store's SQL is written once, as plain functions on a synchronous SQLAlchemy ``Connection``.
+``Database.run`` runs such a function inside one transaction, the right way for each database:
+
+* **SQLite** — the stdlib driver in worker threads: one writer thread (SQLite allows one writer;
+  queuing writers here beats busy-waiting on the file lock) and a few reader threads. A whole
+  transaction is one thread hop, which measured ~18x faster per statement than an async driver.
+* **PostgreSQL / MySQL** — async drivers (asyncpg, asyncmy); the same function runs through
+  SQLAlchemy's ``run_sync`` bridge, so no thread is held while the database answers.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from taskmanager.errors import Unavailable
 
+R = TypeVar("R")
+
 #: Milliseconds a SQLite connection waits for another process's write lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-#: Async driver chosen for each URL scheme a user may write.
+#: Threads that run SQLite read transactions concurrently (WAL lets readers run beside the writer).
+SQLITE_READERS = 4
+#: Driver chosen for each URL scheme a user may write.
 DRIVERS = {
-    "sqlite": "sqlite+aiosqlite",
+    "sqlite": "sqlite+pysqlite",
     "postgresql": "postgresql+asyncpg",
     "postgres": "postgresql+asyncpg",
     "mysql": "mysql+asyncmy",
@@ -28,8 +43,8 @@ DRIVERS = {
 }
 
 
-def async_url(url: str) -> URL:
-    """``sqlite:///x.db`` → ``sqlite+aiosqlite:///x.db`` (explicit drivers are kept)."""
+def driver_url(url: str) -> URL:
+    """``postgresql://…`` → ``postgresql+asyncpg://…`` (explicit drivers are kept)."""
     parsed = make_url(url)
     if "+" in parsed.drivername:
         return parsed
@@ -46,43 +61,6 @@ def display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-@dataclass
-class Database:
-    """An async engine plus the few facts about its dialect the store needs."""
-
-    engine: AsyncEngine
-    dialect: str
-    #: SQLite allows one writer: writes in this process queue on a lock instead of busy-waiting.
-    write_lock: asyncio.Lock | None
-
-    @property
-    def locks_rows(self) -> bool:
-        """PostgreSQL and MySQL lock rows with FOR UPDATE; SQLite locks the whole database."""
-        return self.dialect != "sqlite"
-
-    @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction that will write (on SQLite: BEGIN IMMEDIATE, one writer at a time)."""
-        with _unavailable_on_connection_errors():
-            if self.write_lock is None:
-                async with self.engine.begin() as conn:
-                    yield conn
-                return
-            async with self.write_lock:
-                writer = self.engine.execution_options(sqlite_immediate=True)
-                async with writer.begin() as conn:
-                    yield conn
-
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        with _unavailable_on_connection_errors():
-            async with self.engine.connect() as conn:
-                yield conn
-
-    async def dispose(self) -> None:
-        await self.engine.dispose()
-
-
 @contextlib.contextmanager
 def _unavailable_on_connection_errors() -> Iterator[None]:
     """A database that cannot be reached is a 503 ``unavailable``, never a 500 with driver text."""
@@ -96,10 +74,49 @@ def _unavailable_on_connection_errors() -> Iterator[None]:
         raise
 
 
-def _sqlite_events(engine: AsyncEngine) -> None:
-    sync_engine = engine.sync_engine
+@dataclass
+class Database:
+    """Runs the store's SQL functions, each in one transaction, on one database."""
 
-    @event.listens_for(sync_engine, "connect")
+    dialect: str
+    sync_engine: Engine | None = None
+    async_engine: AsyncEngine | None = None
+    _writer: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _readers: ThreadPoolExecutor | None = field(default=None, repr=False)
+
+    @property
+    def locks_rows(self) -> bool:
+        """PostgreSQL and MySQL lock rows with FOR UPDATE; SQLite locks the whole database."""
+        return self.dialect != "sqlite"
+
+    async def run(self, fn: Callable[[Connection], R], *, write: bool) -> R:
+        """``fn(connection)`` inside one transaction, committed if it returns."""
+        with _unavailable_on_connection_errors():
+            if self.async_engine is not None:
+                async with self.async_engine.begin() as conn:
+                    return await conn.run_sync(fn)
+            executor = self._writer if write else self._readers
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(executor, self._in_transaction, fn, write)
+
+    def _in_transaction(self, fn: Callable[[Connection], R], write: bool) -> R:
+        assert self.sync_engine is not None
+        engine = self.sync_engine.execution_options(sqlite_immediate=True) if write else self.sync_engine
+        with engine.begin() as conn:
+            return fn(conn)
+
+    async def dispose(self) -> None:
+        if self.async_engine is not None:
+            await self.async_engine.dispose()
+        if self.sync_engine is not None:
+            self.sync_engine.dispose()
+        for pool in (self._writer, self._readers):
+            if pool is not None:
+                pool.shutdown(wait=False)
+
+
+def _sqlite_events(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Take transaction control from the driver so BEGIN IMMEDIATE and SAVEPOINT work.
         dbapi_conn.isolation_level = None
@@ -110,29 +127,44 @@ def _sqlite_events(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
-    @event.listens_for(sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _sqlite(target: URL) -> Database:
+    memory = target.database in (None, "", ":memory:")
+    if memory:
+        # One connection shared by every thread, so one thread runs everything.
+        engine = create_engine(target, poolclass=StaticPool, connect_args={"check_same_thread": False})
+        single = ThreadPoolExecutor(1, thread_name_prefix="taskmanager-sqlite")
+        _sqlite_events(engine)
+        return Database("sqlite", sync_engine=engine, _writer=single, _readers=single)
+    engine = create_engine(
+        target,
+        pool_size=SQLITE_READERS + 1,
+        max_overflow=0,
+        connect_args={"check_same_thread": False},
+    )
+    _sqlite_events(engine)
+    return Database(
+        "sqlite",
+        sync_engine=engine,
+        _writer=ThreadPoolExecutor(1, thread_name_prefix="taskmanager-sqlite-writer"),
+        _readers=ThreadPoolExecutor(SQLITE_READERS, thread_name_prefix="taskmanager-sqlite-reader"),
+    )
+
+
 def connect(url: str, *, pool_size: int = 10) -> Database:
     """Create the engine for ``url`` (no connection is made until first use)."""
-    target = async_url(url)
+    target = driver_url(url)
     dialect = target.get_backend_name()
     if dialect == "sqlite":
-        memory = target.database in (None, "", ":memory:")
-        kwargs: dict[str, Any] = (
-            {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
-            if memory
-            else {"pool_size": pool_size, "max_overflow": 0}
-        )
-        engine = create_async_engine(target, **kwargs)
-        _sqlite_events(engine)
-        return Database(engine, "sqlite", asyncio.Lock())
-    kwargs = {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
+        return _sqlite(target)
+    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
     if dialect in ("mysql", "mariadb"):
         # READ COMMITTED: after a duplicate-key error, a fresh SELECT must see the winner's row.
         kwargs["isolation_level"] = "READ COMMITTED"
         dialect = "mysql"
-    return Database(create_async_engine(target, **kwargs), dialect, None)
+    return Database(dialect, async_engine=create_async_engine(target, **kwargs))

@@ -51,16 +51,13 @@ def _current(connection: Connection) -> Any:
 
 
 async def upgrade(database: Database, revision: str = "head") -> None:
-    async with database.write() as conn:
-        await conn.run_sync(_run, "upgrade", revision)
+    await database.run(lambda conn: _run(conn, "upgrade", revision), write=True)
 
 
 async def downgrade(database: Database, revision: str) -> None:
-    async with database.write() as conn:
-        await conn.run_sync(_run, "downgrade", revision)
+    await database.run(lambda conn: _run(conn, "downgrade", revision), write=True)
 
 
 async def current(database: Database) -> str | None:
-    async with database.read() as conn:
-        found = await conn.run_sync(_current)
+    found = await database.run(_current, write=False)
     return None if found is None else str(found)

@@ -1,17 +1,20 @@
 """SqlStore: the ``Store`` protocol on SQLAlchemy Core, one implementation for every database.
 
-What differs between databases is small and lives in ``Database``: SQLite serialises writers
-(BEGIN IMMEDIATE) so a plain SELECT then UPDATE is atomic; PostgreSQL and MySQL lock the chosen
-rows with ``FOR UPDATE SKIP LOCKED`` so concurrent claimers never wait on, or take, the same row.
+Each operation is a plain function on a synchronous ``Connection`` that ``Database.run`` executes
+inside one transaction (in a thread for SQLite, through the async bridge for the others). What
+differs between databases is small: SQLite serialises writers (BEGIN IMMEDIATE) so a plain SELECT
+then UPDATE is atomic; PostgreSQL and MySQL lock the chosen rows with ``FOR UPDATE SKIP LOCKED``
+so concurrent claimers never wait on, or take, the same row.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -25,8 +28,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taskmanager.engine.records import DedupeScope, Event, NewEvent, Task, TaskStatus, TaskType
 from taskmanager.engine.records import TypePolicy as Policy
@@ -46,6 +49,7 @@ from taskmanager.store.database import Database
 from taskmanager.store.tables import task_history, task_types, tasks
 
 T, TT, H = tasks.c, task_types.c, task_history.c
+R = TypeVar("R")
 
 _TASK_COLUMNS = [
     T.id,
@@ -158,15 +162,228 @@ def _event_row(task_id: int, event: NewEvent, now: datetime) -> dict[str, Any]:
     }
 
 
+def _one_type(conn: Connection, name: str) -> TaskType | None:
+    row = conn.execute(select(task_types).where(TT.name == name)).first()
+    return None if row is None else _task_type(row)
+
+
+def _save_type(params: SaveType, conn: Connection) -> tuple[TaskType, bool] | None:
+    """Update by name, else insert; None when a concurrent insert won (the caller retries)."""
+    values = {
+        "version": params.version,
+        "param_schema": _dump(params.param_schema),
+        "is_active": True,
+        "updated_at": params.now,
+        **params.settings,
+    }
+    if conn.execute(update(task_types).where(TT.name == params.name).values(**values)).rowcount:
+        found = _one_type(conn, params.name)
+        assert found is not None
+        return found, False
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(task_types).values(name=params.name, created_at=params.now, **values))
+    except IntegrityError:
+        return None
+    created = _one_type(conn, params.name)
+    assert created is not None
+    return created, True
+
+
+def _set_type_active(name: str, active: bool, now: datetime, conn: Connection) -> TaskType | None:
+    conn.execute(update(task_types).where(TT.name == name).values(is_active=active, updated_at=now))
+    return _one_type(conn, name)
+
+
+def _existing(conn: Connection, item: InsertTask) -> Task | None:
+    query = _TASK_SELECT.where(T.type_id == item.type_id, T.dedupe_lock == item.dedupe_key)
+    row = conn.execute(query).first()
+    return None if row is None else _task(row)
+
+
+def _insert_one(conn: Connection, item: InsertTask) -> InsertResult:
+    dedupe = item.dedupe_scope != DedupeScope.NONE and item.dedupe_key is not None
+    if dedupe:
+        found = _existing(conn, item)
+        if found is not None:
+            return InsertResult(InsertOutcome.DUPLICATE, found)
+    if item.max_pending is not None:
+        pending = conn.scalar(
+            select(func.count())
+            .select_from(tasks)
+            .where(T.type_id == item.type_id, T.status == TaskStatus.PENDING.value)
+        )
+        if (pending or 0) >= item.max_pending:
+            return InsertResult(InsertOutcome.QUEUE_FULL, None)
+    values = {
+        "type_id": item.type_id,
+        "status": TaskStatus.PENDING.value,
+        "params": item.params_json,
+        "priority": item.priority,
+        "progress": 0,
+        "attempts": 0,
+        "max_attempts": item.max_attempts,
+        "run_after": item.run_after,
+        "expires_at": item.expires_at,
+        "assigned_to": item.assigned_to,
+        "created_at": item.now,
+        "updated_at": item.now,
+        "dedupe_key": item.dedupe_key,
+        "dedupe_lock": item.dedupe_key if dedupe else None,
+    }
+    try:
+        with conn.begin_nested():
+            result = conn.execute(insert(tasks).values(**values))
+    except IntegrityError:
+        # An identical create committed first: answer with its task, never an error.
+        found = _existing(conn, item)
+        if found is None:
+            raise
+        return InsertResult(InsertOutcome.DUPLICATE, found)
+    (task_id,) = result.inserted_primary_key or (None,)
+    assert task_id is not None
+    if item.event is not None:
+        conn.execute(insert(task_history).values(_event_row(task_id, item.event, item.now)))
+    task = Task(
+        id=task_id,
+        type_id=item.type_id,
+        type=item.type_name,
+        status=TaskStatus.PENDING,
+        params=item.params,
+        result=None,
+        error_message=None,
+        priority=item.priority,
+        progress=0,
+        attempts=0,
+        max_attempts=item.max_attempts,
+        claimed_by=None,
+        claimed_at=None,
+        lease_expires_at=None,
+        lease_token=None,
+        completed_at=None,
+        run_after=item.run_after,
+        expires_at=item.expires_at,
+        assigned_to=item.assigned_to,
+        created_at=item.now,
+        updated_at=item.now,
+        dedupe_key=item.dedupe_key,
+        policy=item.policy,
+    )
+    return InsertResult(InsertOutcome.CREATED, task)
+
+
+def _insert_tasks(items: Sequence[InsertTask], conn: Connection) -> list[InsertResult]:
+    return [_insert_one(conn, item) for item in items]
+
+
+def _get_task(task_id: int, conn: Connection) -> Task | None:
+    row = conn.execute(_TASK_SELECT.where(T.id == task_id)).first()
+    return None if row is None else _task(row)
+
+
+def _list_tasks(query: TaskQuery, conn: Connection) -> ListResult:
+    conditions: list[ColumnElement[bool]] = []
+    if query.statuses:
+        conditions.append(T.status.in_([s.value for s in query.statuses]))
+    if query.type_name is not None:
+        conditions.append(TT.name == query.type_name)
+    if query.type_like is not None:
+        conditions.append(TT.name.like(query.type_like))
+    if query.worker_id is not None:
+        conditions.append(T.claimed_by == query.worker_id)
+    page = (
+        _TASK_SELECT.where(*conditions)
+        .order_by(T.created_at.desc(), T.id.desc())
+        .limit(query.limit)
+        .offset(query.offset)
+    )
+    count = select(func.count()).select_from(tasks.join(task_types, T.type_id == TT.id)).where(*conditions)
+    rows = [_task(row) for row in conn.execute(page)]
+    return ListResult(rows, int(conn.scalar(count) or 0))
+
+
+def _list_events(task_id: int, conn: Connection) -> list[Event]:
+    query = select(task_history).where(H.task_id == task_id).order_by(H.id)
+    return [
+        Event(
+            row.id,
+            row.task_id,
+            row.event,
+            row.worker_id,
+            row.message,
+            _json_or_none(row.metadata),
+            row.created_at,
+        )
+        for row in conn.execute(query)
+    ]
+
+
+def _load(conn: Connection, ids: Sequence[int]) -> list[Task]:
+    if not ids:
+        return []
+    by_id = {row.id: _task(row) for row in conn.execute(_TASK_SELECT.where(T.id.in_(ids)))}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def _apply(conn: Connection, locked: list[Task], decide: Decide, now: datetime) -> list[Task]:
+    """Run ``decide`` on each locked task and write the transitions back."""
+    changed: list[Task] = []
+    events: list[dict[str, Any]] = []
+    for task in locked:
+        transition: Transition | None = decide(task)
+        if transition is None:
+            changed.append(task)
+            continue
+        conn.execute(update(tasks).where(T.id == task.id).values(**_encode(transition.changes)))
+        events.extend(_event_row(task.id, e, now) for e in transition.events)
+        kept = {k: v for k, v in transition.changes.items() if k != "dedupe_lock"}
+        changed.append(replace(task, **kept))
+    if events:
+        conn.execute(insert(task_history), events)
+    return changed
+
+
+def _claimable_types(query: ClaimQuery) -> Select[Any]:
+    types = select(TT.id).where(TT.is_active.is_(True))
+    if query.type_like is not None:
+        types = types.where(TT.name.like(query.type_like))
+    if query.type_names is not None:
+        types = types.where(TT.name.in_(query.type_names))
+    return types
+
+
+def _delete_task(task_id: int, conn: Connection) -> bool:
+    conn.execute(delete(task_history).where(H.task_id == task_id))
+    return bool(conn.execute(delete(tasks).where(T.id == task_id)).rowcount)
+
+
+def _due(query: SettleQuery) -> Select[Any]:
+    """Rows whose lease expired, or that are still pending past their expiry."""
+    due = or_(
+        and_(T.status == TaskStatus.CLAIMED.value, T.lease_expires_at <= query.now),
+        and_(T.status == TaskStatus.PENDING.value, T.expires_at <= query.now),
+    )
+    pick = select(T.id).where(due).limit(query.limit)
+    return pick if query.task_id is None else pick.where(T.id == query.task_id)
+
+
 class SqlStore:
     """The one ``Store`` implementation, for SQLite, PostgreSQL and MySQL/MariaDB."""
 
     def __init__(self, database: Database) -> None:
         self.db = database
 
+    def _lock(self, query: Select[Any], *, skip_locked: bool) -> Select[Any]:
+        return query.with_for_update(skip_locked=skip_locked) if self.db.locks_rows else query
+
+    async def _read(self, fn: Callable[[Connection], R]) -> R:
+        return await self.db.run(fn, write=False)
+
+    async def _write(self, fn: Callable[[Connection], R]) -> R:
+        return await self.db.run(fn, write=True)
+
     async def ping(self) -> None:
-        async with self.db.read() as conn:
-            await conn.execute(text("SELECT 1"))
+        await self._read(lambda conn: conn.execute(text("SELECT 1")).scalar())
 
     async def close(self) -> None:
         await self.db.dispose()
@@ -174,210 +391,37 @@ class SqlStore:
     # -- task types -----------------------------------------------------------------------------
 
     async def get_type(self, name: str) -> TaskType | None:
-        async with self.db.read() as conn:
-            row = (await conn.execute(select(task_types).where(TT.name == name))).first()
-        return None if row is None else _task_type(row)
+        return await self._read(lambda conn: _one_type(conn, name))
 
     async def list_types(self, active_only: bool) -> list[TaskType]:
         query = select(task_types).order_by(TT.name)
         if active_only:
             query = query.where(TT.is_active.is_(True))
-        async with self.db.read() as conn:
-            return [_task_type(row) for row in await conn.execute(query)]
+        return await self._read(lambda conn: [_task_type(row) for row in conn.execute(query)])
 
     async def save_type(self, params: SaveType) -> tuple[TaskType, bool]:
-        values = {
-            "version": params.version,
-            "param_schema": _dump(params.param_schema),
-            "is_active": True,
-            "updated_at": params.now,
-            **params.settings,
-        }
         for _ in range(3):
-            async with self.db.write() as conn:
-                found = await conn.execute(update(task_types).where(TT.name == params.name).values(**values))
-                if found.rowcount:
-                    row = (await conn.execute(select(task_types).where(TT.name == params.name))).one()
-                    return _task_type(row), False
-                try:
-                    async with conn.begin_nested():
-                        await conn.execute(
-                            insert(task_types).values(name=params.name, created_at=params.now, **values)
-                        )
-                except IntegrityError:
-                    continue  # registered concurrently: update it on the next round
-                row = (await conn.execute(select(task_types).where(TT.name == params.name))).one()
-                return _task_type(row), True
+            saved = await self._write(partial(_save_type, params))
+            if saved is not None:
+                return saved
         raise RuntimeError(f"could not save task type {params.name!r}")
 
     async def set_type_active(self, name: str, active: bool, now: datetime) -> TaskType | None:
-        async with self.db.write() as conn:
-            await conn.execute(
-                update(task_types).where(TT.name == name).values(is_active=active, updated_at=now)
-            )
-            row = (await conn.execute(select(task_types).where(TT.name == name))).first()
-        return None if row is None else _task_type(row)
+        return await self._write(partial(_set_type_active, name, active, now))
 
-    # -- inserting tasks ------------------------------------------------------------------------
+    # -- tasks ----------------------------------------------------------------------------------
 
     async def insert_tasks(self, items: Sequence[InsertTask]) -> list[InsertResult]:
-        async with self.db.write() as conn:
-            return [await self._insert_one(conn, item) for item in items]
-
-    async def _existing(self, conn: AsyncConnection, item: InsertTask) -> Task | None:
-        query = _TASK_SELECT.where(T.type_id == item.type_id, T.dedupe_lock == item.dedupe_key)
-        row = (await conn.execute(query)).first()
-        return None if row is None else _task(row)
-
-    async def _insert_one(self, conn: AsyncConnection, item: InsertTask) -> InsertResult:
-        dedupe = item.dedupe_scope != DedupeScope.NONE and item.dedupe_key is not None
-        if dedupe:
-            found = await self._existing(conn, item)
-            if found is not None:
-                return InsertResult(InsertOutcome.DUPLICATE, found)
-        if item.max_pending is not None:
-            pending = await conn.scalar(
-                select(func.count())
-                .select_from(tasks)
-                .where(T.type_id == item.type_id, T.status == TaskStatus.PENDING.value)
-            )
-            if (pending or 0) >= item.max_pending:
-                return InsertResult(InsertOutcome.QUEUE_FULL, None)
-        values = {
-            "type_id": item.type_id,
-            "status": TaskStatus.PENDING.value,
-            "params": item.params_json,
-            "priority": item.priority,
-            "progress": 0,
-            "attempts": 0,
-            "max_attempts": item.max_attempts,
-            "run_after": item.run_after,
-            "expires_at": item.expires_at,
-            "assigned_to": item.assigned_to,
-            "created_at": item.now,
-            "updated_at": item.now,
-            "dedupe_key": item.dedupe_key,
-            "dedupe_lock": item.dedupe_key if dedupe else None,
-        }
-        try:
-            async with conn.begin_nested():
-                result = await conn.execute(insert(tasks).values(**values))
-        except IntegrityError:
-            # An identical create committed first: answer with its task, never an error.
-            found = await self._existing(conn, item)
-            if found is None:
-                raise
-            return InsertResult(InsertOutcome.DUPLICATE, found)
-        (task_id,) = result.inserted_primary_key or (None,)
-        assert task_id is not None
-        if item.event is not None:
-            await conn.execute(insert(task_history).values(_event_row(task_id, item.event, item.now)))
-        task = Task(
-            id=task_id,
-            type_id=item.type_id,
-            type=item.type_name,
-            status=TaskStatus.PENDING,
-            params=item.params,
-            result=None,
-            error_message=None,
-            priority=item.priority,
-            progress=0,
-            attempts=0,
-            max_attempts=item.max_attempts,
-            claimed_by=None,
-            claimed_at=None,
-            lease_expires_at=None,
-            lease_token=None,
-            completed_at=None,
-            run_after=item.run_after,
-            expires_at=item.expires_at,
-            assigned_to=item.assigned_to,
-            created_at=item.now,
-            updated_at=item.now,
-            dedupe_key=item.dedupe_key,
-            policy=item.policy,
-        )
-        return InsertResult(InsertOutcome.CREATED, task)
-
-    # -- reading tasks --------------------------------------------------------------------------
+        return await self._write(partial(_insert_tasks, items))
 
     async def get_task(self, task_id: int) -> Task | None:
-        async with self.db.read() as conn:
-            row = (await conn.execute(_TASK_SELECT.where(T.id == task_id))).first()
-        return None if row is None else _task(row)
+        return await self._read(partial(_get_task, task_id))
 
     async def list_tasks(self, query: TaskQuery) -> ListResult:
-        conditions: list[ColumnElement[bool]] = []
-        if query.statuses:
-            conditions.append(T.status.in_([s.value for s in query.statuses]))
-        if query.type_name is not None:
-            conditions.append(TT.name == query.type_name)
-        if query.type_like is not None:
-            conditions.append(TT.name.like(query.type_like))
-        if query.worker_id is not None:
-            conditions.append(T.claimed_by == query.worker_id)
-        page = (
-            _TASK_SELECT.where(*conditions)
-            .order_by(T.created_at.desc(), T.id.desc())
-            .limit(query.limit)
-            .offset(query.offset)
-        )
-        count = (
-            select(func.count()).select_from(tasks.join(task_types, T.type_id == TT.id)).where(*conditions)
-        )
-        async with self.db.read() as conn:
-            rows = [_task(row) for row in await conn.execute(page)]
-            total = await conn.scalar(count)
-        return ListResult(rows, int(total or 0))
+        return await self._read(partial(_list_tasks, query))
 
     async def list_events(self, task_id: int) -> list[Event]:
-        query = select(task_history).where(H.task_id == task_id).order_by(H.id)
-        async with self.db.read() as conn:
-            return [
-                Event(
-                    row.id,
-                    row.task_id,
-                    row.event,
-                    row.worker_id,
-                    row.message,
-                    _json_or_none(row.metadata),
-                    row.created_at,
-                )
-                for row in await conn.execute(query)
-            ]
-
-    # -- changing tasks -------------------------------------------------------------------------
-
-    def _lock(self, query: Select[Any], *, skip_locked: bool) -> Select[Any]:
-        return query.with_for_update(skip_locked=skip_locked) if self.db.locks_rows else query
-
-    async def _apply(
-        self, conn: AsyncConnection, locked: list[Task], decide: Decide, now: datetime
-    ) -> list[Task]:
-        """Run ``decide`` on each locked task and write the transitions back."""
-        changed: list[Task] = []
-        events: list[dict[str, Any]] = []
-        for task in locked:
-            transition: Transition | None = decide(task)
-            if transition is None:
-                changed.append(task)
-                continue
-            values = _encode(transition.changes)
-            await conn.execute(update(tasks).where(T.id == task.id).values(**values))
-            events.extend(_event_row(task.id, e, now) for e in transition.events)
-            changed.append(
-                replace(task, **{k: v for k, v in transition.changes.items() if k != "dedupe_lock"})
-            )
-        if events:
-            await conn.execute(insert(task_history), events)
-        return changed
-
-    async def _load(self, conn: AsyncConnection, ids: Sequence[int]) -> list[Task]:
-        if not ids:
-            return []
-        rows = await conn.execute(_TASK_SELECT.where(T.id.in_(ids)))
-        by_id = {row.id: _task(row) for row in rows}
-        return [by_id[i] for i in ids if i in by_id]
+        return await self._read(partial(_list_events, task_id))
 
     async def claim_tasks(self, query: ClaimQuery, decide: Decide) -> list[Task]:
         conditions = [
@@ -385,57 +429,47 @@ class SqlStore:
             or_(T.run_after.is_(None), T.run_after <= query.now),
             or_(T.expires_at.is_(None), T.expires_at > query.now),
             or_(T.assigned_to.is_(None), T.assigned_to == query.worker_id),
-            T.type_id.in_(self._claimable_types(query)),
+            T.type_id.in_(_claimable_types(query)),
         ]
         if query.type_ids is not None:
             conditions.append(T.type_id.in_(query.type_ids))
         order = [T[name].desc() if descending else T[name].asc() for name, descending in query.order]
-        pick = select(T.id).where(*conditions).order_by(*order).limit(query.limit)
-        async with self.db.write() as conn:
-            ids = list((await conn.execute(self._lock(pick, skip_locked=True))).scalars())
-            locked = await self._load(conn, ids)
-            return await self._apply(conn, locked, decide, query.now)
+        pick = self._lock(
+            select(T.id).where(*conditions).order_by(*order).limit(query.limit), skip_locked=True
+        )
 
-    @staticmethod
-    def _claimable_types(query: ClaimQuery) -> Select[Any]:
-        types = select(TT.id).where(TT.is_active.is_(True))
-        if query.type_like is not None:
-            types = types.where(TT.name.like(query.type_like))
-        if query.type_names is not None:
-            types = types.where(TT.name.in_(query.type_names))
-        return types
+        def claim(conn: Connection) -> list[Task]:
+            locked = _load(conn, list(conn.execute(pick).scalars()))
+            return _apply(conn, locked, decide, query.now)
+
+        return await self._write(claim)
 
     async def transition_task(self, task_id: int, decide: Decide, now: datetime) -> Task | None:
-        async with self.db.write() as conn:
-            pick = self._lock(select(T.id).where(T.id == task_id), skip_locked=False)
-            if (await conn.execute(pick)).first() is None:
+        pick = self._lock(select(T.id).where(T.id == task_id), skip_locked=False)
+
+        def transition(conn: Connection) -> Task | None:
+            if conn.execute(pick).first() is None:
                 return None
-            locked = await self._load(conn, [task_id])
-            (task,) = await self._apply(conn, locked, decide, now)
+            (task,) = _apply(conn, _load(conn, [task_id]), decide, now)
             return task
 
+        return await self._write(transition)
+
     async def settle_tasks(self, query: SettleQuery, decide: Decide) -> int:
-        due = or_(
-            and_(T.status == TaskStatus.CLAIMED.value, T.lease_expires_at <= query.now),
-            and_(T.status == TaskStatus.PENDING.value, T.expires_at <= query.now),
-        )
-        pick = select(T.id).where(due).limit(query.limit)
-        if query.task_id is not None:
-            pick = pick.where(T.id == query.task_id)
-        async with self.db.read() as conn:
-            if (await conn.execute(pick.limit(1))).first() is None:
-                return 0  # the common case: nothing is due, and no write lock was taken
-        async with self.db.write() as conn:
-            ids = list((await conn.execute(self._lock(pick, skip_locked=True))).scalars())
-            locked = await self._load(conn, ids)
-            changed = await self._apply(conn, locked, decide, query.now)
-        return sum(1 for before, after in zip(locked, changed, strict=True) if before != after)
+        due = _due(query)
+        if await self._read(lambda conn: conn.execute(due.limit(1)).first()) is None:
+            return 0  # the common case: nothing is due, and no write lock was taken
+        pick = self._lock(due, skip_locked=True)
+
+        def settle(conn: Connection) -> int:
+            locked = _load(conn, list(conn.execute(pick).scalars()))
+            changed = _apply(conn, locked, decide, query.now)
+            return sum(1 for before, after in zip(locked, changed, strict=True) if before != after)
+
+        return await self._write(settle)
 
     async def delete_task(self, task_id: int) -> bool:
-        async with self.db.write() as conn:
-            await conn.execute(delete(task_history).where(H.task_id == task_id))
-            result = await conn.execute(delete(tasks).where(T.id == task_id))
-        return bool(result.rowcount)
+        return await self._write(partial(_delete_task, task_id))
 
 
 __all__ = ["SqlStore"]
