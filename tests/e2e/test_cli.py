@@ -1,0 +1,69 @@
+"""The ``taskmanager`` command run as a user runs it, in subprocesses."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from taskmanager import __version__
+from tests.conftest import ADMIN_KEY
+from tests.e2e.process import TASKMANAGER, ServerProcess
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TASKMANAGER, *args], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+
+
+def test_version_prints_the_package_version() -> None:
+    result = run("version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == __version__
+
+
+def test_db_commands_upgrade_report_and_downgrade(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    before = run("db", "current", "--database-url", url)
+    assert before.returncode == 0, before.stderr
+    assert "current: base (empty)" in before.stdout
+
+    up = run("db", "upgrade", "--database-url", url)
+    assert up.returncode == 0, up.stderr
+    latest = run("db", "current", "--database-url", url).stdout
+    head = latest.split("latest:")[1].strip()
+    assert f"current: {head}" in latest
+
+    down = run("db", "downgrade", "base", "--database-url", url)
+    assert down.returncode == 0, down.stderr
+    assert "base (empty)" in down.stdout
+    assert "current: base (empty)" in run("db", "current", "--database-url", url).stdout
+
+
+def test_serve_refuses_open_mode_on_a_public_address(tmp_path: Path) -> None:
+    db_file = tmp_path / "never.db"
+    result = run(
+        "serve", "--host", "0.0.0.0", "--database-url", f"sqlite:///{db_file}", env={"PATH": "/usr/bin:/bin"}
+    )
+    assert result.returncode == 2
+    assert "Refusing to serve in open mode" in result.stderr
+    assert not db_file.exists(), "nothing is created when the server refuses to start"
+
+
+def test_serve_says_where_it_listens_which_database_and_that_auth_is_on(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'banner.db'}"
+    with ServerProcess(url, api_key=ADMIN_KEY) as server:
+        assert httpx.get(f"{server.url}/api/task-types").status_code == 401
+        assert httpx.get(f"{server.url}/api/task-types", headers={"X-API-Key": ADMIN_KEY}).status_code == 200
+        banner = server.output()
+    assert f"listening on http://127.0.0.1:{server.port}" in banner
+    assert f"database: {url}" in banner
+    assert "auth: on" in banner
+
+
+def test_serve_in_open_mode_on_loopback_needs_no_key(tmp_path: Path) -> None:
+    with ServerProcess(f"sqlite:///{tmp_path / 'open.db'}") as server:
+        assert httpx.get(f"{server.url}/api/task-types").status_code == 200
+        assert "auth: OFF (open mode)" in server.output()
