@@ -37,6 +37,8 @@ WorkerId = Annotated[StrictStr, Field(min_length=1, max_length=255)]
 Seconds = Annotated[StrictInt | StrictFloat, Field(ge=0, le=10 * 365 * 86400)]
 LeaseSeconds = Annotated[StrictInt, Field(ge=1, le=86400)]
 Token = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+#: A database id: positive and within a 64-bit signed integer, so no driver can overflow on it.
+DbId = Annotated[StrictInt, Field(ge=1, le=2**63 - 1)]
 
 
 class _Body(BaseModel):
@@ -103,8 +105,8 @@ SortBy = Literal["created_at", "priority", "id", "attempts"]
 
 class ClaimTasks(_Body):
     worker_id: WorkerId
-    task_type_id: StrictInt | None = None
-    task_type_ids: Annotated[list[StrictInt], Field(min_length=1, max_length=1000)] | None = None
+    task_type_id: DbId | None = None
+    task_type_ids: Annotated[list[DbId], Field(min_length=1, max_length=1000)] | None = None
     types: Annotated[list[Name], Field(min_length=1, max_length=1000)] | None = None
     type_pattern: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = None
     sort_by: StrictStr | None = None

@@ -14,10 +14,39 @@ from taskmanager.models import parse_body
 M = TypeVar("M", bound=BaseModel)
 #: Largest id a path may name (64-bit signed); anything else cannot exist.
 MAX_ID = 2**63 - 1
+#: Deepest nesting accepted in a body: deep enough for real params, shallow enough that no
+#: recursive validator or encoder can run out of stack.
+MAX_JSON_DEPTH = 64
 
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def check_text(name: str, value: str) -> str:
+    """Refuse NUL characters: no database stores them in text, so they would be lost or fail."""
+    if "\x00" in value:
+        raise ValidationFailed("Validation failed", details=[f"{name}: NUL characters are not allowed"])
+    return value
+
+
+def _check_shape(value: Any) -> None:
+    """Bound nesting depth and refuse NUL characters anywhere in a body (iteratively)."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, "body")]
+    while stack:
+        node, depth, where = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValidationFailed(
+                "Validation failed", details=[f"{where}: nested deeper than {MAX_JSON_DEPTH} levels"]
+            )
+        if isinstance(node, str):
+            check_text(where, node)
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                check_text(where, key)
+                stack.append((item, depth + 1, key if where == "body" else f"{where}.{key}"))
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1, f"{where}[{i}]") for i, item in enumerate(node))
 
 
 async def read_json(request: Request, *, optional: bool = False) -> Any:
@@ -28,9 +57,11 @@ async def read_json(request: Request, *, optional: bool = False) -> Any:
             return {}
         raise InvalidJSON()
     try:
-        return json.loads(raw, parse_constant=_no_constants)
+        parsed = json.loads(raw, parse_constant=_no_constants)
     except (ValueError, RecursionError):
         raise InvalidJSON() from None
+    _check_shape(parsed)
+    return parsed
 
 
 async def body(

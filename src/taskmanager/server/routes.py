@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from taskmanager import models
 from taskmanager.engine.service import TaskService
-from taskmanager.server.body import body, query_bool, task_id
+from taskmanager.server.body import body, check_text, query_bool, task_id
 from taskmanager.server.docs import request_body, responses
 from taskmanager.server.envelope import ok
 
@@ -84,7 +84,7 @@ async def list_types(
 async def get_type(request: Request, name: str) -> Response:
     """One task type by name (names may contain dots)."""
     engine = service(request, "types:read")
-    return ok(await engine.get_type(name))
+    return ok(await engine.get_type(check_text("name", name)))
 
 
 @router.delete(
@@ -96,7 +96,7 @@ async def get_type(request: Request, name: str) -> Response:
 async def deactivate_type(request: Request, name: str) -> Response:
     """Pause a type: its tasks stay but are not claimed until it is registered again."""
     engine = service(request, "types:write")
-    return ok(await engine.deactivate_type(name))
+    return ok(await engine.deactivate_type(check_text("name", name)))
 
 
 # -- tasks: create and read -----------------------------------------------------------------
@@ -157,6 +157,8 @@ async def list_tasks(
 ) -> Response:
     """Tasks, newest first."""
     engine = service(request, "tasks:read")
+    for name, value in (("status", status), ("type", type), ("worker_id", worker_id)):
+        check_text(name, value or "")
     return ok(
         await engine.list_tasks(status=status, type=type, worker_id=worker_id, limit=limit, offset=offset)
     )

@@ -37,6 +37,10 @@ metadata = MetaData(naming_convention=NAMING)
 Id = BigInteger().with_variant(Integer(), "sqlite")
 #: Long text: MySQL's TEXT holds only 64 KiB, params and results may be larger.
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+#: Names, keys and worker ids compare byte for byte everywhere: MySQL's default collations are
+#: case-insensitive, which would make "Foo" and "foo" one task type and one dedupe key.
+Key = String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb")
+Token = String(64).with_variant(mysql.VARCHAR(64, collation="utf8mb4_bin"), "mysql", "mariadb")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -65,7 +69,7 @@ task_types = Table(
     "task_types",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("name", String(255), nullable=False),
+    Column("name", Key, nullable=False),
     Column("version", String(50), nullable=False),
     Column("param_schema", LongText, nullable=False),
     Column("is_active", Boolean, nullable=False, default=True),
@@ -94,20 +98,20 @@ tasks = Table(
     Column("progress", Integer, nullable=False, default=0),
     Column("attempts", Integer, nullable=False, default=0),
     Column("max_attempts", Integer, nullable=False),
-    Column("claimed_by", String(255), nullable=True),
+    Column("claimed_by", Key, nullable=True),
     Column("claimed_at", UTCDateTime, nullable=True),
     Column("lease_expires_at", UTCDateTime, nullable=True),
-    Column("lease_token", String(64), nullable=True),
+    Column("lease_token", Token, nullable=True),
     Column("completed_at", UTCDateTime, nullable=True),
     Column("run_after", UTCDateTime, nullable=True),
     Column("expires_at", UTCDateTime, nullable=True),
-    Column("assigned_to", String(255), nullable=True),
+    Column("assigned_to", Key, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-    Column("dedupe_key", String(255), nullable=True),
+    Column("dedupe_key", Key, nullable=True),
     # The dedupe key while it still blocks a new task with the same key (NULL once released):
     # its unique index is what makes racing identical creates return the same task.
-    Column("dedupe_lock", String(255), nullable=True),
+    Column("dedupe_lock", Key, nullable=True),
     UniqueConstraint("type_id", "dedupe_lock"),
     # Listing newest first, with or without a status filter; FIFO/LIFO claims.
     Index("ix_tasks_status_created", "status", "created_at", "id"),
@@ -136,7 +140,7 @@ task_history = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("task_id", Id, nullable=False),
     Column("event", String(32), nullable=False),
-    Column("worker_id", String(255), nullable=True),
+    Column("worker_id", Key, nullable=True),
     Column("message", Text, nullable=True),
     Column("metadata", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),

@@ -8,7 +8,7 @@ Create Date: 2026-11-23
 import sqlalchemy as sa
 from alembic import op
 
-from taskmanager.store.tables import Id, LongText, UTCDateTime
+from taskmanager.store.tables import Id, Key, LongText, Token, UTCDateTime
 
 revision = "0001"
 down_revision = None
@@ -20,7 +20,7 @@ def upgrade() -> None:
     op.create_table(
         "task_types",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
-        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("name", Key, nullable=False),
         sa.Column("version", sa.String(50), nullable=False),
         sa.Column("param_schema", LongText, nullable=False),
         sa.Column("is_active", sa.Boolean, nullable=False),
@@ -48,18 +48,18 @@ def upgrade() -> None:
         sa.Column("progress", sa.Integer, nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("max_attempts", sa.Integer, nullable=False),
-        sa.Column("claimed_by", sa.String(255), nullable=True),
+        sa.Column("claimed_by", Key, nullable=True),
         sa.Column("claimed_at", UTCDateTime, nullable=True),
         sa.Column("lease_expires_at", UTCDateTime, nullable=True),
-        sa.Column("lease_token", sa.String(64), nullable=True),
+        sa.Column("lease_token", Token, nullable=True),
         sa.Column("completed_at", UTCDateTime, nullable=True),
         sa.Column("run_after", UTCDateTime, nullable=True),
         sa.Column("expires_at", UTCDateTime, nullable=True),
-        sa.Column("assigned_to", sa.String(255), nullable=True),
+        sa.Column("assigned_to", Key, nullable=True),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
-        sa.Column("dedupe_key", sa.String(255), nullable=True),
-        sa.Column("dedupe_lock", sa.String(255), nullable=True),
+        sa.Column("dedupe_key", Key, nullable=True),
+        sa.Column("dedupe_lock", Key, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_tasks"),
         sa.ForeignKeyConstraint(["type_id"], ["task_types.id"], name="fk_tasks_type_id_task_types"),
         sa.UniqueConstraint("type_id", "dedupe_lock", name="uq_tasks_type_id_dedupe_lock"),
@@ -79,7 +79,7 @@ def upgrade() -> None:
         sa.Column("id", Id, primary_key=True, autoincrement=True),
         sa.Column("task_id", Id, nullable=False),
         sa.Column("event", sa.String(32), nullable=False),
-        sa.Column("worker_id", sa.String(255), nullable=True),
+        sa.Column("worker_id", Key, nullable=True),
         sa.Column("message", sa.Text, nullable=True),
         sa.Column("metadata", sa.Text, nullable=True),
         sa.Column("created_at", UTCDateTime, nullable=False),
