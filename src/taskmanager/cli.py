@@ -107,6 +107,7 @@ def serve(
         )
         raise typer.Exit(2)
     from taskmanager.store import display_url, open_store
+    from taskmanager.store.database import is_memory
     from taskmanager.store.migrate import upgrade
 
     async def migrate() -> None:
@@ -116,14 +117,19 @@ def serve(
         finally:
             await store.close()
 
-    asyncio.run(migrate())
+    memory = is_memory(settings.database_url)
+    if memory and workers > 1:
+        console.print("[red]An in-memory SQLite database cannot be shared by several workers.[/red]")
+        raise typer.Exit(2)
+    if not memory:  # an in-memory database lives in the server process: it migrates there
+        asyncio.run(migrate())
     # Worker processes read their settings from the environment, already migrated.
     env = {
         f"TASKMANAGER_{name.upper()}": str(value)
         for name, value in settings.model_dump().items()
         if value is not None
     }
-    env["TASKMANAGER_MIGRATE_ON_START"] = "false"
+    env["TASKMANAGER_MIGRATE_ON_START"] = str(memory).lower()
     os.environ.update(env)
     console.print(f"TaskManager {__version__} listening on http://{settings.host}:{settings.port}")
     console.print(f"  database: {display_url(settings.database_url)}")

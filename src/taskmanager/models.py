@@ -89,6 +89,9 @@ class CreateTask(_Body):
     expires_at: datetime | None = None
     ttl_seconds: Annotated[StrictInt | StrictFloat, Field(gt=0, le=10 * 365 * 86400)] | None = None
     assigned_to: WorkerId | None = None
+    #: Part B features this server does not offer yet: refused with a 400, never silently ignored.
+    depends_on: Any = None
+    callback_url: Any = None
 
     @field_validator("run_at", "expires_at")
     @classmethod
@@ -113,6 +116,8 @@ class ClaimTasks(_Body):
     sort_order: StrictStr | None = None
     lease_seconds: LeaseSeconds | None = None
     limit: Annotated[StrictInt, Field(ge=1, le=MAX_CLAIM_LIMIT)] | None = None
+    #: Long-poll (B.4) is not offered yet: refused with a 400, never silently ignored.
+    wait: Any = None
 
 
 class CompleteTask(_Body):
@@ -138,6 +143,15 @@ class Heartbeat(_Body):
 
 class CancelTask(_Body):
     reason: Annotated[StrictStr, Field(max_length=2000)] | None = None
+
+
+def refuse_unsupported(body: BaseModel, *names: str) -> None:
+    """400 for fields of features this server does not offer yet (so a client is never misled)."""
+    given = [name for name in names if getattr(body, name) is not None]
+    if given:
+        raise ValidationFailed(
+            "Validation failed", details=[f"{name}: not supported by this server yet" for name in given]
+        )
 
 
 def _problem(error: Any) -> str:

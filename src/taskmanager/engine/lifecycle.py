@@ -21,6 +21,7 @@ from taskmanager.engine.records import (
     TaskStatus,
 )
 from taskmanager.engine.store import Transition
+from taskmanager.engine.wire import iso
 from taskmanager.errors import Forbidden, LeaseLost, ValidationFailed
 
 RETRY_STATUS = "pending (retry)"
@@ -74,6 +75,7 @@ def settle(task: Task, *, now: datetime) -> Transition | None:
                 "status": TaskStatus.FAILED,
                 "error_message": message,
                 "completed_at": now,
+                "lease_expires_at": None,
                 "lease_token": None,
                 "updated_at": now,
             },
@@ -168,7 +170,7 @@ def complete(task: Task, request: Completion, *, now: datetime, rng: random.Rand
             },
             events=(
                 NewEvent(HistoryEvent.FAILED, worker, request.error, {"attempt": task.attempts}),
-                NewEvent(HistoryEvent.RETRY_SCHEDULED, worker, None, {"run_after": run_after.isoformat()}),
+                NewEvent(HistoryEvent.RETRY_SCHEDULED, worker, None, {"run_after": iso(run_after)}),
             ),
         )
     return Transition(

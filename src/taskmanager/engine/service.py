@@ -61,6 +61,8 @@ DEFAULT_ORDER: tuple[tuple[str, bool], ...] = (
     ("created_at", False),
     ("id", False),
 )
+#: Rounds of expiry settling one request may run (each handles up to SettleQuery.limit rows).
+MAX_SETTLE_ROUNDS = 20
 #: Most tasks one list request returns.
 MAX_LIST_LIMIT = 1000
 
@@ -119,7 +121,16 @@ class TaskService:
     # -- task types -----------------------------------------------------------------------------
 
     def _type_settings(self, body: models.TypeSettings, existing: TaskType | None) -> dict[str, Any]:
-        given = body.model_dump(include=body.model_fields_set & set(models.TypeSettings.model_fields))
+        # A null means "not set" for a setting that must have a value; for ``max_pending`` and
+        # ``description`` it clears them.
+        clearable = {"max_pending", "description"}
+        given = {
+            name: value
+            for name, value in body.model_dump(
+                include=body.model_fields_set & set(models.TypeSettings.model_fields)
+            ).items()
+            if value is not None or name in clearable
+        }
         if existing is not None:
             base: dict[str, Any] = {
                 name: getattr(existing, name) for name in models.TypeSettings.model_fields
@@ -176,9 +187,12 @@ class TaskService:
     # -- create ---------------------------------------------------------------------------------
 
     async def _prepare(self, body: models.CreateTask, now: datetime) -> InsertTask:
+        models.refuse_unsupported(body, "depends_on", "callback_url")
         task_type = await self._type(body.type)
         if not task_type.is_active:
             raise ValidationFailed("Task type is not active")
+        if task_type.dedupe == DedupeScope.ACTIVE or task_type.max_pending is not None:
+            await self._settle()  # an expired task must neither block its key nor fill the queue
         try:
             params_json = _params_json(body.params)
         except ValueError:
@@ -243,7 +257,9 @@ class TaskService:
                 prepared.append((index, await self._prepare(parsed, now)))
             except TaskManagerError as exc:
                 detail = "; ".join(exc.details) if exc.details else None
-                prepared.append((index, f"{exc.message}: {detail}" if detail else exc.message))
+                # "Parameter validation failed: ..." already lists its details: do not repeat them.
+                known = detail is None or exc.message.endswith(detail)
+                prepared.append((index, exc.message if known else f"{exc.message}: {detail}"))
         valid = [item for _, item in prepared if isinstance(item, InsertTask)]
         inserted = iter(await self.store.insert_tasks(valid) if valid else [])
         results: list[dict[str, Any]] = []
@@ -258,10 +274,15 @@ class TaskService:
     # -- read -----------------------------------------------------------------------------------
 
     async def _settle(self, task_id: int | None = None) -> None:
+        """Apply every transition the clock has made due (expired leases, expired tasks)."""
         now = self.clock.now()
-        await self.store.settle_tasks(
-            SettleQuery(now, task_id), lambda t: self._events(lifecycle.settle(t, now=now), t)
-        )
+        query = SettleQuery(now, task_id)
+        for _ in range(MAX_SETTLE_ROUNDS):
+            settled = await self.store.settle_tasks(
+                query, lambda t: self._events(lifecycle.settle(t, now=now), t)
+            )
+            if settled < query.limit:
+                return
 
     async def _task(self, task_id: int) -> Task:
         await self._settle(task_id)
@@ -312,6 +333,7 @@ class TaskService:
     # -- claim ----------------------------------------------------------------------------------
 
     async def claim(self, body: models.ClaimTasks) -> Reply:
+        models.refuse_unsupported(body, "wait")
         order = _claim_order(body.sort_by, body.sort_order)
         ids = None
         if body.task_type_id is not None or body.task_type_ids is not None:
@@ -351,11 +373,11 @@ class TaskService:
 
     # -- worker reports -------------------------------------------------------------------------
 
-    async def _transition(self, task_id: int, decide: Callable[[Task], Transition | None]) -> Task:
+    async def _transition(
+        self, task_id: int, decide: Callable[[Task], Transition | None], now: datetime
+    ) -> Task:
         await self._settle(task_id)
-        task = await self.store.transition_task(
-            task_id, lambda t: self._events(decide(t), t), self.clock.now()
-        )
+        task = await self.store.transition_task(task_id, lambda t: self._events(decide(t), t), now)
         if task is None:
             raise NotFound(TASK_NOT_FOUND)
         return task
@@ -366,7 +388,7 @@ class TaskService:
         )
         now = self.clock.now()
         task = await self._transition(
-            task_id, lambda t: lifecycle.complete(t, request, now=now, rng=self.rng)
+            task_id, lambda t: lifecycle.complete(t, request, now=now, rng=self.rng), now
         )
         status = lifecycle.outcome_status(task)
         message = {
@@ -397,6 +419,7 @@ class TaskService:
                 lease_token=body.lease_token,
                 now=now,
             ),
+            now,
         )
         message = "Task progress updated successfully"
         return Reply(
@@ -421,6 +444,7 @@ class TaskService:
                 now=now,
                 record=False,
             ),
+            now,
         )
         return Reply(
             "Lease extended",
@@ -435,12 +459,14 @@ class TaskService:
 
     async def cancel(self, task_id: int, body: models.CancelTask) -> Reply:
         now = self.clock.now()
-        task = await self._transition(task_id, lambda t: lifecycle.cancel(t, reason=body.reason, now=now))
+        task = await self._transition(
+            task_id, lambda t: lifecycle.cancel(t, reason=body.reason, now=now), now
+        )
         return Reply("Task cancelled", task_data(task))
 
     async def retry(self, task_id: int) -> Reply:
         now = self.clock.now()
-        task = await self._transition(task_id, lambda t: lifecycle.retry(t, now=now))
+        task = await self._transition(task_id, lambda t: lifecycle.retry(t, now=now), now)
         return Reply("Task queued for retry", task_data(task))
 
     async def delete(self, task_id: int) -> Reply:

@@ -84,7 +84,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = engine
-    app.state.auth = Authenticator(settings.api_key)
+    app.state.auth = Authenticator(settings.api_key, allow_open=settings.allow_open)
     app.state.settings = settings
     app.include_router(router)
     app.add_exception_handler(TaskManagerError, _on_error)

@@ -8,6 +8,7 @@ import hmac
 from starlette.requests import Request
 
 from taskmanager.errors import Unauthorized
+from taskmanager.settings import is_loopback
 
 UNAUTHORIZED = "Unauthorized"
 UNAUTHORIZED_HINT = "Invalid or missing API key. Include X-API-Key header with your request."
@@ -29,8 +30,9 @@ def presented_key(request: Request) -> str | None:
 class Authenticator:
     """Checks the presented key; with no key configured at all the server is in open mode."""
 
-    def __init__(self, admin_key: str | None) -> None:
+    def __init__(self, admin_key: str | None, *, allow_open: bool = False) -> None:
         self._hashes = [key_hash(admin_key)] if admin_key else []
+        self._allow_open = allow_open
 
     @property
     def open_mode(self) -> bool:
@@ -39,7 +41,12 @@ class Authenticator:
     def check(self, request: Request, scope: str) -> None:
         """Raise 401 unless the request carries a key allowed ``scope`` (the admin key: all)."""
         if self.open_mode:
-            return
+            # Open mode only serves a loopback listener, whatever started the server (the CLI
+            # refuses earlier; this also covers gunicorn or uvicorn started by hand).
+            local = request.scope.get("server")
+            if self._allow_open or local is None or is_loopback(str(local[0])):
+                return
+            raise Unauthorized(UNAUTHORIZED_HINT, error=UNAUTHORIZED)
         key = presented_key(request)
         digest = key_hash(key) if key is not None else b""
         # Compare against every stored hash so timing does not reveal which one matched.

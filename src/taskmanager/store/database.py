@@ -33,6 +33,10 @@ R = TypeVar("R")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Threads that run SQLite read transactions concurrently (WAL lets readers run beside the writer).
 SQLITE_READERS = 4
+#: Times a transaction the database picked as a deadlock victim is run again before giving up.
+DEADLOCK_RETRIES = 3
+#: Driver codes of a deadlock victim: MySQL/MariaDB ER_LOCK_DEADLOCK, PostgreSQL deadlock_detected.
+DEADLOCK_CODES = frozenset({1213, "40P01"})
 #: Driver chosen for each URL scheme a user may write.
 DRIVERS = {
     "sqlite": "sqlite+pysqlite",
@@ -56,9 +60,22 @@ def driver_url(url: str) -> URL:
     return parsed.set(drivername=driver)
 
 
+def is_memory(url: str) -> bool:
+    """True for an in-memory SQLite URL: its database lives and dies with one process."""
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
 def display_url(url: str) -> str:
     """The URL with its password hidden, for logs and start-up banners."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _is_deadlock(exc: DBAPIError) -> bool:
+    """The database rolled this transaction back to break a deadlock: running it again is safe."""
+    orig = exc.orig
+    codes = {getattr(orig, "pgcode", None), *getattr(orig, "args", ())[:1]}
+    return not DEADLOCK_CODES.isdisjoint(codes)
 
 
 @contextlib.contextmanager
@@ -93,11 +110,23 @@ class Database:
         """``fn(connection)`` inside one transaction, committed if it returns."""
         with _unavailable_on_connection_errors():
             if self.async_engine is not None:
-                async with self.async_engine.begin() as conn:
-                    return await conn.run_sync(fn)
+                return await self._run_async(self.async_engine, fn)
             executor = self._writer if write else self._readers
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(executor, self._in_transaction, fn, write)
+
+    @staticmethod
+    async def _run_async(engine: AsyncEngine, fn: Callable[[Connection], R]) -> R:
+        """One transaction; run again if the database rolled it back to break a deadlock."""
+        for _ in range(DEADLOCK_RETRIES):
+            try:
+                async with engine.begin() as conn:
+                    return await conn.run_sync(fn)
+            except DBAPIError as exc:
+                if not _is_deadlock(exc):
+                    raise
+        async with engine.begin() as conn:
+            return await conn.run_sync(fn)
 
     def _in_transaction(self, fn: Callable[[Connection], R], write: bool) -> R:
         assert self.sync_engine is not None

@@ -231,15 +231,20 @@ def _insert_one(conn: Connection, item: InsertTask) -> InsertResult:
         "dedupe_key": item.dedupe_key,
         "dedupe_lock": item.dedupe_key if dedupe else None,
     }
+    # The savepoint is handled by hand, not with ``with``: after any other error (a deadlock on
+    # MySQL) the server has already rolled the whole transaction back, and rolling back to the
+    # savepoint would only replace that error with "SAVEPOINT does not exist".
+    savepoint = conn.begin_nested()
     try:
-        with conn.begin_nested():
-            result = conn.execute(insert(tasks).values(**values))
+        result = conn.execute(insert(tasks).values(**values))
     except IntegrityError:
+        savepoint.rollback()
         # An identical create committed first: answer with its task, never an error.
         found = _existing(conn, item)
         if found is None:
             raise
         return InsertResult(InsertOutcome.DUPLICATE, found)
+    savepoint.commit()
     (task_id,) = result.inserted_primary_key or (None,)
     assert task_id is not None
     if item.event is not None:
@@ -434,9 +439,18 @@ class SqlStore:
         if query.type_ids is not None:
             conditions.append(T.type_id.in_(query.type_ids))
         order = [T[name].desc() if descending else T[name].asc() for name, descending in query.order]
-        pick = self._lock(
-            select(T.id).where(*conditions).order_by(*order).limit(query.limit), skip_locked=True
+        # MariaDB would otherwise join task_types first and sort every pending row, locking them
+        # all (SKIP LOCKED then hands concurrent claimers nothing); STRAIGHT_JOIN keeps it on the
+        # claim index, reading rows in order and stopping at the limit.
+        pick = (
+            select(T.id)
+            .prefix_with("STRAIGHT_JOIN", dialect="mysql")
+            .prefix_with("STRAIGHT_JOIN", dialect="mariadb")
+            .where(*conditions)
+            .order_by(*order)
+            .limit(query.limit)
         )
+        pick = self._lock(pick, skip_locked=True)
 
         def claim(conn: Connection) -> list[Task]:
             locked = _load(conn, list(conn.execute(pick).scalars()))
