@@ -28,6 +28,8 @@ from taskmanager.errors import ValidationFailed
 MAX_PRIORITY = 2**31 - 1
 #: Most tasks one claim may take.
 MAX_CLAIM_LIMIT = 100
+#: Longest long-poll a claim may ask for, in seconds.
+MAX_CLAIM_WAIT = 60
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -116,8 +118,8 @@ class ClaimTasks(_Body):
     sort_order: StrictStr | None = None
     lease_seconds: LeaseSeconds | None = None
     limit: Annotated[StrictInt, Field(ge=1, le=MAX_CLAIM_LIMIT)] | None = None
-    #: Long-poll (B.4) is not offered yet: refused with a 400, never silently ignored.
-    wait: Any = None
+    #: Long-poll: hold the request up to this many seconds until a task becomes claimable.
+    wait: Annotated[StrictInt | StrictFloat, Field(ge=0, le=MAX_CLAIM_WAIT)] | None = None
 
 
 class CompleteTask(_Body):
@@ -126,6 +128,19 @@ class CompleteTask(_Body):
     result: Any = None
     error: Annotated[StrictStr, Field(max_length=65535)] | None = None
     lease_token: Token | None = None
+
+
+class CompleteItem(_Body):
+    id: DbId
+    success: StrictBool
+    result: Any = None
+    error: Annotated[StrictStr, Field(max_length=65535)] | None = None
+    lease_token: Token | None = None
+
+
+class CompleteBatch(_Body):
+    worker_id: WorkerId
+    results: Annotated[list[CompleteItem], Field(min_length=1, max_length=1000)]
 
 
 class ReportProgress(_Body):
@@ -338,6 +353,18 @@ class HeartbeatData(_Out):
     id: int
     lease_expires_at: datetime | None
     cancel_requested: bool
+
+
+class CompleteBatchItemResult(_Out):
+    id: int
+    status: str | None
+    error: str | None = None
+    code: str | None = None
+
+
+class CompleteBatchResult(_Out):
+    results: list[CompleteBatchItemResult]
+    count: int
 
 
 class BatchItemResult(_Out):

@@ -184,6 +184,12 @@ def complete(task: Task, request: Completion, *, now: datetime, rng: random.Rand
     )
 
 
+def _extended(task: Task, until: datetime) -> datetime:
+    """``until``, unless the current lease (e.g. a claim's longer ``lease_seconds``) lasts longer."""
+    current = task.lease_expires_at
+    return until if current is None or current < until else current
+
+
 def progress(
     task: Task,
     *,
@@ -199,7 +205,7 @@ def progress(
         changes={
             "progress": value,
             "updated_at": now,
-            "lease_expires_at": now + timedelta(seconds=task.policy.claim_timeout),
+            "lease_expires_at": _extended(task, now + timedelta(seconds=task.policy.claim_timeout)),
         },
         events=(NewEvent(HistoryEvent.PROGRESS, worker_id, message, {"progress": value}),),
     )
@@ -222,10 +228,11 @@ def heartbeat(
     ):
         return None
     _check_holder(task, worker_id, lease_token)
-    seconds = lease_seconds or task.policy.claim_timeout
+    until = now + timedelta(seconds=lease_seconds or task.policy.claim_timeout)
     events = (NewEvent(HistoryEvent.HEARTBEAT, worker_id),) if record else ()
     return Transition(
-        changes={"lease_expires_at": now + timedelta(seconds=seconds), "updated_at": now},
+        # An explicit lease_seconds sets the lease; the default only ever extends it.
+        changes={"lease_expires_at": until if lease_seconds else _extended(task, until), "updated_at": now},
         events=events,
     )
 

@@ -7,6 +7,7 @@ no SQL; time comes from the injected clock and randomness (retry jitter) from th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from taskmanager.engine.records import (
 )
 from taskmanager.engine.records import HistoryEvent as Ev
 from taskmanager.engine.schema import ParamValidator, check_param_schema
+from taskmanager.engine.signal import WorkSignal
 from taskmanager.engine.store import (
     ClaimQuery,
     InsertOutcome,
@@ -97,6 +99,7 @@ class TaskService:
         self.rng = rng or random.Random()
         self.version = version
         self._validator = ParamValidator()
+        self.signal = WorkSignal()
 
     # -- health ---------------------------------------------------------------------------------
 
@@ -246,7 +249,18 @@ class TaskService:
     async def create_task(self, body: models.CreateTask) -> Reply:
         item = await self._prepare(body, self.clock.now())
         (result,) = await self.store.insert_tasks([item])
-        return _created_reply(result, body.type)
+        if result.outcome == InsertOutcome.CREATED:
+            self.signal.notify()
+        return _created_reply(await self._current(result), body.type)
+
+    async def _current(self, result: InsertResult) -> InsertResult:
+        """A duplicate as it reads now (A.6 "its current status"): a passed deadline is settled."""
+        task = result.task
+        if result.outcome != InsertOutcome.DUPLICATE or task is None:
+            return result
+        if lifecycle.settle(task, now=self.clock.now()) is None:
+            return result
+        return InsertResult(result.outcome, await self._task(task.id))
 
     async def create_tasks(self, body: models.CreateTasksBatch) -> Reply:
         now = self.clock.now()
@@ -265,9 +279,12 @@ class TaskService:
         results: list[dict[str, Any]] = []
         counts = {"created": 0, "duplicates": 0, "failed": 0}
         for index, item in prepared:
-            entry = _batch_entry(index, item if isinstance(item, str) else next(inserted))
+            outcome = item if isinstance(item, str) else await self._current(next(inserted))
+            entry = _batch_entry(index, outcome)
             counts[_batch_bucket(entry)] += 1
             results.append(entry)
+        if counts["created"]:
+            self.signal.notify()
         message = f"{counts['created']} created, {counts['duplicates']} duplicates, {counts['failed']} failed"
         return Reply(message, {"results": results, **counts})
 
@@ -281,6 +298,8 @@ class TaskService:
             settled = await self.store.settle_tasks(
                 query, lambda t: self._events(lifecycle.settle(t, now=now), t)
             )
+            if settled:
+                self.signal.notify()  # a lease ran out: its task may be claimable again
             if settled < query.limit:
                 return
 
@@ -332,8 +351,11 @@ class TaskService:
 
     # -- claim ----------------------------------------------------------------------------------
 
+    async def start(self) -> None:
+        """Begin hearing about work created by other processes (PostgreSQL LISTEN)."""
+        await self.store.listen(self.signal.notify)
+
     async def claim(self, body: models.ClaimTasks) -> Reply:
-        models.refuse_unsupported(body, "wait")
         order = _claim_order(body.sort_by, body.sort_order)
         ids = None
         if body.task_type_id is not None or body.task_type_ids is not None:
@@ -343,6 +365,28 @@ class TaskService:
                     *(() if body.task_type_id is None else (body.task_type_id,)),
                 }
             )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(body.wait or 0)
+        while True:
+            ticket = self.signal.ticket()  # taken before claiming, so no wake-up is missed
+            tasks = await self._claim_once(body, order, ids)
+            remaining = deadline - loop.time()
+            if tasks or remaining <= 0:
+                break
+            await self.signal.wait(ticket, min(remaining, self.store.wake_interval))
+        claimed = [
+            {**task_data(t), "lease_token": t.lease_token, "message": "Task claimed successfully"}
+            for t in tasks
+        ]
+        if body.limit is not None:
+            return Reply(f"{len(claimed)} tasks claimed", {"tasks": claimed, "count": len(claimed)})
+        if not claimed:
+            raise NoTasks("No available tasks")
+        return Reply("Task claimed successfully", claimed[0])
+
+    async def _claim_once(
+        self, body: models.ClaimTasks, order: tuple[tuple[str, bool], ...], ids: tuple[int, ...] | None
+    ) -> list[Task]:
         await self._settle()
         now = self.clock.now()
         query = ClaimQuery(
@@ -354,22 +398,38 @@ class TaskService:
             type_like=body.type_pattern,
             type_names=tuple(body.types) if body.types else None,
         )
-        tasks = await self.store.claim_tasks(
+        return await self.store.claim_tasks(
             query,
             lambda t: self._events(
                 lifecycle.claim(t, now=now, worker_id=body.worker_id, lease_seconds=body.lease_seconds),
                 t,
             ),
         )
-        claimed = [
-            {**task_data(t), "lease_token": t.lease_token, "message": "Task claimed successfully"}
-            for t in tasks
-        ]
-        if body.limit is not None:
-            return Reply(f"{len(claimed)} tasks claimed", {"tasks": claimed, "count": len(claimed)})
-        if not claimed:
-            raise NoTasks("No available tasks")
-        return Reply("Task claimed successfully", claimed[0])
+
+    async def complete_batch(self, body: models.CompleteBatch) -> Reply:
+        """Complete many tasks in one transaction; each item is judged as a single complete is."""
+        now = self.clock.now()
+        await self._settle()
+        items = {item.id: item for item in body.results}
+        failures: dict[int, TaskManagerError] = {}
+
+        def decide(task: Task) -> Transition | None:
+            item = items[task.id]
+            request = lifecycle.Completion(
+                body.worker_id, item.success, item.result, item.error, item.lease_token
+            )
+            try:
+                return self._events(lifecycle.complete(task, request, now=now, rng=self.rng), task)
+            except TaskManagerError as exc:
+                failures[task.id] = exc
+                return None
+
+        done = {t.id: t for t in await self.store.transition_tasks(list(items), decide, now)}
+        results = [_batch_complete_entry(i, done.get(i), failures.get(i)) for i in items]
+        if any(t.status == TaskStatus.PENDING for t in done.values()):
+            self.signal.notify()
+        ok = sum(1 for r in results if r["error"] is None)
+        return Reply(f"{ok} of {len(results)} completed", {"results": results, "count": len(results)})
 
     # -- worker reports -------------------------------------------------------------------------
 
@@ -380,6 +440,8 @@ class TaskService:
         task = await self.store.transition_task(task_id, lambda t: self._events(decide(t), t), now)
         if task is None:
             raise NotFound(TASK_NOT_FOUND)
+        if task.status == TaskStatus.PENDING:
+            self.signal.notify()
         return task
 
     async def complete(self, task_id: int, body: models.CompleteTask) -> Reply:
@@ -538,6 +600,17 @@ def _created_reply(result: InsertResult, type_name: str) -> Reply:
         )
     message = "Task created successfully"
     return Reply(message, {**task_data(task), "duplicate": False, "deduplicated": False, "message": message})
+
+
+def _batch_complete_entry(
+    task_id: int, task: Task | None, failure: TaskManagerError | None
+) -> dict[str, Any]:
+    if task is None:
+        failure = failure or NotFound(TASK_NOT_FOUND)
+    if failure is not None:
+        return {"id": task_id, "status": None, "error": failure.message, "code": failure.code}
+    assert task is not None
+    return {"id": task_id, "status": lifecycle.outcome_status(task), "error": None, "code": None}
 
 
 def _batch_entry(index: int, outcome: InsertResult | str) -> dict[str, Any]:

@@ -153,6 +153,21 @@ class Store(Protocol):
         """Lock one task, apply ``decide`` (which may raise); None if the task does not exist."""
         ...
 
+    async def transition_tasks(self, task_ids: Sequence[int], decide: Decide, now: datetime) -> list[Task]:
+        """Lock several tasks in one transaction and apply ``decide`` to each (missing ids are
+        left out of the result). ``decide`` must not raise: it returns None to skip a task."""
+        ...
+
+    @property
+    def wake_interval(self) -> float:
+        """Seconds a long-polling claimer may sleep before it must look again by itself."""
+        ...
+
+    async def listen(self, on_work: Callable[[], None]) -> None:
+        """Start calling ``on_work`` when another process announces claimable work, if this
+        database can tell (PostgreSQL LISTEN/NOTIFY); otherwise do nothing."""
+        ...
+
     async def settle_tasks(self, query: SettleQuery, decide: Decide) -> int:
         """Apply ``decide`` to rows with an expired lease or an expired pending deadline."""
         ...

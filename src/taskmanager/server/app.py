@@ -70,6 +70,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if owned and settings.migrate_on_start:
             await upgrade(active_store.db)  # type: ignore[attr-defined]
+        await engine.start()
         yield
         if owned:
             await active_store.close()

@@ -141,6 +141,19 @@ async def claim(request: Request) -> Response:
     return ok(await engine.claim(await body(request, models.ClaimTasks)))
 
 
+@router.post(
+    "/tasks/complete-batch",
+    tags=["Tasks"],
+    operation_id="completeTasks",
+    openapi_extra=request_body(models.CompleteBatch),
+    responses=responses(models.CompleteBatchResult, 400, 401, 403, 413),
+)
+async def complete_batch(request: Request) -> Response:
+    """Complete up to 1000 claimed tasks in one request; each item is judged on its own."""
+    engine = service(request, "tasks:work")
+    return ok(await engine.complete_batch(await body(request, models.CompleteBatch)))
+
+
 @router.get(
     "/tasks",
     tags=["Tasks"],

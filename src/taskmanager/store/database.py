@@ -37,6 +37,11 @@ SQLITE_READERS = 4
 DEADLOCK_RETRIES = 3
 #: Driver codes of a deadlock victim: MySQL/MariaDB ER_LOCK_DEADLOCK, PostgreSQL deadlock_detected.
 DEADLOCK_CODES = frozenset({1213, "40P01"})
+#: Seconds to open a connection, to wait for a free pooled one, and for one statement: a database
+#: that stopped answering turns into 503 ``unavailable`` instead of a request that hangs.
+CONNECT_TIMEOUT = 10
+POOL_TIMEOUT = 10
+STATEMENT_TIMEOUT = 30
 #: Driver chosen for each URL scheme a user may write.
 DRIVERS = {
     "sqlite": "sqlite+pysqlite",
@@ -96,6 +101,7 @@ class Database:
     """Runs the store's SQL functions, each in one transaction, on one database."""
 
     dialect: str
+    url: URL
     sync_engine: Engine | None = None
     async_engine: AsyncEngine | None = None
     _writer: ThreadPoolExecutor | None = field(default=None, repr=False)
@@ -169,7 +175,7 @@ def _sqlite(target: URL) -> Database:
         engine = create_engine(target, poolclass=StaticPool, connect_args={"check_same_thread": False})
         single = ThreadPoolExecutor(1, thread_name_prefix="taskmanager-sqlite")
         _sqlite_events(engine)
-        return Database("sqlite", sync_engine=engine, _writer=single, _readers=single)
+        return Database("sqlite", target, sync_engine=engine, _writer=single, _readers=single)
     engine = create_engine(
         target,
         pool_size=SQLITE_READERS + 1,
@@ -179,6 +185,7 @@ def _sqlite(target: URL) -> Database:
     _sqlite_events(engine)
     return Database(
         "sqlite",
+        target,
         sync_engine=engine,
         _writer=ThreadPoolExecutor(1, thread_name_prefix="taskmanager-sqlite-writer"),
         _readers=ThreadPoolExecutor(SQLITE_READERS, thread_name_prefix="taskmanager-sqlite-reader"),
@@ -191,9 +198,17 @@ def connect(url: str, *, pool_size: int = 10) -> Database:
     dialect = target.get_backend_name()
     if dialect == "sqlite":
         return _sqlite(target)
-    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
+    kwargs: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": pool_size,
+        "pool_pre_ping": True,
+        "pool_timeout": POOL_TIMEOUT,
+    }
     if dialect in ("mysql", "mariadb"):
         # READ COMMITTED: after a duplicate-key error, a fresh SELECT must see the winner's row.
         kwargs["isolation_level"] = "READ COMMITTED"
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
         dialect = "mysql"
-    return Database(dialect, async_engine=create_async_engine(target, **kwargs))
+    else:
+        kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT, "command_timeout": STATEMENT_TIMEOUT}
+    return Database(dialect, target, async_engine=create_async_engine(target, **kwargs))

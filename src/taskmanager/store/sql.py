@@ -46,9 +46,15 @@ from taskmanager.engine.store import (
     Transition,
 )
 from taskmanager.store.database import Database
+from taskmanager.store.listen import PgListener
 from taskmanager.store.tables import task_history, task_types, tasks
 
 T, TT, H = tasks.c, task_types.c, task_history.c
+#: PostgreSQL NOTIFY channel on which a commit that made work claimable wakes every server.
+WORK_CHANNEL = "taskmanager_work"
+#: Seconds between claim retries of a long-polling claimer when no other process can wake it
+#: (SQLite and MySQL across processes; within one process a create wakes it at once).
+SHARED_POLL_INTERVAL = 0.25
 R = TypeVar("R")
 
 _TASK_COLUMNS = [
@@ -277,8 +283,17 @@ def _insert_one(conn: Connection, item: InsertTask) -> InsertResult:
     return InsertResult(InsertOutcome.CREATED, task)
 
 
+def _announce_work(conn: Connection) -> None:
+    """On PostgreSQL, wake long-polling claimers in every server process when this commits."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": WORK_CHANNEL})
+
+
 def _insert_tasks(items: Sequence[InsertTask], conn: Connection) -> list[InsertResult]:
-    return [_insert_one(conn, item) for item in items]
+    results = [_insert_one(conn, item) for item in items]
+    if any(r.outcome == InsertOutcome.CREATED for r in results):
+        _announce_work(conn)
+    return results
 
 
 def _get_task(task_id: int, conn: Connection) -> Task | None:
@@ -334,6 +349,7 @@ def _apply(conn: Connection, locked: list[Task], decide: Decide, now: datetime) 
     """Run ``decide`` on each locked task and write the transitions back."""
     changed: list[Task] = []
     events: list[dict[str, Any]] = []
+    wakes = False
     for task in locked:
         transition: Transition | None = decide(task)
         if transition is None:
@@ -343,8 +359,11 @@ def _apply(conn: Connection, locked: list[Task], decide: Decide, now: datetime) 
         events.extend(_event_row(task.id, e, now) for e in transition.events)
         kept = {k: v for k, v in transition.changes.items() if k != "dedupe_lock"}
         changed.append(replace(task, **kept))
+        wakes = wakes or transition.changes.get("status") == TaskStatus.PENDING
     if events:
         conn.execute(insert(task_history), events)
+    if wakes:
+        _announce_work(conn)
     return changed
 
 
@@ -377,6 +396,7 @@ class SqlStore:
 
     def __init__(self, database: Database) -> None:
         self.db = database
+        self.listener: PgListener | None = None
 
     def _lock(self, query: Select[Any], *, skip_locked: bool) -> Select[Any]:
         return query.with_for_update(skip_locked=skip_locked) if self.db.locks_rows else query
@@ -391,6 +411,8 @@ class SqlStore:
         await self._read(lambda conn: conn.execute(text("SELECT 1")).scalar())
 
     async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.stop()
         await self.db.dispose()
 
     # -- task types -----------------------------------------------------------------------------
@@ -468,6 +490,27 @@ class SqlStore:
             return task
 
         return await self._write(transition)
+
+    async def transition_tasks(self, task_ids: Sequence[int], decide: Decide, now: datetime) -> list[Task]:
+        # Lock in id order, so two batches over the same tasks cannot deadlock each other.
+        ordered = sorted(set(task_ids))
+        pick = self._lock(select(T.id).where(T.id.in_(ordered)).order_by(T.id), skip_locked=False)
+
+        def transition(conn: Connection) -> list[Task]:
+            found = list(conn.execute(pick).scalars())
+            return _apply(conn, _load(conn, found), decide, now)
+
+        return await self._write(transition)
+
+    @property
+    def wake_interval(self) -> float:
+        return self.listener.interval if self.listener else SHARED_POLL_INTERVAL
+
+    async def listen(self, on_work: Callable[[], None]) -> None:
+        """Call ``on_work`` whenever another process announces work (PostgreSQL LISTEN)."""
+        if self.db.dialect == "postgresql" and self.listener is None:
+            self.listener = PgListener(self.db.url, WORK_CHANNEL, on_work)
+            await self.listener.start()
 
     async def settle_tasks(self, query: SettleQuery, decide: Decide) -> int:
         due = _due(query)

@@ -1,0 +1,100 @@
+"""The default claim query walks the ix_tasks_claim index instead of scanning and sorting tasks.
+
+The statement checked is the one the store really sends (captured while it claims); the table is
+filled first so the planner has a reason to prefer an index.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, event, insert
+from sqlalchemy.engine import Connection
+
+from taskmanager.engine.clock import FrozenClock
+from taskmanager.store import SqlStore
+from taskmanager.store.tables import tasks
+from tests.conftest import TestDatabase
+from tests.contract.builders import claim_query, make_type, run_raw
+
+ROWS = 5000
+
+
+async def captured_claim_statement(store: SqlStore, clock: FrozenClock) -> tuple[str, Any]:
+    seen: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if "FROM tasks" in statement and "ORDER BY tasks.priority DESC" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(Engine, "before_cursor_execute", capture)
+    try:
+        await store.claim_tasks(claim_query(clock.now()), lambda _: None)
+    finally:
+        event.remove(Engine, "before_cursor_execute", capture)
+    assert len(seen) == 1, seen
+    return seen[0]
+
+
+def fill(type_id: int, clock: FrozenClock, kind: str) -> Any:
+    """Many finished tasks and some pending ones, then fresh planner statistics."""
+
+    def run(conn: Connection) -> None:
+        start = clock.now() - timedelta(days=1)
+        rows = [
+            {
+                "type_id": type_id,
+                "status": "pending" if n % 10 == 0 else "completed",
+                "params": "{}",
+                "priority": n % 5,
+                "progress": 0,
+                "attempts": 0,
+                "max_attempts": 3,
+                "created_at": start + timedelta(seconds=n),
+                "updated_at": start + timedelta(seconds=n),
+            }
+            for n in range(ROWS)
+        ]
+        conn.execute(insert(tasks), rows)
+        if kind == "postgresql":
+            conn.exec_driver_sql("ANALYZE tasks")
+        elif kind == "mysql":
+            conn.exec_driver_sql("ANALYZE TABLE tasks")
+
+    return run
+
+
+def explain(statement: str, parameters: Any, kind: str) -> Any:
+    prefix = "EXPLAIN QUERY PLAN " if kind == "sqlite" else "EXPLAIN "
+
+    def run(conn: Connection) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in conn.exec_driver_sql(prefix + statement, parameters)]
+
+    return run
+
+
+async def test_default_claim_query_uses_the_claim_index(
+    store: SqlStore, clock: FrozenClock, clean_database: TestDatabase
+) -> None:
+    kind = clean_database.kind
+    task_type = await make_type(store, "t", clock.now())
+    await run_raw(clean_database.url, fill(task_type.id, clock, kind))
+    statement, parameters = await captured_claim_statement(store, clock)
+    plan = await run_raw(clean_database.url, explain(statement, parameters, kind))
+    if kind == "sqlite":
+        details = [str(row[-1]) for row in plan]
+        assert any("tasks USING INDEX ix_tasks_claim" in d for d in details), details
+        assert not any(d.startswith("SCAN tasks") for d in details), details
+        assert not any("TEMP B-TREE" in d for d in details), details
+    elif kind == "postgresql":
+        text = "\n".join(str(row[0]) for row in plan)
+        assert "Index Scan using ix_tasks_claim on tasks" in text, text
+        assert "Seq Scan on tasks" not in text, text
+        assert "Sort" not in text, text
+    else:
+        # MariaDB: id, select_type, table, type, possible_keys, key, key_len, ref, rows, Extra
+        by_table = {row[2]: row for row in plan}
+        assert by_table["tasks"][5] == "ix_tasks_claim", plan
+        assert by_table["tasks"][3] != "ALL", plan
+        assert not any("filesort" in str(row[9]) for row in plan), plan

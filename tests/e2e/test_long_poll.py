@@ -1,0 +1,128 @@
+"""B.4: long-poll claims that a create wakes, and completing many tasks in one request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_KEY, Api, TestDatabase, _create, _drop, _migrate
+from tests.e2e.process import ServerProcess
+
+HEADERS = {"X-API-Key": ADMIN_KEY}
+SCHEMA = {"type": "object"}
+
+
+def _register(api: Api, name: str = "job") -> None:
+    response = api.post(
+        "/api/task-types/register", json={"name": name, "version": "1", "param_schema": SCHEMA}
+    )
+    assert response.status_code == 200
+
+
+def test_waiting_claim_is_woken_by_a_create(api: Api) -> None:
+    _register(api)
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        waiting = pool.submit(api.post, "/api/tasks/claim", json={"worker_id": "w", "wait": 30})
+        created = api.post("/api/tasks", json={"type": "job", "params": {"n": 1}}).json()["data"]
+        claimed = waiting.result(timeout=30)
+    assert claimed.status_code == 200
+    assert claimed.json()["data"]["id"] == created["id"]
+    assert time.monotonic() - started < 15, "the claim returned long before its wait ran out"
+
+
+def test_wait_with_nothing_to_claim_ends_in_no_tasks(api: Api) -> None:
+    _register(api)
+    single = api.post("/api/tasks/claim", json={"worker_id": "w", "wait": 0.3})
+    assert single.status_code == 404
+    assert single.json()["code"] == "no_tasks"
+    batch = api.post("/api/tasks/claim", json={"worker_id": "w", "wait": 0.3, "limit": 5})
+    assert batch.status_code == 200
+    assert batch.json()["data"] == {"tasks": [], "count": 0}
+
+
+@pytest.mark.parametrize("wait", [-1, 61, "5", True])
+def test_wait_out_of_range_is_refused(api: Api, wait: object) -> None:
+    response = api.post("/api/tasks/claim", json={"worker_id": "w", "wait": wait})
+    assert response.status_code == 400
+    assert any(d.startswith("wait:") for d in response.json()["details"])
+
+
+def test_complete_batch_judges_each_item_alone(api: Api) -> None:
+    _register(api)
+    for n in range(4):
+        api.post("/api/tasks", json={"type": "job", "params": {"n": n}})
+    claimed = api.post("/api/tasks/claim", json={"worker_id": "w", "limit": 3}).json()["data"]["tasks"]
+    a, b, c = claimed
+    pending = api.get("/api/tasks", params={"status": "pending"}).json()["data"]["tasks"][0]
+    response = api.post(
+        "/api/tasks/complete-batch",
+        json={
+            "worker_id": "w",
+            "results": [
+                {"id": a["id"], "success": True, "result": {"ok": 1}, "lease_token": a["lease_token"]},
+                {"id": b["id"], "success": False, "error": "boom"},
+                {"id": c["id"], "success": True, "lease_token": "not-the-token"},
+                {"id": pending["id"], "success": True},
+                {"id": 999999, "success": True},
+            ],
+        },
+    )
+    assert response.status_code == 200
+    results = {r["id"]: r for r in response.json()["data"]["results"]}
+    assert response.json()["data"]["count"] == 5
+    assert results[a["id"]]["status"] == "completed"
+    assert results[b["id"]]["status"] == "pending (retry)"
+    assert results[c["id"]]["code"] == "lease_lost"
+    assert results[pending["id"]]["error"] == "Task is not in claimed state"
+    assert results[999999]["error"] == "Task not found"
+    assert api.get(f"/api/tasks/{a['id']}").json()["data"]["result"] == {"ok": 1}
+    assert api.get(f"/api/tasks/{c['id']}").json()["data"]["status"] == "claimed"
+
+
+def test_complete_batch_refuses_a_bad_body(api: Api) -> None:
+    empty = api.post("/api/tasks/complete-batch", json={"worker_id": "w", "results": []})
+    assert empty.status_code == 400
+    missing = api.post("/api/tasks/complete-batch", json={"results": [{"id": 1, "success": True}]})
+    assert missing.status_code == 400
+    assert "worker_id: field required" in missing.json()["details"]
+
+
+@pytest.fixture
+def pg_database(tmp_path: Path) -> Iterator[TestDatabase]:
+    db = _create("postgresql", tmp_path)
+    asyncio.run(_migrate(db.url))
+    yield db
+    _drop(db)
+
+
+def test_create_on_one_server_wakes_a_claimer_waiting_on_another(pg_database: TestDatabase) -> None:
+    with (
+        ServerProcess(pg_database.url, api_key=ADMIN_KEY) as a,
+        ServerProcess(pg_database.url, api_key=ADMIN_KEY) as b,
+    ):
+        httpx.post(
+            f"{a.url}/api/task-types/register",
+            headers=HEADERS,
+            json={"name": "job", "version": "1", "param_schema": SCHEMA},
+        )
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(
+                httpx.post,
+                f"{a.url}/api/tasks/claim",
+                headers=HEADERS,
+                json={"worker_id": "w", "wait": 30},
+                timeout=60,
+            )
+            created = httpx.post(
+                f"{b.url}/api/tasks", headers=HEADERS, json={"type": "job", "params": {}}
+            ).json()["data"]
+            claimed = waiting.result(timeout=60)
+        assert claimed.status_code == 200
+        assert claimed.json()["data"]["id"] == created["id"]
