@@ -1,0 +1,1 @@
+"""Benchmarks of TaskManager; results are recorded in docs/performance.md."""
