@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,6 +45,7 @@ from taskmanager.engine.store import (
 )
 from taskmanager.engine.wire import event_data, iso, task_data, type_data
 from taskmanager.errors import (
+    LeaseLost,
     NoTasks,
     NotFound,
     QueueFull,
@@ -63,6 +65,8 @@ DEFAULT_ORDER: tuple[tuple[str, bool], ...] = (
     ("created_at", False),
     ("id", False),
 )
+#: How often (engine clock and real time) the whole table is checked for due expiries.
+SETTLE_INTERVAL = timedelta(seconds=1)
 #: Rounds of expiry settling one request may run (each handles up to SettleQuery.limit rows).
 MAX_SETTLE_ROUNDS = 20
 #: Most tasks one list request returns.
@@ -100,6 +104,7 @@ class TaskService:
         self.version = version
         self._validator = ParamValidator()
         self.signal = WorkSignal()
+        self._settled_at: tuple[datetime, float] | None = None
 
     # -- health ---------------------------------------------------------------------------------
 
@@ -290,10 +295,21 @@ class TaskService:
 
     # -- read -----------------------------------------------------------------------------------
 
-    async def _settle(self, task_id: int | None = None) -> None:
-        """Apply every transition the clock has made due (expired leases, expired tasks)."""
-        now = self.clock.now()
-        query = SettleQuery(now, task_id)
+    async def _settle(self) -> None:
+        """Apply every transition the clock has made due (expired leases, expired tasks).
+
+        Runs at most once per ``SETTLE_INTERVAL`` of both the engine's clock and real time, so a
+        busy server does not pay for it on every claim; single tasks are settled as they are read
+        or changed (``_task``, ``_transition``), so they are never stale.
+        """
+        now, real = self.clock.now(), time.monotonic()
+        if self._settled_at is not None:
+            clock_at, real_at = self._settled_at
+            interval = SETTLE_INTERVAL.total_seconds()
+            if now - clock_at < SETTLE_INTERVAL and real - real_at < interval:
+                return
+        self._settled_at = (now, real)
+        query = SettleQuery(now)
         for _ in range(MAX_SETTLE_ROUNDS):
             settled = await self.store.settle_tasks(
                 query, lambda t: self._events(lifecycle.settle(t, now=now), t)
@@ -304,11 +320,12 @@ class TaskService:
                 return
 
     async def _task(self, task_id: int) -> Task:
-        await self._settle(task_id)
         task = await self.store.get_task(task_id)
         if task is None:
             raise NotFound(TASK_NOT_FOUND)
-        return task
+        if lifecycle.settle(task, now=self.clock.now()) is None:
+            return task
+        return await self._transition(task_id, lambda _t: None, self.clock.now())
 
     async def get_task(self, task_id: int) -> Reply:
         return Reply("Task retrieved successfully", task_data(await self._task(task_id)))
@@ -414,6 +431,10 @@ class TaskService:
         failures: dict[int, TaskManagerError] = {}
 
         def decide(task: Task) -> Transition | None:
+            due = lifecycle.settle(task, now=now)
+            if due is not None:  # the lease ran out before this report arrived
+                failures[task.id] = LeaseLost("Lease lost: the lease expired")
+                return self._events(due, task)
             item = items[task.id]
             request = lifecycle.Completion(
                 body.worker_id, item.success, item.result, item.error, item.lease_token
@@ -436,10 +457,22 @@ class TaskService:
     async def _transition(
         self, task_id: int, decide: Callable[[Task], Transition | None], now: datetime
     ) -> Task:
-        await self._settle(task_id)
-        task = await self.store.transition_task(task_id, lambda t: self._events(decide(t), t), now)
+        """Lock the task and apply ``decide`` — after any transition its timestamps made due."""
+        settled = False
+
+        def settle_then_decide(task: Task) -> Transition | None:
+            nonlocal settled
+            due = lifecycle.settle(task, now=now)
+            if due is not None:
+                settled = True  # apply the expiry now; judge the request on the result below
+                return self._events(due, task)
+            return self._events(decide(task), task)
+
+        task = await self.store.transition_task(task_id, settle_then_decide, now)
         if task is None:
             raise NotFound(TASK_NOT_FOUND)
+        if settled:
+            return await self._transition(task_id, decide, now)
         if task.status == TaskStatus.PENDING:
             self.signal.notify()
         return task

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -350,16 +351,22 @@ def _apply(conn: Connection, locked: list[Task], decide: Decide, now: datetime) 
     changed: list[Task] = []
     events: list[dict[str, Any]] = []
     wakes = False
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for task in locked:
         transition: Transition | None = decide(task)
         if transition is None:
             changed.append(task)
             continue
-        conn.execute(update(tasks).where(T.id == task.id).values(**_encode(transition.changes)))
+        values = _encode(transition.changes)
+        updates.setdefault(tuple(sorted(values)), []).append({"_id": task.id, **values})
         events.extend(_event_row(task.id, e, now) for e in transition.events)
         kept = {k: v for k, v in transition.changes.items() if k != "dedupe_lock"}
         changed.append(replace(task, **kept))
         wakes = wakes or transition.changes.get("status") == TaskStatus.PENDING
+    for columns, rows in updates.items():
+        # One statement per shape of change: a batch claim is one executemany, not N updates.
+        statement = update(tasks).where(T.id == bindparam("_id"))
+        conn.execute(statement.values({c: bindparam(c) for c in columns}), rows)
     if events:
         conn.execute(insert(task_history), events)
     if wakes:
@@ -473,9 +480,19 @@ class SqlStore:
             .limit(query.limit)
         )
         pick = self._lock(pick, skip_locked=True)
+        # PostgreSQL locks just the task rows of a join (FOR UPDATE OF), so one statement picks,
+        # locks and reads them; SQLite needs no lock. MySQL cannot limit the lock to one table of
+        # a join (it would lock the shared task_types row), so it locks ids first, then reads.
+        one_step = self.db.dialect != "mysql"
+        rows = _TASK_SELECT.where(*conditions).order_by(*order).limit(query.limit)
+        if self.db.locks_rows:
+            rows = rows.with_for_update(skip_locked=True, of=tasks)
 
         def claim(conn: Connection) -> list[Task]:
-            locked = _load(conn, list(conn.execute(pick).scalars()))
+            if one_step:
+                locked = [_task(row) for row in conn.execute(rows)]
+            else:
+                locked = _load(conn, list(conn.execute(pick).scalars()))
             return _apply(conn, locked, decide, query.now)
 
         return await self._write(claim)
