@@ -1,4 +1,4 @@
-"""The ``taskmanager`` command: serve, db upgrade|downgrade|current, version."""
+"""The ``taskmanager`` command: serve, db upgrade|downgrade|current, import-prismq, version."""
 
 from __future__ import annotations
 
@@ -199,6 +199,47 @@ def db_current(database_url: DatabaseOption = None) -> None:
     found = asyncio.run(_on_store(database_url, _nothing))
     typer.echo(f"current: {found or 'base (empty)'}")
     typer.echo(f"latest:  {head_revision()}")
+
+
+@app.command("import-prismq")
+def import_prismq(
+    source: Annotated[str, typer.Option("--from", help="The PrismQ database: mysql://user:pass@host/db")],
+    database_url: DatabaseOption = None,
+    source_timezone: Annotated[
+        str, typer.Option(help="Time zone of PrismQ DATETIME columns (TIMESTAMP ones are exact).")
+    ] = "UTC",
+    skip_existing: Annotated[
+        bool, typer.Option("--skip-existing", help="Leave out rows whose id the target already has.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Read and check everything; write nothing.")
+    ] = False,
+) -> None:
+    """Copy a PrismQ database's task types and tasks (ids kept) into this one, migrated first."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from taskmanager.errors import Unavailable
+    from taskmanager.store.prismq import IdsTaken, ImportOptions, ImportRefused, PrismqImportError
+    from taskmanager.store.prismq import import_prismq as run_import
+
+    try:
+        zone = ZoneInfo(source_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        console.print(f"[red]Unknown time zone {source_timezone!r}[/red] (use a name such as Europe/Prague).")
+        raise typer.Exit(2) from None
+    settings = _settings(database_url=database_url)
+    options = ImportOptions(settings.engine_defaults(), zone, skip_existing, dry_run)
+    try:
+        report = asyncio.run(run_import(source, settings.database_url, options))
+    except (PrismqImportError, Unavailable) as exc:
+        hint = " Import into an empty database, or pass --skip-existing." if isinstance(exc, IdsTaken) else ""
+        console.print(
+            f"[red]Import refused:[/red] {exc}{hint}"
+            if isinstance(exc, ImportRefused)
+            else f"[red]{exc}[/red]"
+        )
+        raise typer.Exit(2 if isinstance(exc, ImportRefused) else 1) from None
+    typer.echo("\n".join(report.lines()))
 
 
 def main() -> None:

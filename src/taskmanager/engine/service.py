@@ -105,6 +105,7 @@ class TaskService:
         self._validator = ParamValidator()
         self.signal = WorkSignal()
         self._settled_at: tuple[datetime, float] | None = None
+        self._listening = False
 
     # -- health ---------------------------------------------------------------------------------
 
@@ -370,6 +371,7 @@ class TaskService:
 
     async def start(self) -> None:
         """Begin hearing about work created by other processes (PostgreSQL LISTEN)."""
+        self._listening = True
         await self.store.listen(self.signal.notify)
 
     async def claim(self, body: models.ClaimTasks) -> Reply:
@@ -382,6 +384,8 @@ class TaskService:
                     *(() if body.task_type_id is None else (body.task_type_id,)),
                 }
             )
+        if body.wait and not self._listening:
+            await self.start()  # hosts that never run the app's start-up hook (WSGI adapters)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + float(body.wait or 0)
         while True:

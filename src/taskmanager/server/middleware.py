@@ -71,7 +71,11 @@ class EdgeMiddleware:
             return
         incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex[:16]
-        path = api_path(scope["path"])
+        # Under a sub-path mount (root_path, e.g. Passenger's base URI) only the part after it
+        # is the API path.
+        root = scope.get("root_path", "")
+        inner = scope["path"][len(root) :] if root and scope["path"].startswith(root) else scope["path"]
+        path = root + api_path(inner)
         scope = {**scope, "path": path, "raw_path": path.encode(), "request_id": request_id}
         extra = self._headers(scope, request_id)
 
