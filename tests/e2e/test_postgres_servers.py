@@ -28,8 +28,11 @@ def pg_database(tmp_path: Path) -> Iterator[TestDatabase]:
 
 
 def _register(url: str) -> None:
-    response = httpx.post(f"{url}/api/task-types/register", headers=HEADERS,
-                          json={"name": "job", "version": "1", "param_schema": {"type": "object"}})
+    response = httpx.post(
+        f"{url}/api/task-types/register",
+        headers=HEADERS,
+        json={"name": "job", "version": "1", "param_schema": {"type": "object"}},
+    )
     assert response.status_code == 200
 
 
@@ -44,20 +47,25 @@ def _drain(url: str, worker: str) -> list[int]:
             assert claim.status_code == 200, claim.text
             task = claim.json()["data"]
             taken.append(task["id"])
-            done = client.post(f"/api/tasks/{task['id']}/complete", json={
-                "worker_id": worker, "success": True, "lease_token": task["lease_token"]})
+            done = client.post(
+                f"/api/tasks/{task['id']}/complete",
+                json={"worker_id": worker, "success": True, "lease_token": task["lease_token"]},
+            )
             assert done.status_code == 200, done.text
 
 
 def test_two_servers_on_one_database_dedupe_and_claim_exactly_once(pg_database: TestDatabase) -> None:
-    with ServerProcess(pg_database.url, api_key=ADMIN_KEY) as a, \
-            ServerProcess(pg_database.url, api_key=ADMIN_KEY) as b:
+    with (
+        ServerProcess(pg_database.url, api_key=ADMIN_KEY) as a,
+        ServerProcess(pg_database.url, api_key=ADMIN_KEY) as b,
+    ):
         _register(a.url)
         servers = [a.url, b.url]
 
         def create(n: int, url: str) -> int:
-            response = httpx.post(f"{url}/api/tasks", headers=HEADERS, timeout=60,
-                                  json={"type": "job", "params": {"n": n}})
+            response = httpx.post(
+                f"{url}/api/tasks", headers=HEADERS, timeout=60, json={"type": "job", "params": {"n": n}}
+            )
             assert response.status_code == 200, response.text
             return int(response.json()["data"]["id"])
 
@@ -78,8 +86,10 @@ def test_two_servers_on_one_database_dedupe_and_claim_exactly_once(pg_database: 
 
 def test_killed_connections_lose_no_acknowledged_create(pg_database: TestDatabase) -> None:
     name = pg_database.url.rsplit("/", 1)[1]
-    kill = (f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
+    kill = (
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+    )
     acknowledged: list[tuple[int, int]] = []
     statuses: Counter[int] = Counter()
     stop = threading.Event()
