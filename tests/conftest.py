@@ -79,6 +79,8 @@ class TestDatabase:
         def empty(conn: Connection) -> None:
             for table in tables:
                 conn.execute(text(f"DELETE FROM {table}"))
+            if self.kind == "sqlite":
+                conn.execute(text("DELETE FROM sqlite_sequence"))
             for table in tables:
                 if self.kind == "postgresql":
                     conn.execute(text(f"ALTER SEQUENCE {table}_id_seq RESTART WITH 1"))

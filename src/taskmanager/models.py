@@ -95,6 +95,13 @@ class CreateTask(_Body):
     depends_on: Any = None
     callback_url: Any = None
 
+    @field_validator("run_at", "expires_at", mode="before")
+    @classmethod
+    def _iso_text(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("must be an ISO 8601 date-time string")
+        return value
+
     @field_validator("run_at", "expires_at")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:

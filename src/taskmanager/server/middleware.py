@@ -58,8 +58,11 @@ class EdgeMiddleware:
         origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), None)
         if self.any_origin:
             headers.append((b"access-control-allow-origin", b"*"))
-        elif origin is not None and origin in self.origins:
-            headers.append((b"access-control-allow-origin", origin.encode("latin-1")))
+        else:
+            # A listed origin is echoed; any other gets the first listed one, which its browser
+            # will not accept. The answer depends on Origin, so caches must key on it.
+            allowed = origin if origin is not None and origin in self.origins else self.origins[0]
+            headers.append((b"access-control-allow-origin", allowed.encode("latin-1")))
             headers.append((b"vary", b"Origin"))
         if scope["scheme"] == "https":
             headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))

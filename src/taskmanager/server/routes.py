@@ -76,7 +76,7 @@ async def list_types(
 
 
 @router.get(
-    "/task-types/{name}",
+    "/task-types/{name:path}",
     tags=["Task Types"],
     operation_id="getTaskType",
     responses=responses(models.TaskTypeOut, 401, 403, 404),
@@ -88,7 +88,7 @@ async def get_type(request: Request, name: str) -> Response:
 
 
 @router.delete(
-    "/task-types/{name}",
+    "/task-types/{name:path}",
     tags=["Task Types"],
     operation_id="deactivateTaskType",
     responses=responses(models.TaskTypeOut, 401, 403, 404),

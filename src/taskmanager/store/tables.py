@@ -83,6 +83,8 @@ task_types = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("name"),
+    # Ids are never reused on SQLite either (a deleted task's id must not name a new one).
+    sqlite_autoincrement=True,
 )
 
 tasks = Table(
@@ -119,6 +121,7 @@ tasks = Table(
     # Finding expired leases and expired pending tasks without scanning.
     Index("ix_tasks_status_lease", "status", "lease_expires_at"),
     Index("ix_tasks_status_expires", "status", "expires_at"),
+    sqlite_autoincrement=True,
 )
 
 # Claim: the next pending task by priority (highest first), then first in first out; the column

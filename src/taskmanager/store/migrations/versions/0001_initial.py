@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("updated_at", UTCDateTime, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_task_types"),
         sa.UniqueConstraint("name", name="uq_task_types_name"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "tasks",
@@ -63,6 +64,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_tasks"),
         sa.ForeignKeyConstraint(["type_id"], ["task_types.id"], name="fk_tasks_type_id_task_types"),
         sa.UniqueConstraint("type_id", "dedupe_lock", name="uq_tasks_type_id_dedupe_lock"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_tasks_claim", "tasks", ["status", sa.text("priority DESC"), "created_at", "id"])
     op.create_index(
