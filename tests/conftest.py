@@ -168,13 +168,13 @@ class RunningServer:
 
     def __enter__(self) -> RunningServer:
         self.thread.start()
-        for _ in range(500):
+        for _ in range(3000):
             if self.server.started:
                 return self
             if not self.thread.is_alive():
                 raise RuntimeError("test server failed to start")
             threading.Event().wait(0.01)
-        raise RuntimeError("test server did not start in 5 s")
+        raise RuntimeError("test server did not start in 30 s")
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True

@@ -17,6 +17,7 @@ from taskmanager.store.database import Database
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: Key of the PostgreSQL advisory lock / MySQL named lock that serialises concurrent migrations.
 MIGRATION_LOCK_ID = 0x7A5C_4D61
+MYSQL_LOCK_NAME = "CONCAT('taskmanager_migrate:', DATABASE())"
 
 
 def _config(connection: Connection | None = None) -> Config:
@@ -38,12 +39,19 @@ def _serialise(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
     elif connection.dialect.name in ("mysql", "mariadb"):
-        connection.execute(text("SELECT GET_LOCK('taskmanager_migrate', 60)"))
+        # Named locks are server-wide: name it after the database so only its migrations queue.
+        connection.execute(text(f"SELECT GET_LOCK({MYSQL_LOCK_NAME}, 60)"))
 
 
 def _run(connection: Connection, action: str, revision: str) -> None:
     _serialise(connection)
-    getattr(command, action)(_config(connection), revision)
+    try:
+        getattr(command, action)(_config(connection), revision)
+    finally:
+        if connection.dialect.name in ("mysql", "mariadb"):
+            # MySQL's named lock belongs to the session, not the transaction: a pooled
+            # connection would keep it and stall every later migration for a minute.
+            connection.execute(text(f"SELECT RELEASE_LOCK({MYSQL_LOCK_NAME})"))
 
 
 def _current(connection: Connection) -> Any:

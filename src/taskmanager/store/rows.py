@@ -1,0 +1,125 @@
+"""How tasks, task types and history events move between rows and engine records."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from taskmanager.engine.records import DedupeScope, NewEvent, Task, TaskStatus, TaskType
+from taskmanager.engine.records import TypePolicy as Policy
+from taskmanager.store.tables import task_history, task_types, tasks
+
+T, TT, H = tasks.c, task_types.c, task_history.c
+
+TASK_COLUMNS = [
+    T.id,
+    T.type_id,
+    T.status,
+    T.params,
+    T.result,
+    T.error_message,
+    T.priority,
+    T.progress,
+    T.attempts,
+    T.max_attempts,
+    T.claimed_by,
+    T.claimed_at,
+    T.lease_expires_at,
+    T.lease_token,
+    T.completed_at,
+    T.run_after,
+    T.expires_at,
+    T.assigned_to,
+    T.created_at,
+    T.updated_at,
+    T.dedupe_key,
+    TT.name.label("type_name"),
+    TT.claim_timeout,
+    TT.retry_delay,
+    TT.retry_max_delay,
+    TT.dedupe.label("type_dedupe"),
+]
+TASK_SELECT = select(*TASK_COLUMNS).select_from(tasks.join(task_types, T.type_id == TT.id))
+#: Columns a transition may change (anything else in ``changes`` is a programming error).
+WRITABLE = frozenset(c.name for c in tasks.columns) - {"id", "type_id", "created_at"}
+
+
+def json_or_none(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+def dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def task_from_row(row: Any) -> Task:
+    return Task(
+        id=row.id,
+        type_id=row.type_id,
+        type=row.type_name,
+        status=TaskStatus(row.status),
+        params=json.loads(row.params),
+        result=json_or_none(row.result),
+        error_message=row.error_message,
+        priority=row.priority,
+        progress=row.progress,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        claimed_by=row.claimed_by,
+        claimed_at=row.claimed_at,
+        lease_expires_at=row.lease_expires_at,
+        lease_token=row.lease_token,
+        completed_at=row.completed_at,
+        run_after=row.run_after,
+        expires_at=row.expires_at,
+        assigned_to=row.assigned_to,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        dedupe_key=row.dedupe_key,
+        policy=Policy(row.claim_timeout, row.retry_delay, row.retry_max_delay, DedupeScope(row.type_dedupe)),
+    )
+
+
+def type_from_row(row: Any) -> TaskType:
+    return TaskType(
+        id=row.id,
+        name=row.name,
+        version=row.version,
+        param_schema=json.loads(row.param_schema),
+        is_active=bool(row.is_active),
+        max_attempts=row.max_attempts,
+        claim_timeout=row.claim_timeout,
+        retry_delay=row.retry_delay,
+        retry_max_delay=row.retry_max_delay,
+        dedupe=DedupeScope(row.dedupe),
+        max_pending=row.max_pending,
+        description=row.description,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def encode_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(changes) - WRITABLE
+    if unknown:
+        raise ValueError(f"not writable task columns: {sorted(unknown)}")
+    values = dict(changes)
+    if "status" in values:
+        values["status"] = TaskStatus(values["status"]).value
+    if "result" in values:
+        values["result"] = dump(values["result"])
+    return values
+
+
+def event_row(task_id: int, event: NewEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "event": event.event.value,
+        "worker_id": event.worker_id,
+        "message": event.message,
+        "metadata": dump(event.metadata),
+        "created_at": now,
+    }
