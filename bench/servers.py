@@ -1,0 +1,87 @@
+"""Starting real ``taskmanager serve`` processes and throwaway databases for benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from taskmanager.store.database import driver_url
+
+PG_ADMIN_URL = os.environ.get("TASKMANAGER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+TASKMANAGER = str(Path(sys.executable).parent / "taskmanager")
+KEY = "bench-key"
+HEADERS = {"X-API-Key": KEY}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _admin(statement: str) -> None:
+    engine = create_async_engine(driver_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(statement))
+    await engine.dispose()
+
+
+@contextlib.contextmanager
+def database(kind: str) -> Iterator[str]:
+    """A fresh database URL of ``kind`` (sqlite or postgresql), removed afterwards."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite:///{tmp}/bench.db"
+        return
+    name = f"tm_bench_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.contextmanager
+def server(url: str, *, workers: int = 1) -> Iterator[str]:
+    """``taskmanager serve`` on a free port; yields its base URL."""
+    port = free_port()
+    env = {**os.environ, "TASKMANAGER_DATABASE_URL": url, "TASKMANAGER_API_KEY": KEY,
+           "TASKMANAGER_ENABLE_HISTORY": "true"}
+    proc = subprocess.Popen(
+        [TASKMANAGER, "serve", "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("server did not start")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def register(base: str, name: str = "noop") -> None:
+    response = httpx.post(f"{base}/api/task-types/register", headers=HEADERS,
+                          json={"name": name, "version": "1", "param_schema": {"type": "object"}})
+    response.raise_for_status()
