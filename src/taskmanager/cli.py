@@ -1,4 +1,4 @@
-"""The ``taskmanager`` command: serve, db upgrade|downgrade|current, import-prismq, version."""
+"""The ``taskmanager`` command: serve, worker, db upgrade|downgrade|current, import-prismq, version."""
 
 from __future__ import annotations
 
@@ -240,6 +240,41 @@ def import_prismq(
         )
         raise typer.Exit(2 if isinstance(exc, ImportRefused) else 1) from None
     typer.echo("\n".join(report.lines()))
+
+
+@app.command()
+def worker(
+    target: Annotated[str, typer.Argument(help="The Worker to run, as module:attribute.")],
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-c", min=1, help="Tasks run at once.")
+    ] = None,
+    api_url: Annotated[
+        str | None, typer.Option(envvar="TASKMANAGER_API_URL", help="Server URL, or a database URL.")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="TASKMANAGER_API_KEY", help="API key.")] = None,
+    worker_id: Annotated[str | None, typer.Option(help="Worker id (default: host-pid).")] = None,
+    lease_seconds: Annotated[int | None, typer.Option(help="Lease of each claim.")] = None,
+    task_timeout: Annotated[float | None, typer.Option(help="Default time limit per task.")] = None,
+    claim_wait: Annotated[float | None, typer.Option(help="Long-poll seconds (0: off).")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_format: Annotated[str, typer.Option(help="text or json (one object per line).")] = "text",
+) -> None:
+    """Run a worker: claim tasks of its types and run its handlers until SIGTERM/SIGINT."""
+    from taskmanager.worker.command import run_worker
+
+    code = run_worker(
+        target,
+        concurrency=concurrency,
+        api_url=api_url,
+        api_key=api_key,
+        worker_id=worker_id,
+        lease_seconds=lease_seconds,
+        task_timeout=task_timeout,
+        claim_wait=claim_wait,
+        log_level=log_level,
+        log_format=log_format,
+    )
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from taskmanager.engine import lifecycle
 from taskmanager.engine.policy import compute_dedupe_key
-from taskmanager.engine.records import DedupeScope, HistoryEvent, NewEvent, Task, TaskType, TypePolicy
 from taskmanager.engine.queries import DEFAULT_ORDER
+from taskmanager.engine.records import DedupeScope, HistoryEvent, NewEvent, Task, TaskType, TypePolicy
 from taskmanager.engine.store import (
     ClaimQuery,
     Decide,

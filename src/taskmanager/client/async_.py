@@ -1,0 +1,146 @@
+"""``AsyncTaskManagerClient``: the asyncio twin of ``TaskManagerClient`` — the same calls from the
+same core, sent through an ``httpx.AsyncClient`` (or the in-process engine) and awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import httpx
+
+from taskmanager.client.base import ClientBase
+from taskmanager.client.config import TaskManagerConfig
+from taskmanager.client.core import ClientCore
+from taskmanager.client.errors import TaskManagerConnectionError
+from taskmanager.client.models import Task
+from taskmanager.client.protocol import AsyncTransport, Call, Request, Response, Retry
+from taskmanager.client.sync import connection_error
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class AsyncHTTPTransport:
+    """Sends requests over one ``httpx.AsyncClient`` (a pool of kept-alive connections)."""
+
+    def __init__(self, config: TaskManagerConfig, headers: dict[str, str]) -> None:
+        self._http = httpx.AsyncClient(base_url=config.base_url, headers=headers, timeout=config.timeout)
+
+    async def send(self, request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            answer = await self._http.request(
+                request.method,
+                request.path,
+                params=request.params,
+                content=request.content,
+                headers={"Content-Type": "application/json"} if request.content is not None else None,
+                timeout=request.timeout if request.timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TransportError as exc:
+            raise connection_error(exc) from exc
+        return Response(answer.status_code, answer.headers, answer.content, time.perf_counter() - started)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _awaitable(
+    op: Callable[Concatenate[ClientCore, P], Call[T]],
+) -> Callable[Concatenate[AsyncTaskManagerClient, P], Coroutine[Any, Any, T]]:
+    """A client coroutine method that builds the core's call and sends it."""
+
+    async def method(self: AsyncTaskManagerClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self.send(op(self.core, *args, **kwargs))
+
+    functools.update_wrapper(method, op)  # its name, docstring and signature (for help())
+    method.__qualname__ = f"AsyncTaskManagerClient.{op.__name__}"
+    method.__module__ = __name__
+    return method
+
+
+class AsyncTaskManagerClient(ClientBase[AsyncTransport]):
+    """The asyncio client: every method of ``TaskManagerClient``, awaited.
+
+    ``AsyncTaskManagerClient("sqlite:///local.db")`` runs the engine in the caller's event loop.
+    Use it with ``async with``, or call ``aclose()``.
+    """
+
+    def _default_transport(self) -> AsyncTransport:
+        if self.config.embedded:
+            from taskmanager.client.embedded import EmbeddedTransport
+
+            return EmbeddedTransport(self.config.api_url or "")
+        return AsyncHTTPTransport(self.config, self.core.headers())
+
+    async def send(self, call: Call[T]) -> T:
+        """Send one call, retrying it as the core decides; its value or its error."""
+        attempt = 0
+        while True:
+            try:
+                outcome: Response | TaskManagerConnectionError = await self._transport.send(call.request)
+            except TaskManagerConnectionError as exc:
+                outcome = exc
+            step = self.core.settle(call, outcome, attempt)
+            if not isinstance(step, Retry):
+                return step.value
+            await asyncio.sleep(step.delay)
+            attempt += 1
+
+    health_check = _awaitable(ClientCore.health_check)
+    register_task_type = _awaitable(ClientCore.register_task_type)
+    get_task_type = _awaitable(ClientCore.get_task_type)
+    list_task_types = _awaitable(ClientCore.list_task_types)
+    deactivate_task_type = _awaitable(ClientCore.deactivate_task_type)
+    create_task = _awaitable(ClientCore.create_task)
+    create_tasks = _awaitable(ClientCore.create_tasks)
+    get_task = _awaitable(ClientCore.get_task)
+    #: PrismQ's name for ``get_task``.
+    get_task_status = _awaitable(ClientCore.get_task)
+    get_task_history = _awaitable(ClientCore.get_task_history)
+    list_tasks_page = _awaitable(ClientCore.list_tasks_page)
+    cancel_task = _awaitable(ClientCore.cancel_task)
+    retry_task = _awaitable(ClientCore.retry_task)
+    delete_task = _awaitable(ClientCore.delete_task)
+    claim_task = _awaitable(ClientCore.claim_task)
+    claim_tasks = _awaitable(ClientCore.claim_tasks)
+    complete_task = _awaitable(ClientCore.complete_task)
+    fail_task = _awaitable(ClientCore.fail_task)
+    report_progress = _awaitable(ClientCore.report_progress)
+    heartbeat = _awaitable(ClientCore.heartbeat)
+
+    async def list_tasks(
+        self,
+        status: str | Sequence[str] | None = None,
+        task_type: str | None = None,
+        worker_id: str | None = None,
+        *,
+        page_size: int = 100,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> AsyncIterator[Task]:
+        """Tasks, newest first, fetched a page at a time as the iteration goes (``async for``)."""
+        pager = self.core.task_pager(
+            status, task_type, worker_id, page_size=page_size, limit=limit, offset=offset
+        )
+        while (call := pager.next_call()) is not None:
+            for task in pager.take(await self.send(call)):
+                yield task
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> AsyncTaskManagerClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+__all__ = ["AsyncHTTPTransport", "AsyncTaskManagerClient"]

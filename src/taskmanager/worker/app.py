@@ -1,0 +1,160 @@
+"""``Worker``: register handlers with a decorator, then ``run()``.
+
+    worker = Worker(concurrency=4)
+
+    @worker.task("thumbnails.make", version="1", schema={"type": "object"}, timeout=60)
+    def make_thumbnail(ctx: TaskContext) -> dict:
+        ctx.progress(50, "resized")
+        return {"path": ...}
+
+``taskmanager worker mymodule:worker`` runs it. On start the worker registers its task types,
+then claims tasks of those types and runs them: blocking handlers in threads, ``async`` ones as
+asyncio tasks, ``concurrency`` at a time. SIGTERM or SIGINT stops the claims and lets the running
+tasks finish (exit 0); a second signal abandons them (exit 1) and their leases bring them back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from taskmanager.client import AsyncTaskManagerClient
+from taskmanager.worker.loop import DEFAULT_CLAIM_WAIT, ClaimLoop, LoopOptions
+from taskmanager.worker.registry import HandlerFn, Registry
+
+log = logging.getLogger("taskmanager.worker")
+
+F = TypeVar("F", bound=HandlerFn)
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Worker:
+    """A set of task handlers and how to run them.
+
+    ``client`` (an ``AsyncTaskManagerClient``) is used as given; without one, the worker makes
+    its own from ``api_url``/``api_key`` (else ``TASKMANAGER_API_URL``/``TASKMANAGER_API_KEY``),
+    and a database URL runs the engine in-process. ``task_timeout`` is the time limit of a
+    handler that sets none; ``lease_seconds`` overrides the types' ``claim_timeout`` for claims;
+    ``claim_wait`` is how long a claim waits on the server for work (0: do not long-poll).
+    """
+
+    def __init__(
+        self,
+        concurrency: int = 1,
+        *,
+        client: AsyncTaskManagerClient | None = None,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        worker_id: str | None = None,
+        lease_seconds: int | None = None,
+        task_timeout: float | None = None,
+        claim_wait: float | None = DEFAULT_CLAIM_WAIT,
+        register_types: bool = True,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be 1 or more")
+        self.concurrency = concurrency
+        self.client = client
+        self.api_url = api_url
+        self.api_key = api_key
+        self.worker_id = worker_id
+        self.lease_seconds = lease_seconds
+        self.task_timeout = task_timeout
+        self.claim_wait = claim_wait
+        self.register_types = register_types
+        self.registry = Registry()
+        self._loop: ClaimLoop | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+
+    def task(
+        self,
+        name: str,
+        *,
+        version: str = "1",
+        schema: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        **settings: Any,
+    ) -> Callable[[F], F]:
+        """Decorator: ``fn(ctx)`` handles tasks of type ``name`` (registered with ``version``,
+        ``schema`` and task-type ``settings`` such as ``max_attempts`` or ``claim_timeout``)."""
+        return self.registry.task(name, version=version, schema=schema, timeout=timeout, **settings)
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT (blocking); the exit code (0, or 1 when tasks were abandoned)."""
+        return asyncio.run(self.run_async(handle_signals=True))
+
+    async def run_async(self, *, handle_signals: bool = False) -> int:
+        """Run in the current event loop until ``stop()`` (or a signal, with ``handle_signals``)."""
+        if not len(self.registry):
+            raise RuntimeError("this worker has no handlers: register some with @worker.task(...)")
+        client = self.client or AsyncTaskManagerClient(self.api_url, self.api_key, worker_id=self.worker_id)
+        options = LoopOptions(
+            concurrency=self.concurrency,
+            worker_id=self.worker_id or client.worker_id,
+            lease_seconds=self.lease_seconds,
+            task_timeout=self.task_timeout,
+            claim_wait=self.claim_wait,
+        )
+        claim_loop = ClaimLoop(client, self.registry, options)
+        self._loop, self._event_loop = claim_loop, asyncio.get_running_loop()
+        installed = self._install_signals() if handle_signals else []
+        try:
+            if self.register_types:
+                await self._register(client)
+            log.info(
+                "worker %s started: %d handlers (%s), concurrency %d",
+                options.worker_id,
+                len(self.registry),
+                ", ".join(self.registry.names()),
+                options.concurrency,
+                extra={"worker_id": options.worker_id},
+            )
+            code = await claim_loop.run()
+            log.info("worker %s stopped", options.worker_id, extra={"worker_id": options.worker_id})
+            return code
+        finally:
+            for signum in installed:
+                asyncio.get_running_loop().remove_signal_handler(signum)
+            self._loop = self._event_loop = None
+            if self.client is None:
+                await client.aclose()
+
+    async def _register(self, client: AsyncTaskManagerClient) -> None:
+        for handler in self.registry:
+            await client.register_task_type(
+                handler.name, handler.version, handler.schema, **dict(handler.settings)
+            )
+
+    def _install_signals(self) -> list[signal.Signals]:
+        if threading.current_thread() is not threading.main_thread():
+            return []
+        loop = asyncio.get_running_loop()
+        for signum in SIGNALS:
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        return list(SIGNALS)
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        log.info("received %s", signum.name)
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop claiming and finish the running tasks; called again, abandon them.
+        Safe to call from any thread."""
+        claim_loop, event_loop = self._loop, self._event_loop
+        if claim_loop is None or event_loop is None:
+            return
+        try:
+            running_here = asyncio.get_running_loop() is event_loop
+        except RuntimeError:
+            running_here = False
+        if running_here:
+            claim_loop.stop()
+        else:
+            event_loop.call_soon_threadsafe(claim_loop.stop)
+
+
+__all__ = ["Worker"]

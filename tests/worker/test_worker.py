@@ -1,0 +1,172 @@
+"""The worker runtime in-process: a ``Worker`` on an embedded client (the engine on the test
+database, no server), driven by ``run_async``/``stop`` — and its registry and log formats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from taskmanager import AsyncTaskManagerClient, TaskCancelled, TaskContext, Worker
+from taskmanager.worker.logs import JsonFormatter, TextFormatter
+from tests.conftest import TestDatabase
+
+FINISHED = ("completed", "failed", "cancelled")
+
+
+@pytest.fixture
+async def client(clean_database: TestDatabase) -> AsyncIterator[AsyncTaskManagerClient]:
+    async with AsyncTaskManagerClient(clean_database.url, worker_id="in-process") as made:
+        yield made
+
+
+async def settled(client: AsyncTaskManagerClient, count: int) -> list[Any]:
+    """Wait until ``count`` tasks exist and all are finished; them, oldest first."""
+    for _ in range(600):
+        tasks = [t async for t in client.list_tasks()]
+        if len(tasks) == count and all(t.status in FINISHED for t in tasks):
+            return sorted(tasks, key=lambda t: t.id)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"tasks did not settle: {[(t.id, t.status) for t in tasks]}")
+
+
+async def registered(client: AsyncTaskManagerClient, count: int) -> None:
+    """Wait until the worker has registered its ``count`` types."""
+    for _ in range(500):
+        if len(await client.list_task_types()) == count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the worker did not register its types")
+
+
+async def test_handlers_run_report_and_stop(client: AsyncTaskManagerClient) -> None:
+    worker = Worker(concurrency=3, client=client, claim_wait=1)
+    threads: set[str] = set()
+
+    @worker.task("w.sync", schema={"type": "object"})
+    def sync_handler(ctx: TaskContext) -> dict[str, Any]:
+        threads.add(threading.current_thread().name)
+        ctx.progress(30, "a third")
+        if ctx.params.get("fail"):
+            raise ValueError("asked to fail")
+        return {"seen": ctx.params["n"], "attempt": ctx.attempt, "worker": ctx.worker_id}
+
+    @worker.task("w.async", max_attempts=1)
+    async def async_handler(ctx: TaskContext) -> Any:
+        await ctx.progress(60)
+        if ctx.params.get("object"):
+            return object()  # not JSON: reported as a failure
+        return ctx.params["n"] * 10
+
+    running = asyncio.create_task(worker.run_async())
+    await registered(client, 2)
+    await client.create_tasks(
+        [
+            {"type": "w.sync", "params": {"n": 1}},
+            {"type": "w.sync", "params": {"n": 2, "fail": True}, "max_attempts": 1},
+            {"type": "w.async", "params": {"n": 3}},
+            {"type": "w.async", "params": {"n": 4, "object": True}},
+        ]
+    )
+    ok, failed, async_ok, not_json = await settled(client, 4)
+    worker.stop()
+    assert await running == 0
+
+    assert (ok.status, ok.result) == ("completed", {"seen": 1, "attempt": 1, "worker": "in-process"})
+    assert failed.status == "failed"
+    assert "ValueError: asked to fail" in failed.error_message
+    assert (async_ok.status, async_ok.result) == ("completed", 30)
+    assert not_json.status == "failed"
+    assert "not JSON" in not_json.error_message
+    assert all(name.startswith("task-") for name in threads), "blocking handlers run in threads"
+    history = [e.event for e in await client.get_task_history(ok.id)]
+    assert history == ["created", "claimed", "progress", "completed"]
+
+
+async def test_time_limit_and_cooperative_stop(client: AsyncTaskManagerClient) -> None:
+    worker = Worker(concurrency=2, client=client, task_timeout=0.2, claim_wait=0)
+    stopped: list[str] = []
+
+    @worker.task("w.sleepy", max_attempts=1)
+    def sleepy(ctx: TaskContext) -> None:
+        try:
+            ctx.sleep(30)
+        except TaskCancelled:
+            stopped.append(ctx.stop_reason or "")
+            raise
+
+    @worker.task("w.quick", max_attempts=1, timeout=5)
+    async def quick(ctx: TaskContext) -> str:
+        await asyncio.sleep(0.3)  # over the worker's default limit, under its own
+        return "made it"
+
+    running = asyncio.create_task(worker.run_async())
+    await registered(client, 2)
+    await client.create_task("w.sleepy", {})
+    await client.create_task("w.quick", {})
+    sleepy_task, quick_task = await settled(client, 2)
+    worker.stop()
+    assert await running == 0
+    assert sleepy_task.status == "failed"
+    assert "within its 0.2 s time limit" in sleepy_task.error_message
+    assert stopped == ["timeout"]
+    assert (quick_task.status, quick_task.result) == ("completed", "made it")
+
+
+async def test_stop_twice_abandons_running_tasks(client: AsyncTaskManagerClient) -> None:
+    worker = Worker(concurrency=1, client=client, claim_wait=0)
+    started = asyncio.Event()
+
+    @worker.task("w.forever")
+    async def forever(ctx: TaskContext) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    running = asyncio.create_task(worker.run_async())
+    await registered(client, 1)
+    created = await client.create_task("w.forever", {})
+    await asyncio.wait_for(started.wait(), 10)
+    worker.stop()
+    await asyncio.sleep(0.1)
+    assert not running.done(), "the first stop waits for the running task"
+    worker.stop()
+    assert await asyncio.wait_for(running, 10) == 1
+    task = await client.get_task(created.id)
+    assert (task.status, task.claimed_by) == ("claimed", "in-process"), "left to its lease"
+
+
+def test_registry_rules() -> None:
+    worker = Worker()
+    with pytest.raises(RuntimeError, match="no handlers"):
+        asyncio.run(worker.run_async())
+
+    @worker.task("w.one")
+    def one(ctx: TaskContext) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="already registered"):
+        worker.task("w.one")(one)
+    with pytest.raises(ValueError, match="timeout"):
+        worker.task("w.two", timeout=0)
+    with pytest.raises(ValueError, match="concurrency"):
+        Worker(concurrency=0)
+    handler = worker.registry.get("w.one")
+    assert handler is not None
+    assert (handler.version, dict(handler.schema), handler.is_async) == ("1", {"type": "object"}, False)
+
+
+def test_log_lines_carry_the_task_fields() -> None:
+    record = logging.makeLogRecord(
+        {"name": "taskmanager.worker", "levelname": "INFO", "msg": "task %d done", "args": (7,)}
+    )
+    record.task_id, record.outcome = 7, "completed"
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "task 7 done"
+    assert (entry["task_id"], entry["outcome"], entry["level"]) == (7, "completed", "info")
+    assert entry["time"].endswith("Z")
+    assert TextFormatter().format(record).endswith("task 7 done [task_id=7 outcome=completed]")
