@@ -30,7 +30,7 @@ from taskmanager.client.errors import (
 )
 from taskmanager.client.models import TaskPage
 from taskmanager.client.paging import TaskPager
-from taskmanager.client.protocol import Call, Done, Request, Response, Retry, encode
+from taskmanager.client.protocol import Call, Done, Lease, Leases, Request, Response, Retry, encode
 from taskmanager.errors import STATUS_BY_CODE
 
 
@@ -260,3 +260,12 @@ def test_the_pager_stops_at_the_limit_and_at_the_end() -> None:
     assert pager.next_call() is None, "a short page is the last"
     with pytest.raises(ValueError, match="page_size"):
         TaskPager(page, page_size=0)
+
+
+def test_a_complete_with_an_older_lease_does_not_forget_the_newer_one() -> None:
+    leases = Leases()
+    leases.remember(7, Lease("b", "token-b"))
+    leases.forget(7, "token-a")  # the refused complete was sent with a's expired lease
+    assert leases.get(7) == Lease("b", "token-b")
+    leases.forget(7, "token-b")
+    assert leases.get(7) is None

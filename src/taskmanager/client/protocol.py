@@ -163,9 +163,13 @@ class Leases:
         with self._lock:
             return self._items.get(task_id)
 
-    def forget(self, task_id: int) -> None:
+    def forget(self, task_id: int, token: str | None = None) -> None:
+        """Drop the lease of ``task_id`` — only if it is the one with ``token``, when given: a
+        complete sent with an older lease must not make the client forget a newer one."""
         with self._lock:
-            self._items.pop(task_id, None)
+            held = self._items.get(task_id)
+            if held is not None and (token is None or held.token == token):
+                del self._items[task_id]
 
     def __len__(self) -> int:
         return len(self._items)

@@ -137,13 +137,15 @@ class WorkCalls:
         holder = self._holder(task_id, worker_id, lease_token)
         body = {**holder, "success": status == "completed", **fields(result=result, error=error)}
 
+        sent = holder.get("lease_token")
+
         def done(data: Any) -> Completion:
-            self.leases.forget(task_id)
+            self.leases.forget(task_id, sent)
             return Completion.model_validate(data)
 
         def refused(exc: TaskManagerAPIError) -> Completion:
             if exc.status_code in FINAL_COMPLETE_STATUSES:
-                self.leases.forget(task_id)
+                self.leases.forget(task_id, sent)
             raise exc
 
         # With a lease token, a repeated complete gets the first one's answer (B.3): safe to retry.

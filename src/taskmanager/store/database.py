@@ -201,7 +201,7 @@ def connect(url: str, *, pool_size: int = 10) -> Database:
     kwargs: dict[str, Any] = {
         "pool_size": pool_size,
         "max_overflow": pool_size,
-        "pool_pre_ping": True,
+        "pool_pre_ping": False,
         "pool_timeout": POOL_TIMEOUT,
     }
     if dialect in ("mysql", "mariadb"):
