@@ -73,9 +73,7 @@ async def measure(rows: int, claims: int, concurrency: int) -> dict[str, Any]:
         pending = max(claims * 2, rows // 10)
         started = time.perf_counter()
         await store.db.run(
-            lambda conn: conn.execute(
-                text(FILL), {"type_id": 1, "rows": rows, "completed": rows - pending}
-            ),
+            lambda conn: conn.execute(text(FILL), {"type_id": 1, "rows": rows, "completed": rows - pending}),
             write=True,
         )
         await store.db.run(lambda conn: conn.execute(text("ANALYZE tasks")), write=True)
@@ -115,15 +113,22 @@ async def main() -> None:
     parser.add_argument("--claims", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    results = [await measure(rows, args.claims, args.concurrency)
-               for rows in (args.rows or [10_000, 1_000_000])]
+    results = [
+        await measure(rows, args.claims, args.concurrency) for rows in (args.rows or [10_000, 1_000_000])
+    ]
     for result in results:
         print(json.dumps(result))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "claim_latency.json").write_text(json.dumps({
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "results": results,
-    }, indent=2) + "\n")
+    (RESULTS / "claim_latency.json").write_text(
+        json.dumps(
+            {
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

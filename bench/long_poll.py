@@ -41,7 +41,7 @@ def measure(kind: str, rounds: int) -> dict[str, object]:
             for n in range(rounds):
                 sent = threading.Event()
 
-                def wait_for_task() -> float:
+                def wait_for_task(sent: threading.Event = sent) -> float:
                     sent.set()
                     response = waiter.post("/api/tasks/claim", json={"worker_id": "w", "wait": 30})
                     assert response.status_code == 200, response.text

@@ -59,11 +59,17 @@ def database(kind: str) -> Iterator[str]:
 def server(url: str, *, workers: int = 1) -> Iterator[str]:
     """``taskmanager serve`` on a free port; yields its base URL."""
     port = free_port()
-    env = {**os.environ, "TASKMANAGER_DATABASE_URL": url, "TASKMANAGER_API_KEY": KEY,
-           "TASKMANAGER_ENABLE_HISTORY": "true"}
+    env = {
+        **os.environ,
+        "TASKMANAGER_DATABASE_URL": url,
+        "TASKMANAGER_API_KEY": KEY,
+        "TASKMANAGER_ENABLE_HISTORY": "true",
+    }
     proc = subprocess.Popen(
         [TASKMANAGER, "serve", "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -82,6 +88,9 @@ def server(url: str, *, workers: int = 1) -> Iterator[str]:
 
 
 def register(base: str, name: str = "noop") -> None:
-    response = httpx.post(f"{base}/api/task-types/register", headers=HEADERS,
-                          json={"name": name, "version": "1", "param_schema": {"type": "object"}})
+    response = httpx.post(
+        f"{base}/api/task-types/register",
+        headers=HEADERS,
+        json={"name": name, "version": "1", "param_schema": {"type": "object"}},
+    )
     response.raise_for_status()

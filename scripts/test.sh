@@ -12,8 +12,8 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev]'
 
-echo "== ruff";          .venv/bin/ruff check src tests
-echo "== ruff format";   .venv/bin/ruff format --check src tests
+echo "== ruff";          .venv/bin/ruff check src tests bench examples
+echo "== ruff format";   .venv/bin/ruff format --check src tests bench examples
 echo "== mypy";          .venv/bin/mypy
 echo "== import-linter"; .venv/bin/lint-imports
 echo "== pytest";        .venv/bin/pytest "$@"

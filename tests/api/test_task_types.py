@@ -19,7 +19,7 @@ from tests.api.conftest import (
     register,
     when,
 )
-from tests.conftest import START, Api
+from tests.conftest import START, Api, ServerFactory
 
 TYPE_FIELDS = {
     "id",
@@ -245,6 +245,40 @@ def test_settings_are_returned_and_applied_to_new_tasks(api: Api) -> None:
     assert task["max_attempts"] == 5
     claimed = claim(api)
     assert (when(claimed["lease_expires_at"]) - when(claimed["claimed_at"])).total_seconds() == 120
+
+
+def test_unset_settings_follow_the_server_defaults_live(make_api: ServerFactory) -> None:
+    """Section C: the defaults hold wherever a type does not set its own, so a server started
+    with other defaults on the same database applies them to types registered earlier."""
+    first = make_api()
+    register(first, name="plain")
+    register(first, name="own", claim_timeout=120, max_attempts=7)
+    second = make_api(claim_timeout=30, max_attempts=5, retry_delay=1)
+    plain = ok(second.get("/api/task-types/plain"))
+    assert (plain["claim_timeout"], plain["max_attempts"], plain["retry_delay"]) == (30, 5, 1)
+    own = ok(second.get("/api/task-types/own"))
+    assert (own["claim_timeout"], own["max_attempts"], own["retry_delay"]) == (120, 7, 1)
+    assert ok(first.get("/api/task-types/plain"))["claim_timeout"] == 300
+    create(second, "plain")
+    assert create(second, "plain", {"n": 2})["max_attempts"] == 5
+    claimed = claim(second)
+    assert (when(claimed["lease_expires_at"]) - when(claimed["claimed_at"])).total_seconds() == 30
+
+
+def test_a_null_setting_returns_it_to_the_server_default(api: Api) -> None:
+    register(api, name="t", claim_timeout=60, dedupe="none", max_pending=3)
+    data = ok(
+        post_register(
+            api,
+            name="t",
+            version="1",
+            param_schema={"type": "object"},
+            claim_timeout=None,
+            dedupe=None,
+            max_pending=None,
+        )
+    )
+    assert (data["claim_timeout"], data["dedupe"], data["max_pending"]) == (300, "all", None)
 
 
 # -- read and list ----------------------------------------------------------------------------

@@ -277,7 +277,9 @@ def has_tables(url: str) -> bool:
 def check_rows(url: str) -> None:
     types = {row.id: row for row in rows(url, task_types)}
     assert {i: (t.name, t.is_active) for i, t in types.items()} == {i: (n, bool(a)) for i, n, a in TYPES}
-    assert all(t.param_schema == SCHEMA and t.dedupe == "all" and t.max_attempts == 3 for t in types.values())
+    assert all(
+        t.param_schema == SCHEMA and t.dedupe == "all" and t.max_attempts is None for t in types.values()
+    )
     assert types[1].created_at == CREATED_UTC
 
     found = {row.id: row for row in rows(url, tasks)}

@@ -60,33 +60,16 @@ class TaskService(WorkerOperations):
         )
 
     def _type_settings(self, body: models.TypeSettings, existing: TaskType | None) -> dict[str, Any]:
-        # A null means "not set" for a setting that must have a value; for ``max_pending`` and
-        # ``description`` it clears them.
-        clearable = {"max_pending", "description"}
-        given = {
-            name: value
-            for name, value in body.model_dump(
-                include=body.model_fields_set & set(models.TypeSettings.model_fields)
-            ).items()
-            if value is not None or name in clearable
-        }
-        if existing is not None:
-            base: dict[str, Any] = {
-                name: getattr(existing, name) for name in models.TypeSettings.model_fields
-            }
-            base["dedupe"] = existing.dedupe.value
-        else:
-            d = self.defaults
-            base = {
-                "max_attempts": d.max_attempts,
-                "claim_timeout": d.claim_timeout,
-                "retry_delay": d.retry_delay,
-                "retry_max_delay": d.retry_max_delay,
-                "dedupe": DedupeScope.ALL.value,
-                "max_pending": None,
-                "description": None,
-            }
-        return {**base, **given}
+        """The settings to store: only those the request names.
+
+        A setting the type never set is stored as NULL and read through the server's default at
+        query time, so the defaults of section C hold live for every type that does not set its
+        own. Sending ``null`` returns a setting to the server default (``dedupe`` to ``"all"``).
+        """
+        given = body.model_dump(include=body.model_fields_set & set(models.TypeSettings.model_fields))
+        if given.get("dedupe", "") is None or (existing is None and "dedupe" not in given):
+            given["dedupe"] = DedupeScope.ALL.value
+        return given
 
     async def register_type(self, body: models.RegisterTaskType) -> Reply:
         schema = body.schema_object()

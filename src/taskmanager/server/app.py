@@ -63,8 +63,11 @@ def create_app(
     """Build the application. ``store`` and ``clock`` may be injected (tests, embedding)."""
     settings = settings or Settings()
     owned = store is None
-    active_store = store or open_store(settings.database_url, pool_size=settings.db_pool_size)
-    engine = TaskService(active_store, clock=clock, defaults=settings.engine_defaults(), version=__version__)
+    defaults = settings.engine_defaults()
+    active_store = store or open_store(
+        settings.database_url, pool_size=settings.db_pool_size, defaults=defaults
+    )
+    engine = TaskService(active_store, clock=clock, defaults=defaults, version=__version__)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

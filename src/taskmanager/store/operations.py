@@ -41,9 +41,9 @@ from taskmanager.engine.store import (
     Transition,
 )
 from taskmanager.store.rows import (
-    TASK_SELECT,
     TT,
     H,
+    Selects,
     T,
     dump,
     encode_changes,
@@ -60,12 +60,12 @@ WORK_CHANNEL = "taskmanager_work"
 SHARED_POLL_INTERVAL = 0.25
 
 
-def one_type(conn: Connection, name: str) -> TaskType | None:
-    row = conn.execute(select(task_types).where(TT.name == name)).first()
+def one_type(conn: Connection, q: Selects, name: str) -> TaskType | None:
+    row = conn.execute(q.task_type.where(TT.name == name)).first()
     return None if row is None else type_from_row(row)
 
 
-def save_type(params: SaveType, conn: Connection) -> tuple[TaskType, bool] | None:
+def save_type(q: Selects, params: SaveType, conn: Connection) -> tuple[TaskType, bool] | None:
     """Update by name, else insert; None when a concurrent insert won (the caller retries)."""
     values = {
         "version": params.version,
@@ -75,7 +75,7 @@ def save_type(params: SaveType, conn: Connection) -> tuple[TaskType, bool] | Non
         **params.settings,
     }
     if conn.execute(update(task_types).where(TT.name == params.name).values(**values)).rowcount:
-        found = one_type(conn, params.name)
+        found = one_type(conn, q, params.name)
         assert found is not None
         return found, False
     try:
@@ -83,26 +83,26 @@ def save_type(params: SaveType, conn: Connection) -> tuple[TaskType, bool] | Non
             conn.execute(insert(task_types).values(name=params.name, created_at=params.now, **values))
     except IntegrityError:
         return None
-    created = one_type(conn, params.name)
+    created = one_type(conn, q, params.name)
     assert created is not None
     return created, True
 
 
-def set_type_active(name: str, active: bool, now: datetime, conn: Connection) -> TaskType | None:
+def set_type_active(q: Selects, name: str, active: bool, now: datetime, conn: Connection) -> TaskType | None:
     conn.execute(update(task_types).where(TT.name == name).values(is_active=active, updated_at=now))
-    return one_type(conn, name)
+    return one_type(conn, q, name)
 
 
-def existing(conn: Connection, item: InsertTask) -> Task | None:
-    query = TASK_SELECT.where(T.type_id == item.type_id, T.dedupe_lock == item.dedupe_key)
+def existing(conn: Connection, q: Selects, item: InsertTask) -> Task | None:
+    query = q.task.where(T.type_id == item.type_id, T.dedupe_lock == item.dedupe_key)
     row = conn.execute(query).first()
     return None if row is None else task_from_row(row)
 
 
-def insert_one(conn: Connection, item: InsertTask) -> InsertResult:
+def insert_one(conn: Connection, q: Selects, item: InsertTask) -> InsertResult:
     dedupe = item.dedupe_scope != DedupeScope.NONE and item.dedupe_key is not None
     if dedupe:
-        found = existing(conn, item)
+        found = existing(conn, q, item)
         if found is not None:
             return InsertResult(InsertOutcome.DUPLICATE, found)
     if item.max_pending is not None:
@@ -138,7 +138,7 @@ def insert_one(conn: Connection, item: InsertTask) -> InsertResult:
     except IntegrityError:
         savepoint.rollback()
         # An identical create committed first: answer with its task, never an error.
-        found = existing(conn, item)
+        found = existing(conn, q, item)
         if found is None:
             raise
         return InsertResult(InsertOutcome.DUPLICATE, found)
@@ -181,19 +181,19 @@ def announce_work(conn: Connection) -> None:
         conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": WORK_CHANNEL})
 
 
-def insert_tasks(items: Sequence[InsertTask], conn: Connection) -> list[InsertResult]:
-    results = [insert_one(conn, item) for item in items]
+def insert_tasks(q: Selects, items: Sequence[InsertTask], conn: Connection) -> list[InsertResult]:
+    results = [insert_one(conn, q, item) for item in items]
     if any(r.outcome == InsertOutcome.CREATED for r in results):
         announce_work(conn)
     return results
 
 
-def get_task(task_id: int, conn: Connection) -> Task | None:
-    row = conn.execute(TASK_SELECT.where(T.id == task_id)).first()
+def get_task(q: Selects, task_id: int, conn: Connection) -> Task | None:
+    row = conn.execute(q.task.where(T.id == task_id)).first()
     return None if row is None else task_from_row(row)
 
 
-def list_tasks(query: TaskQuery, conn: Connection) -> ListResult:
+def list_tasks(q: Selects, query: TaskQuery, conn: Connection) -> ListResult:
     conditions: list[ColumnElement[bool]] = []
     if query.statuses:
         conditions.append(T.status.in_([s.value for s in query.statuses]))
@@ -204,7 +204,7 @@ def list_tasks(query: TaskQuery, conn: Connection) -> ListResult:
     if query.worker_id is not None:
         conditions.append(T.claimed_by == query.worker_id)
     page = (
-        TASK_SELECT.where(*conditions)
+        q.task.where(*conditions)
         .order_by(T.created_at.desc(), T.id.desc())
         .limit(query.limit)
         .offset(query.offset)
@@ -230,10 +230,10 @@ def list_events(task_id: int, conn: Connection) -> list[Event]:
     ]
 
 
-def load(conn: Connection, ids: Sequence[int]) -> list[Task]:
+def load(conn: Connection, q: Selects, ids: Sequence[int]) -> list[Task]:
     if not ids:
         return []
-    by_id = {row.id: task_from_row(row) for row in conn.execute(TASK_SELECT.where(T.id.in_(ids)))}
+    by_id = {row.id: task_from_row(row) for row in conn.execute(q.task.where(T.id.in_(ids)))}
     return [by_id[i] for i in ids if i in by_id]
 
 

@@ -3,46 +3,83 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 
+from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import DedupeScope, NewEvent, Task, TaskStatus, TaskType
 from taskmanager.engine.records import TypePolicy as Policy
 from taskmanager.store.tables import task_history, task_types, tasks
 
 T, TT, H = tasks.c, task_types.c, task_history.c
 
-TASK_COLUMNS = [
-    T.id,
-    T.type_id,
-    T.status,
-    T.params,
-    T.result,
-    T.error_message,
-    T.priority,
-    T.progress,
-    T.attempts,
-    T.max_attempts,
-    T.claimed_by,
-    T.claimed_at,
-    T.lease_expires_at,
-    T.lease_token,
-    T.completed_at,
-    T.run_after,
-    T.expires_at,
-    T.assigned_to,
-    T.created_at,
-    T.updated_at,
-    T.dedupe_key,
-    TT.name.label("type_name"),
-    TT.claim_timeout,
-    TT.retry_delay,
-    TT.retry_max_delay,
-    TT.dedupe.label("type_dedupe"),
-]
-TASK_SELECT = select(*TASK_COLUMNS).select_from(tasks.join(task_types, T.type_id == TT.id))
+
+@dataclass(frozen=True)
+class Selects:
+    """The task and task-type SELECTs of one store: a type setting left unset (NULL) reads as
+    the server's default, so changing a default changes every type that never set its own."""
+
+    task: Select[Any]
+    task_type: Select[Any]
+
+    @classmethod
+    def with_defaults(cls, defaults: Defaults) -> Selects:
+        def setting(column: Any, default: float) -> Any:
+            return func.coalesce(column, default).label(column.name)
+
+        claim_timeout = setting(TT.claim_timeout, defaults.claim_timeout)
+        retry_delay = setting(TT.retry_delay, defaults.retry_delay)
+        retry_max_delay = setting(TT.retry_max_delay, defaults.retry_max_delay)
+        task = select(
+            T.id,
+            T.type_id,
+            T.status,
+            T.params,
+            T.result,
+            T.error_message,
+            T.priority,
+            T.progress,
+            T.attempts,
+            T.max_attempts,
+            T.claimed_by,
+            T.claimed_at,
+            T.lease_expires_at,
+            T.lease_token,
+            T.completed_at,
+            T.run_after,
+            T.expires_at,
+            T.assigned_to,
+            T.created_at,
+            T.updated_at,
+            T.dedupe_key,
+            TT.name.label("type_name"),
+            claim_timeout,
+            retry_delay,
+            retry_max_delay,
+            TT.dedupe.label("type_dedupe"),
+        ).select_from(tasks.join(task_types, T.type_id == TT.id))
+        task_type = select(
+            TT.id,
+            TT.name,
+            TT.version,
+            TT.param_schema,
+            TT.is_active,
+            TT.description,
+            setting(TT.max_attempts, defaults.max_attempts),
+            claim_timeout,
+            retry_delay,
+            retry_max_delay,
+            TT.dedupe,
+            TT.max_pending,
+            TT.created_at,
+            TT.updated_at,
+        )
+        return cls(task, task_type)
+
+
 #: Columns a transition may change (anything else in ``changes`` is a programming error).
 WRITABLE = frozenset(c.name for c in tasks.columns) - {"id", "type_id", "created_at"}
 

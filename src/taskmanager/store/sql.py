@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, or_, select, text
 from sqlalchemy.engine import Connection
 
+from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import Event, Task, TaskStatus, TaskType
 from taskmanager.engine.store import (
     ClaimQuery,
@@ -32,8 +33,8 @@ from taskmanager.store import operations as ops
 from taskmanager.store.database import Database
 from taskmanager.store.listen import PgListener
 from taskmanager.store.operations import SHARED_POLL_INTERVAL, WORK_CHANNEL
-from taskmanager.store.rows import TASK_SELECT, TT, T, task_from_row, type_from_row
-from taskmanager.store.tables import task_types, tasks
+from taskmanager.store.rows import TT, Selects, T, task_from_row, type_from_row
+from taskmanager.store.tables import tasks
 
 R = TypeVar("R")
 
@@ -41,8 +42,9 @@ R = TypeVar("R")
 class SqlStore:
     """The one ``Store`` implementation, for SQLite, PostgreSQL and MySQL/MariaDB."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, defaults: Defaults | None = None) -> None:
         self.db = database
+        self.q = Selects.with_defaults(defaults or Defaults())
         self.listener: PgListener | None = None
 
     def _lock(self, query: Select[Any], *, skip_locked: bool) -> Select[Any]:
@@ -65,34 +67,34 @@ class SqlStore:
     # -- task types -----------------------------------------------------------------------------
 
     async def get_type(self, name: str) -> TaskType | None:
-        return await self._read(lambda conn: ops.one_type(conn, name))
+        return await self._read(lambda conn: ops.one_type(conn, self.q, name))
 
     async def list_types(self, active_only: bool) -> list[TaskType]:
-        query = select(task_types).order_by(TT.name)
+        query = self.q.task_type.order_by(TT.name)
         if active_only:
             query = query.where(TT.is_active.is_(True))
         return await self._read(lambda conn: [type_from_row(row) for row in conn.execute(query)])
 
     async def save_type(self, params: SaveType) -> tuple[TaskType, bool]:
         for _ in range(3):
-            saved = await self._write(partial(ops.save_type, params))
+            saved = await self._write(partial(ops.save_type, self.q, params))
             if saved is not None:
                 return saved
         raise RuntimeError(f"could not save task type {params.name!r}")
 
     async def set_type_active(self, name: str, active: bool, now: datetime) -> TaskType | None:
-        return await self._write(partial(ops.set_type_active, name, active, now))
+        return await self._write(partial(ops.set_type_active, self.q, name, active, now))
 
     # -- tasks ----------------------------------------------------------------------------------
 
     async def insert_tasks(self, items: Sequence[InsertTask]) -> list[InsertResult]:
-        return await self._write(partial(ops.insert_tasks, items))
+        return await self._write(partial(ops.insert_tasks, self.q, items))
 
     async def get_task(self, task_id: int) -> Task | None:
-        return await self._read(partial(ops.get_task, task_id))
+        return await self._read(partial(ops.get_task, self.q, task_id))
 
     async def list_tasks(self, query: TaskQuery) -> ListResult:
-        return await self._read(partial(ops.list_tasks, query))
+        return await self._read(partial(ops.list_tasks, self.q, query))
 
     async def list_events(self, task_id: int) -> list[Event]:
         return await self._read(partial(ops.list_events, task_id))
@@ -124,7 +126,7 @@ class SqlStore:
         # locks and reads them; SQLite needs no lock. MySQL cannot limit the lock to one table of
         # a join (it would lock the shared task_types row), so it locks ids first, then reads.
         one_step = self.db.dialect != "mysql"
-        rows = TASK_SELECT.where(*conditions).order_by(*order).limit(query.limit)
+        rows = self.q.task.where(*conditions).order_by(*order).limit(query.limit)
         if self.db.locks_rows:
             rows = rows.with_for_update(skip_locked=True, of=tasks)
 
@@ -132,7 +134,7 @@ class SqlStore:
             if one_step:
                 locked = [task_from_row(row) for row in conn.execute(rows)]
             else:
-                locked = ops.load(conn, list(conn.execute(pick).scalars()))
+                locked = ops.load(conn, self.q, list(conn.execute(pick).scalars()))
             return ops.apply(conn, locked, decide, query.now)
 
         return await self._write(claim)
@@ -143,7 +145,7 @@ class SqlStore:
         def transition(conn: Connection) -> Task | None:
             if conn.execute(pick).first() is None:
                 return None
-            (task,) = ops.apply(conn, ops.load(conn, [task_id]), decide, now)
+            (task,) = ops.apply(conn, ops.load(conn, self.q, [task_id]), decide, now)
             return task
 
         return await self._write(transition)
@@ -155,7 +157,7 @@ class SqlStore:
 
         def transition(conn: Connection) -> list[Task]:
             found = list(conn.execute(pick).scalars())
-            return ops.apply(conn, ops.load(conn, found), decide, now)
+            return ops.apply(conn, ops.load(conn, self.q, found), decide, now)
 
         return await self._write(transition)
 
@@ -176,7 +178,7 @@ class SqlStore:
         pick = self._lock(due, skip_locked=True)
 
         def settle(conn: Connection) -> int:
-            locked = ops.load(conn, list(conn.execute(pick).scalars()))
+            locked = ops.load(conn, self.q, list(conn.execute(pick).scalars()))
             changed = ops.apply(conn, locked, decide, query.now)
             return sum(1 for before, after in zip(locked, changed, strict=True) if before != after)
 

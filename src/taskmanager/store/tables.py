@@ -65,6 +65,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+# A NULL setting means "not set by the type": the server's default applies, read live (section C).
 task_types = Table(
     "task_types",
     metadata,
@@ -74,10 +75,10 @@ task_types = Table(
     Column("param_schema", LongText, nullable=False),
     Column("is_active", Boolean, nullable=False, default=True),
     Column("description", Text, nullable=True),
-    Column("max_attempts", Integer, nullable=False),
-    Column("claim_timeout", Integer, nullable=False),
-    Column("retry_delay", Float, nullable=False),
-    Column("retry_max_delay", Float, nullable=False),
+    Column("max_attempts", Integer, nullable=True),
+    Column("claim_timeout", Integer, nullable=True),
+    Column("retry_delay", Float, nullable=True),
+    Column("retry_max_delay", Float, nullable=True),
     Column("dedupe", String(16), nullable=False),
     Column("max_pending", Integer, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),

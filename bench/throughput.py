@@ -1,0 +1,119 @@
+"""End-to-end throughput: create 10,000 no-op tasks, process them all, time it (issue 4).
+
+Two paths, each on SQLite and PostgreSQL, against real ``taskmanager serve`` processes:
+
+* **worker runtime** — ``taskmanager worker`` processes (batch claims with long-poll, batched
+  completes): the path a user of the Python SDK gets;
+* **single requests** — threads that claim one task and complete it, one HTTP request each, as
+  PrismQ workers do.
+
+    python -m bench.throughput [--tasks 10000] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+
+import httpx
+
+from bench.servers import HEADERS, KEY, TASKMANAGER, database, register, server
+
+
+def _create(base: str, tasks: int) -> float:
+    started = time.perf_counter()
+    with httpx.Client(base_url=base, headers=HEADERS, timeout=120) as client:
+        for start in range(0, tasks, 1000):
+            batch = [{"type": "noop", "params": {"n": n}} for n in range(start, min(tasks, start + 1000))]
+            client.post("/api/tasks/batch", json={"tasks": batch}).raise_for_status()
+    return tasks / (time.perf_counter() - started)
+
+
+def _completed(client: httpx.Client) -> int:
+    data = client.get("/api/tasks", params={"status": "completed", "limit": 1}).json()["data"]
+    return int(data["total"])
+
+
+def _wait_until_done(base: str, tasks: int, started: float) -> float:
+    with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
+        while _completed(client) < tasks:
+            time.sleep(0.05)
+    return tasks / (time.perf_counter() - started)
+
+
+def worker_runtime(base: str, tasks: int, processes: int) -> float:
+    env = {**os.environ, "TASKMANAGER_API_URL": base, "TASKMANAGER_API_KEY": KEY}
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [TASKMANAGER, "worker", "bench.noop_worker:worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(processes)
+    ]
+    try:
+        return _wait_until_done(base, tasks, started)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=60)
+
+
+def single_requests(base: str, tasks: int, threads: int) -> float:
+    def work(n: int) -> None:
+        with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
+            while True:
+                claim = client.post("/api/tasks/claim", json={"worker_id": f"t{n}"})
+                if claim.status_code == 404:
+                    return
+                task = claim.json()["data"]
+                client.post(
+                    f"/api/tasks/{task['id']}/complete",
+                    json={
+                        "worker_id": f"t{n}",
+                        "success": True,
+                        "lease_token": task["lease_token"],
+                    },
+                ).raise_for_status()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(work, range(threads)))
+    return tasks / (time.perf_counter() - started)
+
+
+def measure(kind: str, tasks: int, processes: int, threads: int) -> dict[str, object]:
+    result: dict[str, object] = {"database": kind, "tasks": tasks}
+    for path in ("worker_runtime", "single_requests"):
+        with ExitStack() as stack:
+            base = stack.enter_context(server(stack.enter_context(database(kind)), workers=2))
+            register(base)
+            result[f"{path}_create_per_s"] = round(_create(base, tasks))
+            if path == "worker_runtime":
+                result["worker_runtime_per_s"] = round(worker_runtime(base, tasks, processes))
+            else:
+                result["single_requests_per_s"] = round(single_requests(base, tasks, threads))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="single-request threads")
+    args = parser.parse_args()
+    for kind in ("sqlite", "postgresql"):
+        print(json.dumps(measure(kind, args.tasks, args.workers, args.threads)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
