@@ -267,6 +267,45 @@ def test_claim_by_type_id_list_and_batch(client: Any) -> None:
         assert client.complete_task(task.id).status == "completed"
 
 
+def test_complete_tasks_reports_many_outcomes_in_one_request(client: Any, api: Api) -> None:
+    setup_type(client, max_attempts=2, retry_delay=0)
+    for n in range(4):
+        client.create_task("demo.echo", {"n": n})
+    first = client.claim_task(lease_seconds=10)
+    second, third, fourth = client.claim_tasks(limit=3)
+    api.clock.advance(11)  # the first lease expires and another worker claims that task again
+    assert api.post("/api/tasks/claim", json={"worker_id": "other"}).json()["data"]["id"] == first.id
+    outcomes = client.complete_tasks(
+        [
+            {"id": second.id, "result": {"ok": 2}},
+            {"id": third.id, "status": "failed", "error": "boom"},
+            {"id": first.id, "success": True},
+            {"id": 999_999, "success": True},
+        ]
+    )
+    assert [(o.id, o.status, o.code) for o in outcomes] == [
+        (second.id, "completed", None),
+        (third.id, "pending (retry)", None),
+        (first.id, None, "lease_lost"),
+        (999_999, None, "not_found"),
+    ]
+    assert outcomes[2]["error"] == "Lease lost"
+    assert client.get_task(second.id).result == {"ok": 2}
+    assert client.get_task(third.id).error_message == "boom"
+    assert client.get_task(first.id).claimed_by == "other", "the other worker's attempt is untouched"
+    # The remembered leases of settled items are forgotten; the unreported task's is kept.
+    assert client.core.leases.get(second.id) is None
+    assert client.core.leases.get(fourth.id) is not None
+    assert client.complete_tasks([{"id": fourth.id}])[0].status == "completed"
+
+
+def test_complete_tasks_refuses_bad_batches_before_sending(client: Any) -> None:
+    with pytest.raises(ValueError, match="1 to 1000"):
+        client.complete_tasks([])
+    with pytest.raises(ValueError, match="status must be"):
+        client.complete_tasks([{"id": 1, "status": "done"}])
+
+
 def test_fail_task_retries_then_fails(client: Any) -> None:
     setup_type(client, max_attempts=2, retry_delay=0)
     created = client.create_task("demo.echo", {"n": 1})

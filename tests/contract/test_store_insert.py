@@ -160,6 +160,28 @@ async def test_a_batch_deduplicates_against_itself(store: SqlStore, clock: Froze
     assert (await store.list_tasks(TaskQuery())).total == 3
 
 
+async def test_a_batch_answers_each_item_as_the_stored_row_reads(store: SqlStore, clock: FrozenClock) -> None:
+    """A batch is written with a few multi-row statements: every created task it answers with is
+    the row as stored (id, fields, event), and a stored duplicate comes back in its place."""
+    task_type = await make_type(store, "t", clock.now())
+    (stored,) = await store.insert_tasks([new_task(task_type, clock.now(), params={"n": 1})])
+    clock.advance(5)
+    items = [
+        new_task(task_type, clock.now(), params={"n": n}, priority=n, assigned_to=f"w{n}") for n in range(4)
+    ]
+    results = await store.insert_tasks(items)
+    assert [r.outcome for r in results] == [InsertOutcome.CREATED, InsertOutcome.DUPLICATE] + [
+        InsertOutcome.CREATED
+    ] * 2
+    assert results[1].task == stored.task
+    for result in (results[0], results[2], results[3]):
+        assert result.task is not None
+        assert await store.get_task(result.task.id) == result.task
+        events = await store.list_events(result.task.id)
+        assert [e.event for e in events] == [HistoryEvent.CREATED]
+    assert [r.task.params for r in results if r.task] == [{"n": 0}, {"n": 1}, {"n": 2}, {"n": 3}]
+
+
 async def test_a_full_queue_refuses_new_tasks(store: SqlStore, clock: FrozenClock) -> None:
     task_type = await make_type(store, "t", clock.now(), max_pending=2)
     results = await store.insert_tasks([new_task(task_type, clock.now()) for _ in range(3)])

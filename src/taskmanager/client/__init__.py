@@ -28,6 +28,7 @@ from taskmanager.client.errors import (
     ValidationError,
 )
 from taskmanager.client.models import (
+    BatchCompletion,
     BatchItem,
     BatchResult,
     Completion,
@@ -46,6 +47,7 @@ __all__ = [
     "APIError",
     "AsyncTaskManagerClient",
     "AuthenticationError",
+    "BatchCompletion",
     "BatchItem",
     "BatchResult",
     "Completion",

@@ -109,6 +109,7 @@ class AsyncTaskManagerClient(ClientBase[AsyncTransport]):
     claim_task = _awaitable(ClientCore.claim_task)
     claim_tasks = _awaitable(ClientCore.claim_tasks)
     complete_task = _awaitable(ClientCore.complete_task)
+    complete_tasks = _awaitable(ClientCore.complete_tasks)
     fail_task = _awaitable(ClientCore.fail_task)
     report_progress = _awaitable(ClientCore.report_progress)
     heartbeat = _awaitable(ClientCore.heartbeat)

@@ -110,6 +110,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("POST", "/tasks", lambda s, r: s.create_task(r.body(models.CreateTask))),
         ("POST", "/tasks/batch", lambda s, r: s.create_tasks(r.body(models.CreateTasksBatch))),
         ("POST", "/tasks/claim", lambda s, r: s.claim(r.body(models.ClaimTasks))),
+        ("POST", "/tasks/complete-batch", lambda s, r: s.complete_batch(r.body(models.CompleteBatch))),
         ("GET", "/tasks", _list_tasks),
         ("GET", f"/tasks/{ID}", lambda s, r: s.get_task(r.task_id)),
         ("DELETE", f"/tasks/{ID}", lambda s, r: s.delete(r.task_id)),

@@ -77,6 +77,11 @@ class Completion(Record, models.CompletedTask):
     """A complete's answer: ``status`` is ``completed``, ``failed`` or ``pending (retry)``."""
 
 
+class BatchCompletion(Record, models.CompleteBatchItemResult):
+    """One item of a batched complete: ``status`` as a single complete would answer it, or
+    ``None`` with the ``error`` message and ``code`` (``lease_lost``, ``not_found``...)."""
+
+
 class ProgressUpdate(Record, models.ProgressData):
     """A progress report's answer, with the extended ``lease_expires_at``."""
 
@@ -100,6 +105,7 @@ class TaskPage(Record):
 
 
 __all__ = [
+    "BatchCompletion",
     "BatchItem",
     "BatchResult",
     "Completion",

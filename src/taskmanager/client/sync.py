@@ -121,6 +121,7 @@ class TaskManagerClient(ClientBase[SyncTransport]):
     claim_task = _blocking(ClientCore.claim_task)
     claim_tasks = _blocking(ClientCore.claim_tasks)
     complete_task = _blocking(ClientCore.complete_task)
+    complete_tasks = _blocking(ClientCore.complete_tasks)
     fail_task = _blocking(ClientCore.fail_task)
     report_progress = _blocking(ClientCore.report_progress)
     heartbeat = _blocking(ClientCore.heartbeat)

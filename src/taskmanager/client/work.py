@@ -6,16 +6,18 @@ without being told, and a complete forgets them once its outcome is settled.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from taskmanager.client.config import TaskManagerConfig
 from taskmanager.client.errors import TaskManagerAPIError
-from taskmanager.client.models import Completion, HeartbeatResult, ProgressUpdate, Task
+from taskmanager.client.models import BatchCompletion, Completion, HeartbeatResult, ProgressUpdate, Task
 from taskmanager.client.protocol import Call, Lease, Leases, Request, encode, fields, post
 
 #: Error answers to a complete after which its lease is of no more use: the attempt is over.
 FINAL_COMPLETE_STATUSES = frozenset({400, 403, 404, 409})
+#: Most outcomes one ``POST /tasks/complete-batch`` may carry (the server's limit).
+MAX_COMPLETE_BATCH = 1000
 
 TaskTypeRef = str | int | Sequence[str] | Sequence[int] | None
 
@@ -154,6 +156,57 @@ class WorkCalls:
         )
         return Call(request, done, refused)
 
+    def complete_tasks(
+        self, outcomes: Sequence[Mapping[str, Any]], worker_id: str | None = None
+    ) -> Call[list[BatchCompletion]]:
+        """Report many outcomes in one request (``POST /tasks/complete-batch``, 1-1000 items).
+
+        Each item is a mapping with ``id`` and either ``success`` (bool) or ``status``
+        (``"completed"``/``"failed"``; default completed), and optionally ``result``, ``error`` and
+        ``lease_token`` (the remembered one is sent when absent). The server judges each item
+        alone; the answer lists, in order, each item's ``status`` or its ``error`` and ``code``.
+        """
+        if not 1 <= len(outcomes) <= MAX_COMPLETE_BATCH:
+            raise ValueError(f"complete_tasks takes 1 to {MAX_COMPLETE_BATCH} outcomes")
+        worker = worker_id or self._common_holder(outcomes) or self.worker_id
+        items = [self._outcome_item(outcome, worker) for outcome in outcomes]
+        body = {"worker_id": worker, "results": items}
+        sent = [(item["id"], item.get("lease_token")) for item in items]
+
+        def done(data: Any) -> list[BatchCompletion]:
+            for task_id, token in sent:
+                self.leases.forget(task_id, token)  # every item's attempt is settled, either way
+            return [BatchCompletion.model_validate(item) for item in data["results"]]
+
+        # With every lease token sent, a repeated batch gets each item's first answer (B.3).
+        idempotent = all(token is not None for _, token in sent)
+        request = Request("POST", "/tasks/complete-batch", content=encode(body), idempotent=idempotent)
+        return Call(request, done)
+
+    def _common_holder(self, outcomes: Sequence[Mapping[str, Any]]) -> str | None:
+        """The worker id of the remembered leases of ``outcomes``, when they all agree."""
+        holders = {lease.worker_id for outcome in outcomes if (lease := self.leases.get(int(outcome["id"])))}
+        return holders.pop() if len(holders) == 1 else None
+
+    def _outcome_item(self, outcome: Mapping[str, Any], worker: str) -> dict[str, Any]:
+        task_id = int(outcome["id"])
+        if "success" in outcome:
+            success = outcome["success"]
+        else:
+            status = outcome.get("status", "completed")
+            if status not in ("completed", "failed"):
+                raise ValueError("status must be 'completed' or 'failed'")
+            success = status == "completed"
+        lease = self.leases.get(task_id)
+        token = outcome.get("lease_token")
+        if token is None and lease is not None and lease.worker_id == worker:
+            token = lease.token
+        return {
+            "id": task_id,
+            "success": bool(success),
+            **fields(result=outcome.get("result"), error=outcome.get("error"), lease_token=token),
+        }
+
     def fail_task(
         self,
         task_id: int,
@@ -197,4 +250,4 @@ class WorkCalls:
         return post(f"/tasks/{task_id}/heartbeat", body, HeartbeatResult.model_validate, idempotent=True)
 
 
-__all__ = ["TaskTypeRef", "WorkCalls", "claim_target"]
+__all__ = ["MAX_COMPLETE_BATCH", "TaskTypeRef", "WorkCalls", "claim_target"]

@@ -106,9 +106,16 @@ class TaskService(WorkerOperations):
             raise NotFound(TYPE_NOT_FOUND)
         return Reply("Task type deactivated", type_data(found))
 
-    async def _prepare(self, body: models.CreateTask, now: datetime) -> InsertTask:
+    async def _prepare(
+        self, body: models.CreateTask, now: datetime, types: dict[str, TaskType] | None = None
+    ) -> InsertTask:
+        """The insert for one create; ``types`` caches the task types read so far (a batch)."""
         models.refuse_unsupported(body, "depends_on", "callback_url")
-        task_type = await self._type(body.type)
+        task_type = types.get(body.type) if types is not None else None
+        if task_type is None:
+            task_type = await self._type(body.type)
+            if types is not None:
+                types[body.type] = task_type
         if not task_type.is_active:
             raise ValidationFailed("Task type is not active")
         if task_type.dedupe == DedupeScope.ACTIVE or task_type.max_pending is not None:
@@ -169,10 +176,11 @@ class TaskService(WorkerOperations):
     async def create_tasks(self, body: models.CreateTasksBatch) -> Reply:
         now = self.clock.now()
         prepared: list[tuple[int, InsertTask | str]] = []
+        types: dict[str, TaskType] = {}
         for index, raw in enumerate(body.tasks):
             try:
                 parsed = models.parse_body(models.CreateTask, raw)
-                prepared.append((index, await self._prepare(parsed, now)))
+                prepared.append((index, await self._prepare(parsed, now, types)))
             except TaskManagerError as exc:
                 detail = "; ".join(exc.details) if exc.details else None
                 # "Parameter validation failed: ..." already lists its details: do not repeat them.

@@ -99,21 +99,17 @@ def existing(conn: Connection, q: Selects, item: InsertTask) -> Task | None:
     return None if row is None else task_from_row(row)
 
 
-def insert_one(conn: Connection, q: Selects, item: InsertTask) -> InsertResult:
-    dedupe = item.dedupe_scope != DedupeScope.NONE and item.dedupe_key is not None
-    if dedupe:
-        found = existing(conn, q, item)
-        if found is not None:
-            return InsertResult(InsertOutcome.DUPLICATE, found)
-    if item.max_pending is not None:
-        pending = conn.scalar(
-            select(func.count())
-            .select_from(tasks)
-            .where(T.type_id == item.type_id, T.status == TaskStatus.PENDING.value)
-        )
-        if (pending or 0) >= item.max_pending:
-            return InsertResult(InsertOutcome.QUEUE_FULL, None)
-    values = {
+def _dedupes(item: InsertTask) -> bool:
+    return item.dedupe_scope != DedupeScope.NONE and item.dedupe_key is not None
+
+
+def _pending_count(conn: Connection, type_id: int) -> int:
+    query = select(func.count()).select_from(tasks)
+    return conn.scalar(query.where(T.type_id == type_id, T.status == TaskStatus.PENDING.value)) or 0
+
+
+def _task_values(item: InsertTask) -> dict[str, Any]:
+    return {
         "type_id": item.type_id,
         "status": TaskStatus.PENDING.value,
         "params": item.params_json,
@@ -127,26 +123,11 @@ def insert_one(conn: Connection, q: Selects, item: InsertTask) -> InsertResult:
         "created_at": item.now,
         "updated_at": item.now,
         "dedupe_key": item.dedupe_key,
-        "dedupe_lock": item.dedupe_key if dedupe else None,
+        "dedupe_lock": item.dedupe_key if _dedupes(item) else None,
     }
-    # The savepoint is handled by hand, not with ``with``: after any other error (a deadlock on
-    # MySQL) the server has already rolled the whole transaction back, and rolling back to the
-    # savepoint would only replace that error with "SAVEPOINT does not exist".
-    savepoint = conn.begin_nested()
-    try:
-        result = conn.execute(insert(tasks).values(**values))
-    except IntegrityError:
-        savepoint.rollback()
-        # An identical create committed first: answer with its task, never an error.
-        found = existing(conn, q, item)
-        if found is None:
-            raise
-        return InsertResult(InsertOutcome.DUPLICATE, found)
-    savepoint.commit()
-    (task_id,) = result.inserted_primary_key or (None,)
-    assert task_id is not None
-    if item.event is not None:
-        conn.execute(insert(task_history).values(event_row(task_id, item.event, item.now)))
+
+
+def _created(item: InsertTask, task_id: int) -> InsertResult:
     task = Task(
         id=task_id,
         type_id=item.type_id,
@@ -175,6 +156,114 @@ def insert_one(conn: Connection, q: Selects, item: InsertTask) -> InsertResult:
     return InsertResult(InsertOutcome.CREATED, task)
 
 
+def insert_one(conn: Connection, q: Selects, item: InsertTask) -> InsertResult:
+    if _dedupes(item):
+        found = existing(conn, q, item)
+        if found is not None:
+            return InsertResult(InsertOutcome.DUPLICATE, found)
+    if item.max_pending is not None and _pending_count(conn, item.type_id) >= item.max_pending:
+        return InsertResult(InsertOutcome.QUEUE_FULL, None)
+    # The savepoint is handled by hand, not with ``with``: after any other error (a deadlock on
+    # MySQL) the server has already rolled the whole transaction back, and rolling back to the
+    # savepoint would only replace that error with "SAVEPOINT does not exist".
+    savepoint = conn.begin_nested()
+    try:
+        result = conn.execute(insert(tasks).values(**_task_values(item)))
+    except IntegrityError:
+        savepoint.rollback()
+        # An identical create committed first: answer with its task, never an error.
+        found = existing(conn, q, item)
+        if found is None:
+            raise
+        return InsertResult(InsertOutcome.DUPLICATE, found)
+    savepoint.commit()
+    (task_id,) = result.inserted_primary_key or (None,)
+    assert task_id is not None
+    if item.event is not None:
+        conn.execute(insert(task_history).values(event_row(task_id, item.event, item.now)))
+    return _created(item, task_id)
+
+
+#: Dedupe keys looked up per query when a batch checks for stored duplicates.
+KEYS_PER_LOOKUP = 500
+
+
+def _stored_duplicates(
+    conn: Connection, q: Selects, items: Sequence[InsertTask]
+) -> dict[tuple[int, str], Task]:
+    """The stored tasks that hold the dedupe key of an item, by (type id, key)."""
+    keys: dict[int, set[str]] = {}
+    for item in items:
+        if _dedupes(item):
+            assert item.dedupe_key is not None
+            keys.setdefault(item.type_id, set()).add(item.dedupe_key)
+    found: dict[tuple[int, str], Task] = {}
+    for type_id, wanted in keys.items():
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), KEYS_PER_LOOKUP):
+            chunk = ordered[start : start + KEYS_PER_LOOKUP]
+            for row in conn.execute(q.task.where(T.type_id == type_id, T.dedupe_lock.in_(chunk))):
+                task = task_from_row(row)
+                found[(type_id, row.dedupe_key)] = task
+    return found
+
+
+def _insert_many(conn: Connection, q: Selects, items: Sequence[InsertTask]) -> list[InsertResult]:
+    """Judge every item as ``insert_one`` would, one after the other, with a few statements in all:
+    one lookup of stored duplicates, one multi-row INSERT, one INSERT of their events. Raises
+    ``IntegrityError`` when a concurrent create took a key first (the caller judges them one by one)."""
+    stored = _stored_duplicates(conn, q, items)
+    pending: dict[int, int] = {}
+    creator: dict[tuple[int, str], int] = {}  # key -> index of the item creating it in this batch
+    results: list[InsertResult | int | None] = []  # an int: a duplicate of that earlier item
+    inserting: list[int] = []
+    for index, item in enumerate(items):
+        key = (item.type_id, item.dedupe_key or "")
+        if _dedupes(item) and key in stored:
+            results.append(InsertResult(InsertOutcome.DUPLICATE, stored[key]))
+            continue
+        if _dedupes(item) and key in creator:
+            results.append(creator[key])
+            continue
+        if item.max_pending is not None:
+            count = pending[item.type_id] if item.type_id in pending else _pending_count(conn, item.type_id)
+            if count >= item.max_pending:
+                results.append(InsertResult(InsertOutcome.QUEUE_FULL, None))
+                continue
+            pending[item.type_id] = count + 1
+        if _dedupes(item):
+            creator[key] = index
+        results.append(None)
+        inserting.append(index)
+    if inserting:
+        savepoint = conn.begin_nested()
+        try:
+            statement = insert(tasks).returning(T.id, sort_by_parameter_order=True)
+            ids = conn.execute(statement, [_task_values(items[i]) for i in inserting]).scalars().all()
+        except IntegrityError:
+            savepoint.rollback()
+            raise
+        savepoint.commit()
+        events = []
+        for index, task_id in zip(inserting, ids, strict=True):
+            item = items[index]
+            results[index] = _created(item, task_id)
+            if item.event is not None:
+                events.append(event_row(task_id, item.event, item.now))
+        if events:
+            conn.execute(insert(task_history), events)
+    final: list[InsertResult] = []
+    for result in results:
+        if isinstance(result, int):
+            first = results[result]
+            assert isinstance(first, InsertResult)
+            final.append(InsertResult(InsertOutcome.DUPLICATE, first.task))
+        else:
+            assert result is not None
+            final.append(result)
+    return final
+
+
 def announce_work(conn: Connection) -> None:
     """On PostgreSQL, wake long-polling claimers in every server process when this commits."""
     if conn.dialect.name == "postgresql":
@@ -182,7 +271,13 @@ def announce_work(conn: Connection) -> None:
 
 
 def insert_tasks(q: Selects, items: Sequence[InsertTask], conn: Connection) -> list[InsertResult]:
-    results = [insert_one(conn, q, item) for item in items]
+    if len(items) == 1:
+        results = [insert_one(conn, q, items[0])]
+    else:
+        try:
+            results = _insert_many(conn, q, items)
+        except IntegrityError:  # raced by an identical create: judge them one by one
+            results = [insert_one(conn, q, item) for item in items]
     if any(r.outcome == InsertOutcome.CREATED for r in results):
         announce_work(conn)
     return results

@@ -20,6 +20,7 @@ from taskmanager.client import (
 )
 from taskmanager.worker.context import CANCELLED, LEASE_LOST, TIMED_OUT, TaskCancelled, TaskContext
 from taskmanager.worker.registry import Handler
+from taskmanager.worker.reporting import Reporter
 
 log = logging.getLogger("taskmanager.worker")
 
@@ -83,6 +84,7 @@ class Execution:
         task: Task,
         handler: Handler,
         client: AsyncTaskManagerClient,
+        reporter: Reporter,
         *,
         worker_id: str,
         lease_seconds: int | None,
@@ -91,6 +93,7 @@ class Execution:
         self.task = task
         self.handler = handler
         self.client = client
+        self.reporter = reporter
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
         self.timeout = handler.timeout if handler.timeout is not None else default_timeout
@@ -167,13 +170,14 @@ class Execution:
         """Send the outcome; the task's status the server answered (None: nothing was sent)."""
         if outcome.kind not in ("completed", "failed", TIMED_OUT):
             return None
+        report = self.reporter.report
         try:
             if outcome.kind == "completed":
                 try:
-                    return (await self.client.complete_task(self.task.id, outcome.result)).status
+                    return await report(self.task.id, success=True, result=outcome.result)
                 except (TypeError, ValueError) as exc:  # the result cannot be sent as JSON
                     outcome = Outcome("failed", error=f"the handler's result is not JSON: {exc}")
-            return (await self.client.fail_task(self.task.id, outcome.error or "failed")).status
+            return await report(self.task.id, success=False, error=outcome.error or "failed")
         except LeaseLostError:
             return LEASE_LOST
         except TaskManagerError as exc:

@@ -13,6 +13,7 @@ from functools import partial
 from taskmanager.client import AsyncTaskManagerClient, Task, TaskManagerError
 from taskmanager.worker.execution import Execution
 from taskmanager.worker.registry import Registry
+from taskmanager.worker.reporting import Reporter
 
 log = logging.getLogger("taskmanager.worker")
 
@@ -50,6 +51,7 @@ class ClaimLoop:
         self.client = client
         self.registry = registry
         self.options = options
+        self.reporter = Reporter(client, options.worker_id)
         self.stopping = asyncio.Event()
         self.abandoning = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
@@ -83,6 +85,7 @@ class ClaimLoop:
                 task.cancel()
             await asyncio.gather(*self._running.values(), return_exceptions=True)
             code = EXIT_ABANDONED
+        await self.reporter.close()
         claimer.result()  # a bug in the claim loop surfaces here, once the tasks are settled
         return code
 
@@ -127,6 +130,7 @@ class ClaimLoop:
             task,
             handler,
             self.client,
+            self.reporter,
             worker_id=self.options.worker_id,
             lease_seconds=self.options.lease_seconds,
             default_timeout=self.options.task_timeout,
