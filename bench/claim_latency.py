@@ -122,7 +122,8 @@ async def main() -> None:
     (RESULTS / "claim_latency.json").write_text(
         json.dumps(
             {
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                f"Python {platform.python_version()}",
                 "results": results,
             },
             indent=2,

@@ -47,8 +47,13 @@ def _wait_until_done(base: str, tasks: int, started: float) -> float:
     return tasks / (time.perf_counter() - started)
 
 
-def worker_runtime(base: str, tasks: int, processes: int) -> float:
-    env = {**os.environ, "TASKMANAGER_API_URL": base, "TASKMANAGER_API_KEY": KEY}
+def worker_runtime(base: str, tasks: int, processes: int, concurrency: int = 100) -> float:
+    env = {
+        **os.environ,
+        "TASKMANAGER_API_URL": base,
+        "TASKMANAGER_API_KEY": KEY,
+        "BENCH_CONCURRENCY": str(concurrency),
+    }
     started = time.perf_counter()
     procs = [
         subprocess.Popen(
@@ -91,7 +96,7 @@ def single_requests(base: str, tasks: int, threads: int) -> float:
     return tasks / (time.perf_counter() - started)
 
 
-def measure(kind: str, tasks: int, processes: int, threads: int) -> dict[str, object]:
+def measure(kind: str, tasks: int, processes: int, threads: int, concurrency: int = 100) -> dict[str, object]:
     result: dict[str, object] = {"database": kind, "tasks": tasks}
     for path in ("worker_runtime", "single_requests"):
         with ExitStack() as stack:
@@ -99,7 +104,7 @@ def measure(kind: str, tasks: int, processes: int, threads: int) -> dict[str, ob
             register(base)
             result[f"{path}_create_per_s"] = round(_create(base, tasks))
             if path == "worker_runtime":
-                result["worker_runtime_per_s"] = round(worker_runtime(base, tasks, processes))
+                result["worker_runtime_per_s"] = round(worker_runtime(base, tasks, processes, concurrency))
             else:
                 result["single_requests_per_s"] = round(single_requests(base, tasks, threads))
     return result
@@ -110,9 +115,11 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--threads", type=int, default=8, help="single-request threads")
+    parser.add_argument("--concurrency", type=int, default=100, help="tasks each worker process runs at once")
     args = parser.parse_args()
     for kind in ("sqlite", "postgresql"):
-        print(json.dumps(measure(kind, args.tasks, args.workers, args.threads)), flush=True)
+        result = measure(kind, args.tasks, args.workers, args.threads, args.concurrency)
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

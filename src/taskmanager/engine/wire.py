@@ -12,7 +12,7 @@ def iso(value: datetime | None) -> str | None:
     """``2026-01-01T12:00:00.000000Z`` (aware UTC in, fixed-width UTC text out)."""
     if value is None:
         return None
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def type_data(item: TaskType) -> dict[str, Any]:
