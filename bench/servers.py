@@ -55,6 +55,44 @@ def database(kind: str) -> Iterator[str]:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+#: The process id of each running server, by base URL (for CPU accounting).
+SERVER_PIDS: dict[str, int] = {}
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def user_processes(user: str) -> list[int]:
+    """The processes of ``user`` (the database server's, for CPU accounting)."""
+    found = subprocess.run(["pgrep", "-u", user], capture_output=True, text=True, check=False)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (those still running)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 @contextlib.contextmanager
 def server(url: str, *, workers: int = 1) -> Iterator[str]:
     """``taskmanager serve`` on a free port; yields its base URL."""
@@ -81,8 +119,10 @@ def server(url: str, *, workers: int = 1) -> Iterator[str]:
             time.sleep(0.05)
         else:
             raise RuntimeError("server did not start")
+        SERVER_PIDS[base] = proc.pid
         yield base
     finally:
+        SERVER_PIDS.pop(base, None)
         proc.terminate()
         proc.wait(timeout=30)
 

@@ -23,7 +23,18 @@ from contextlib import ExitStack
 
 import httpx
 
-from bench.servers import HEADERS, KEY, TASKMANAGER, database, register, server
+from bench.servers import (
+    HEADERS,
+    KEY,
+    SERVER_PIDS,
+    TASKMANAGER,
+    cpu_seconds,
+    database,
+    process_tree,
+    register,
+    server,
+    user_processes,
+)
 
 
 def _create(base: str, tasks: int) -> float:
@@ -47,14 +58,19 @@ def _wait_until_done(base: str, tasks: int, started: float) -> float:
     return tasks / (time.perf_counter() - started)
 
 
-def worker_runtime(base: str, tasks: int, processes: int, concurrency: int = 100) -> float:
+def worker_runtime(
+    base: str, tasks: int, processes: int, concurrency: int = 100, cpu: dict[str, float] | None = None
+) -> float:
+    """Tasks per second processed by ``processes`` worker processes; ``cpu`` (when given) gets the
+    CPU microseconds per task spent by the server, the workers and PostgreSQL meanwhile."""
     env = {
         **os.environ,
         "TASKMANAGER_API_URL": base,
         "TASKMANAGER_API_KEY": KEY,
         "BENCH_CONCURRENCY": str(concurrency),
     }
-    started = time.perf_counter()
+    servers = process_tree(SERVER_PIDS[base]) if base in SERVER_PIDS else []
+    database_processes = user_processes("postgres")
     procs = [
         subprocess.Popen(
             [TASKMANAGER, "worker", "bench.noop_worker:worker"],
@@ -64,8 +80,31 @@ def worker_runtime(base: str, tasks: int, processes: int, concurrency: int = 100
         )
         for _ in range(processes)
     ]
+    workers = [p.pid for p in procs]
     try:
-        return _wait_until_done(base, tasks, started)
+        # Timed from the first completion, so the workers' start (imports, registering the
+        # type) is left out: the rate is the steady processing rate.
+        with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
+            while (first := _completed(client)) == 0:
+                time.sleep(0.01)
+            started = time.perf_counter()
+            at_start = cpu_seconds(servers), cpu_seconds(workers), cpu_seconds(database_processes)
+            while _completed(client) < tasks:
+                time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        timed = tasks - first
+        if cpu is not None:
+            used = [
+                after - before
+                for after, before in zip(
+                    (cpu_seconds(servers), cpu_seconds(workers), cpu_seconds(database_processes)),
+                    at_start,
+                    strict=True,
+                )
+            ]
+            for name, seconds in zip(("server", "workers", "postgres"), used, strict=True):
+                cpu[f"{name}_us_per_task"] = round(seconds / timed * 1e6)
+        return timed / elapsed
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -104,7 +143,11 @@ def measure(kind: str, tasks: int, processes: int, threads: int, concurrency: in
             register(base)
             result[f"{path}_create_per_s"] = round(_create(base, tasks))
             if path == "worker_runtime":
-                result["worker_runtime_per_s"] = round(worker_runtime(base, tasks, processes, concurrency))
+                cpu: dict[str, float] = {}
+                result["worker_runtime_per_s"] = round(
+                    worker_runtime(base, tasks, processes, concurrency, cpu)
+                )
+                result.update(cpu)
             else:
                 result["single_requests_per_s"] = round(single_requests(base, tasks, threads))
     return result

@@ -40,7 +40,7 @@ class TaskContext:
         self._client = client
         self._loop = loop
         self._stopped = threading.Event()  # seen by handler threads
-        self._stopped_async = asyncio.Event()  # seen by the worker's loop
+        self.stop_signal: asyncio.Future[str] = loop.create_future()  # seen by the worker's loop
         self.stop_reason: str | None = None
 
     @property
@@ -99,12 +99,12 @@ class TaskContext:
         if self.stop_reason is None:
             self.stop_reason = reason
         self._stopped.set()
-        self._stopped_async.set()
+        if not self.stop_signal.done():
+            self.stop_signal.set_result(self.stop_reason or CANCELLED)
 
     async def stopped(self) -> str:
         """Wait until the task is told to stop; the reason."""
-        await self._stopped_async.wait()
-        return self.stop_reason or CANCELLED
+        return await asyncio.shield(self.stop_signal)
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:

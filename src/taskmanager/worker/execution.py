@@ -108,8 +108,15 @@ class Execution:
         loop = asyncio.get_running_loop()
         ctx = TaskContext(self.task, client=self.client, loop=loop, worker_id=self.worker_id)
         started = time.monotonic()
-        log.debug("task %d started", self.task.id, extra=self._fields())
-        beats = asyncio.create_task(self._heartbeats(ctx))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("task %d started", self.task.id, extra=self._fields())
+        # Heartbeats start only for a task still running at the first beat: most tasks finish
+        # sooner, and a timer costs far less than a task of its own.
+        interval = max(self._lease() * HEARTBEAT_FRACTION, MIN_HEARTBEAT_INTERVAL)
+        beats: list[asyncio.Task[None]] = []
+        timer = loop.call_later(
+            interval, lambda: beats.append(loop.create_task(self._heartbeats(ctx, interval)))
+        )
         if self.handler.is_async:
             work: asyncio.Future[Any] = asyncio.ensure_future(self.handler.fn(ctx))
         else:
@@ -117,7 +124,9 @@ class Execution:
         try:
             outcome = await self._outcome(work, ctx)
         finally:
-            beats.cancel()
+            timer.cancel()
+            for beat in beats:
+                beat.cancel()
         status = await self._report(outcome)
         self._log(outcome, status, time.monotonic() - started)
         # The slot stays taken until the handler really returns (a blocking handler past its
@@ -127,13 +136,9 @@ class Execution:
             work.exception()  # retrieved, so asyncio does not warn about it
 
     async def _outcome(self, work: asyncio.Future[Any], ctx: TaskContext) -> Outcome:
-        stop = asyncio.ensure_future(ctx.stopped())
-        try:
-            done, _ = await asyncio.wait(
-                {work, stop}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            stop.cancel()
+        done, _ = await asyncio.wait(
+            {work, ctx.stop_signal}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         if work in done and not ctx.cancelled:
             error = None if work.cancelled() else work.exception()
             if work.cancelled():
@@ -150,10 +155,9 @@ class Execution:
             return Outcome(TIMED_OUT, error=message)
         return Outcome(ctx.stop_reason or CANCELLED)
 
-    async def _heartbeats(self, ctx: TaskContext) -> None:
-        interval = max(self._lease() * HEARTBEAT_FRACTION, MIN_HEARTBEAT_INTERVAL)
+    async def _heartbeats(self, ctx: TaskContext, interval: float) -> None:
+        """Beat now (the first interval has passed), then every ``interval`` seconds."""
         while True:
-            await asyncio.sleep(interval)
             try:
                 beat = await self.client.heartbeat(self.task.id, lease_seconds=self.lease_seconds)
             except (LeaseLostError, TaskManagerNotFoundError):
@@ -161,10 +165,11 @@ class Execution:
                 return
             except TaskManagerError as exc:
                 log.warning("task %d heartbeat failed: %s", self.task.id, exc, extra=self._fields())
-                continue
-            if beat.cancel_requested:
-                ctx.stop(CANCELLED)
-                return
+            else:
+                if beat.cancel_requested:
+                    ctx.stop(CANCELLED)
+                    return
+            await asyncio.sleep(interval)
 
     async def _report(self, outcome: Outcome) -> str | None:
         """Send the outcome; the task's status the server answered (None: nothing was sent)."""
