@@ -55,8 +55,8 @@ def database(kind: str) -> Iterator[str]:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-#: The process id of each running server, by base URL (for CPU accounting).
-SERVER_PIDS: dict[str, int] = {}
+#: The process id and database URL of each running server, by base URL (for CPU accounting).
+SERVERS: dict[str, tuple[int, str]] = {}
 
 
 def process_tree(pid: int) -> list[int]:
@@ -76,21 +76,39 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def user_processes(user: str) -> list[int]:
-    """The processes of ``user`` (the database server's, for CPU accounting)."""
-    found = subprocess.run(["pgrep", "-u", user], capture_output=True, text=True, check=False)
-    return [int(pid) for pid in found.stdout.split()]
+async def _backends(name: str) -> list[int]:
+    engine = create_async_engine(driver_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = :name"), {"name": name}
+        )
+        pids = [int(pid) for pid in found.scalars()]
+    await engine.dispose()
+    return pids
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds the processes have used so far (those still running)."""
-    total = 0.0
+def database_processes(url: str) -> list[int]:
+    """The PostgreSQL backends serving the database of ``url`` now (none for SQLite)."""
+    if not url.startswith("postgresql"):
+        return []
+    return asyncio.run(_backends(url.rsplit("/", 1)[1]))
+
+
+def cpu_by_process(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds each running process has used so far (Linux /proc)."""
+    found: dict[int, float] = {}
     for pid in pids:
         with contextlib.suppress(OSError):
             with open(f"/proc/{pid}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+            found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def cpu_used(before: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds the processes of ``before`` used since, counting those still running."""
+    after = cpu_by_process(pids)
+    return sum(after[pid] - start for pid, start in before.items() if pid in after)
 
 
 @contextlib.contextmanager
@@ -119,10 +137,10 @@ def server(url: str, *, workers: int = 1) -> Iterator[str]:
             time.sleep(0.05)
         else:
             raise RuntimeError("server did not start")
-        SERVER_PIDS[base] = proc.pid
+        SERVERS[base] = (proc.pid, url)
         yield base
     finally:
-        SERVER_PIDS.pop(base, None)
+        SERVERS.pop(base, None)
         proc.terminate()
         proc.wait(timeout=30)
 

@@ -26,14 +26,15 @@ import httpx
 from bench.servers import (
     HEADERS,
     KEY,
-    SERVER_PIDS,
+    SERVERS,
     TASKMANAGER,
-    cpu_seconds,
+    cpu_by_process,
+    cpu_used,
     database,
+    database_processes,
     process_tree,
     register,
     server,
-    user_processes,
 )
 
 
@@ -51,13 +52,6 @@ def _completed(client: httpx.Client) -> int:
     return int(data["total"])
 
 
-def _wait_until_done(base: str, tasks: int, started: float) -> float:
-    with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
-        while _completed(client) < tasks:
-            time.sleep(0.05)
-    return tasks / (time.perf_counter() - started)
-
-
 def worker_runtime(
     base: str, tasks: int, processes: int, concurrency: int = 100, cpu: dict[str, float] | None = None
 ) -> float:
@@ -69,8 +63,7 @@ def worker_runtime(
         "TASKMANAGER_API_KEY": KEY,
         "BENCH_CONCURRENCY": str(concurrency),
     }
-    servers = process_tree(SERVER_PIDS[base]) if base in SERVER_PIDS else []
-    database_processes = user_processes("postgres")
+    server_pid, url = SERVERS[base]
     procs = [
         subprocess.Popen(
             [TASKMANAGER, "worker", "bench.noop_worker:worker"],
@@ -80,7 +73,6 @@ def worker_runtime(
         )
         for _ in range(processes)
     ]
-    workers = [p.pid for p in procs]
     try:
         # Timed from the first completion, so the workers' start (imports, registering the
         # type) is left out: the rate is the steady processing rate.
@@ -88,22 +80,19 @@ def worker_runtime(
             while (first := _completed(client)) == 0:
                 time.sleep(0.01)
             started = time.perf_counter()
-            at_start = cpu_seconds(servers), cpu_seconds(workers), cpu_seconds(database_processes)
+            groups = {
+                "server": process_tree(server_pid),
+                "workers": [p.pid for p in procs],
+                "postgres": database_processes(url),
+            }
+            at_start = {name: cpu_by_process(pids) for name, pids in groups.items()}
             while _completed(client) < tasks:
                 time.sleep(0.05)
         elapsed = time.perf_counter() - started
         timed = tasks - first
         if cpu is not None:
-            used = [
-                after - before
-                for after, before in zip(
-                    (cpu_seconds(servers), cpu_seconds(workers), cpu_seconds(database_processes)),
-                    at_start,
-                    strict=True,
-                )
-            ]
-            for name, seconds in zip(("server", "workers", "postgres"), used, strict=True):
-                cpu[f"{name}_us_per_task"] = round(seconds / timed * 1e6)
+            for name, pids in groups.items():
+                cpu[f"{name}_us_per_task"] = round(cpu_used(at_start[name], pids) / timed * 1e6)
         return timed / elapsed
     finally:
         for proc in procs:
