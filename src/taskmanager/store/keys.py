@@ -110,3 +110,30 @@ class KeyOperations:
     async def count_api_keys(self) -> int:
         query = select(func.count()).select_from(api_keys)
         return await self._keys_read(lambda conn: int(conn.execute(query).scalar_one()))
+
+
+def stored_key_count(url: str) -> int:
+    """Keys in the database at ``url`` without creating or migrating anything (0 when the
+    database, or its keys table, does not exist yet). Synchronous: for the command line."""
+    import asyncio
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).exists()):
+        return 0
+    return asyncio.run(_count_keys(url))
+
+
+async def _count_keys(url: str) -> int:
+    from taskmanager.store.database import connect
+
+    database = connect(url, pool_size=1)
+    query = select(func.count()).select_from(api_keys)
+    try:
+        return await database.run(lambda conn: int(conn.execute(query).scalar_one()), write=False)
+    except Exception:  # no such table yet (an unmigrated database): no keys
+        return 0
+    finally:
+        await database.dispose()
