@@ -12,7 +12,9 @@ from typing import Any
 import regex
 from jsonschema import Draft202012Validator, SchemaError, ValidationError, validators
 from jsonschema.protocols import Validator
+from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 from taskmanager.errors import ValidationFailed
 
@@ -42,10 +44,10 @@ def _walk(node: Any, path: str = "$") -> Iterator[tuple[str, str, Any]]:
             yield from _walk(value, f"{path}[{index}]")
 
 
-def _walk_refs(node: Any) -> Iterator[tuple[str, str]]:
+def _walk_refs(node: Any) -> Iterator[tuple[str, str, str]]:
     for path, key, value in _walk(node):
         if key in REF_KEYWORDS and isinstance(value, str):
-            yield path, value
+            yield path, key, value
 
 
 def _search(pattern: str, text: str) -> bool | None:
@@ -157,7 +159,9 @@ def check_param_schema(schema: Any) -> None:
     if "type" not in schema:
         raise ValidationFailed('JSON schema must have a "type" property')
     remote = [
-        f"{path}: $ref {ref!r} is not local" for path, ref in _walk_refs(schema) if not ref.startswith("#")
+        f"{path}: {key} {ref!r} is not local"
+        for path, key, ref in _walk_refs(schema)
+        if not ref.startswith("#")
     ]
     if remote:
         raise ValidationFailed(
@@ -173,11 +177,31 @@ def check_param_schema(schema: Any) -> None:
             details=[f"param_schema{where[1:]}: {exc.message}"],
         ) from None
     _check_patterns(schema)
+    _check_local_refs(schema)
     validator = cls(schema)
     for probe in _PROBES:
         problem = _unusable(lambda v=probe: list(validator.iter_errors(v)))  # type: ignore[misc]
         if problem is not None:
             raise ValidationFailed(f"Invalid JSON schema: {problem}", details=[f"param_schema: {problem}"])
+
+
+def _check_local_refs(schema: dict[str, Any]) -> None:
+    """Every local ``$ref`` must point at something (a dangling one would fail only later, on the
+    first task whose params reach it)."""
+    found = schema.get("$id")
+    base = found if isinstance(found, str) else ""
+    resource = Resource.from_contents(schema, default_specification=DRAFT202012)
+    resolver = Registry().with_resource(base, resource).resolver(base_uri=base)
+    dangling = []
+    for path, key, ref in _walk_refs(schema):
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            dangling.append(f"param_schema{path[1:]}: {key} {ref!r} cannot be resolved")
+    if dangling:
+        raise ValidationFailed(
+            f"Invalid JSON schema: a $ref cannot be resolved ({dangling[0]})", details=dangling
+        )
 
 
 def _unusable(run: Callable[[], object]) -> str | None:
