@@ -133,7 +133,7 @@ async def create_tasks(request: Request) -> Response:
     tags=["Tasks"],
     operation_id="claimTask",
     openapi_extra=request_body(models.ClaimTasks),
-    responses=responses(models.ClaimedTask, 400, 401, 403, 404, 413),
+    responses=responses(models.ClaimedTask | models.ClaimedTasks, 400, 401, 403, 404, 413),
 )
 async def claim(request: Request) -> Response:
     """Claim the next task (or up to `limit` tasks) under a lease."""
