@@ -63,11 +63,16 @@ def test_a_catastrophic_pattern_is_cut_off_with_a_400_within_a_second(api: Api) 
 def test_a_batch_of_catastrophic_inputs_shares_one_time_budget(api: Api) -> None:
     schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": EVIL}}}
     register(api, "evil.pattern", schema)
-    items = [{"type": "evil.pattern", "params": {"code": ATTACK + str(n)}} for n in range(40)]
-    response, elapsed = timed(lambda: api.post("/api/tasks/batch", json={"tasks": items}))
-    data = ok(response)
-    assert data["failed"] == 40
-    assert elapsed < 1.0
+
+    def batch(code: str) -> tuple[Any, float]:
+        items = [{"type": "evil.pattern", "params": {"code": code + str(n)}} for n in range(40)]
+        return timed(lambda: api.post("/api/tasks/batch", json={"tasks": items}))
+
+    plain, baseline = batch("b")  # 40 quick mismatches: the batch's own database work
+    evil, elapsed = batch(ATTACK)
+    assert ok(plain)["failed"] == ok(evil)["failed"] == 40
+    # 40 catastrophic matches add about one 0.25 s budget (CPU time), not 40 of them.
+    assert elapsed - baseline < 1.0, (elapsed, baseline)
 
 
 @pytest.mark.parametrize(
