@@ -74,7 +74,7 @@ class TestDatabase:
     url: str
 
     async def reset(self) -> None:
-        tables = ("task_history", "tasks", "task_types")
+        tables = ("task_history", "tasks", "task_types", "api_keys")
 
         def empty(conn: Connection) -> None:
             for table in tables:
@@ -160,7 +160,14 @@ class RunningServer:
     def __init__(self, app: Any) -> None:
         self.port = free_port()
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", access_log=False
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            # The app decides whose X-Forwarded-For to believe (TASKMANAGER_TRUSTED_PROXIES).
+            proxy_headers=False,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -14,6 +14,8 @@ from taskmanager import __version__
 from taskmanager.settings import Settings, is_loopback
 
 if TYPE_CHECKING:
+    from taskmanager.engine.access import KeyService
+    from taskmanager.engine.replies import Reply
     from taskmanager.store import Database
 
 app = typer.Typer(
@@ -21,6 +23,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+keys_app = typer.Typer(
+    help="API keys: create, list, revoke (on the database directly).", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True, soft_wrap=True)
 
 DatabaseOption = Annotated[
@@ -81,6 +87,23 @@ def serve(
             help="Serve without any API key on a non-loopback address (dangerous).",
         ),
     ] = False,
+    rate_limit: Annotated[
+        int | None,
+        typer.Option(help="Requests per minute of a key without its own limit (0: none)."),
+    ] = None,
+    auth_failure_limit: Annotated[
+        int | None, typer.Option(help="Wrong keys per minute one address may send (0: no limit).")
+    ] = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Share rate limits between server processes through Redis.")
+    ] = None,
+    trusted_proxies: Annotated[
+        str | None, typer.Option(help="Proxies whose X-Forwarded-For is believed (IPs/CIDRs, comma list).")
+    ] = None,
+    allow_ips: Annotated[
+        str | None, typer.Option(help="Only these addresses may connect (IPs/CIDRs).")
+    ] = None,
+    deny_ips: Annotated[str | None, typer.Option(help="These addresses may not connect (IPs/CIDRs).")] = None,
     workers: Annotated[int, typer.Option(help="Server processes (uvicorn workers).")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
@@ -98,16 +121,16 @@ def serve(
         cors_origins=cors_origins,
         max_request_bytes=max_request_bytes,
         allow_open=allow_open,
+        rate_limit=rate_limit,
+        auth_failure_limit=auth_failure_limit,
+        redis_url=redis_url,
+        trusted_proxies=trusted_proxies,
+        allow_ips=allow_ips,
+        deny_ips=deny_ips,
     )
-    auth_on = settings.api_key is not None
-    if not auth_on and not is_loopback(settings.host) and not settings.allow_open:
-        console.print(
-            f"[red]Refusing to serve in open mode on {settings.host}:[/red] no API key is set. "
-            "Set TASKMANAGER_API_KEY, bind to 127.0.0.1, or pass --allow-open."
-        )
-        raise typer.Exit(2)
     from taskmanager.store import display_url, open_store
     from taskmanager.store.database import is_memory
+    from taskmanager.store.keys import stored_key_count
     from taskmanager.store.migrate import upgrade
 
     async def migrate() -> None:
@@ -120,6 +143,17 @@ def serve(
     memory = is_memory(settings.database_url)
     if memory and workers > 1:
         console.print("[red]An in-memory SQLite database cannot be shared by several workers.[/red]")
+        raise typer.Exit(2)
+    # Stored keys turn auth on too; they are counted without creating the database, so a
+    # server that refuses to start leaves nothing behind.
+    stored_keys = 0 if memory or settings.api_key else stored_key_count(settings.database_url)
+    auth_on = settings.api_key is not None or stored_keys > 0
+    if not auth_on and not is_loopback(settings.host) and not settings.allow_open:
+        console.print(
+            f"[red]Refusing to serve in open mode on {settings.host}:[/red] no API key is set. "
+            "Set TASKMANAGER_API_KEY, create a key (taskmanager keys create), bind to 127.0.0.1, "
+            "or pass --allow-open."
+        )
         raise typer.Exit(2)
     if not memory:  # an in-memory database lives in the server process: it migrates there
         asyncio.run(migrate())
@@ -134,6 +168,9 @@ def serve(
     console.print(f"TaskManager {__version__} listening on http://{settings.host}:{settings.port}")
     console.print(f"  database: {display_url(settings.database_url)}")
     console.print(f"  auth: {'on (API key required)' if auth_on else 'OFF (open mode)'}")
+    limits = f"{settings.rate_limit}/min per key" if settings.rate_limit else "per key only"
+    shared = " (shared through Redis)" if settings.redis_url else ""
+    console.print(f"  rate limits: {limits}{shared}")
     console.print(f"  docs: http://{settings.host}:{settings.port}/api/docs")
     import uvicorn
 
@@ -147,6 +184,8 @@ def serve(
         access_log=False,
         loop="auto",
         http="auto",
+        # The app decides whose X-Forwarded-For to believe (TASKMANAGER_TRUSTED_PROXIES).
+        proxy_headers=False,
     )
 
 
@@ -199,6 +238,86 @@ def db_current(database_url: DatabaseOption = None) -> None:
     found = asyncio.run(_on_store(database_url, _nothing))
     typer.echo(f"current: {found or 'base (empty)'}")
     typer.echo(f"latest:  {head_revision()}")
+
+
+async def _with_keys(database_url: str | None, action: Callable[[KeyService], Awaitable[Reply]]) -> Reply:
+    from taskmanager.engine.access import KeyService
+    from taskmanager.store import open_store
+    from taskmanager.store.migrate import upgrade
+
+    store = open_store(_settings(database_url=database_url).database_url, pool_size=1)
+    try:
+        await upgrade(store.db)
+        return await action(KeyService(store))
+    finally:
+        await store.close()
+
+
+def _key_line(key: dict[str, object]) -> str:
+    state = "active" if key["is_active"] else "revoked"
+    limit = f"{key['rate_limit']}/min" if key["rate_limit"] else "default limit"
+    scopes = " ".join(str(s) for s in key["scopes"])  # type: ignore[attr-defined]
+    used = key["last_used_at"] or "never"
+    return f"{key['id']}\t{key['prefix']}\t{state}\t{key['name']}\t{scopes}\t{limit}\tlast used {used}"
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="What the key is for, e.g. 'render workers'.")],
+    scope: Annotated[
+        list[str],
+        typer.Option(
+            "--scope",
+            "-s",
+            help="types:read, types:write, tasks:read, tasks:write, tasks:work or admin (repeatable).",
+        ),
+    ],
+    rate_limit: Annotated[
+        int | None, typer.Option(help="Requests per minute (default: the server's).")
+    ] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create a key and print it once (to stdout; nothing else goes there)."""
+    from taskmanager import models
+    from taskmanager.errors import TaskManagerError
+
+    try:
+        body = models.parse_body(
+            models.CreateApiKey, {"name": name, "scopes": scope, "rate_limit": rate_limit}
+        )
+        reply = asyncio.run(_with_keys(database_url, lambda keys: keys.create(body)))
+    except TaskManagerError as exc:
+        console.print(f"[red]{exc.message}[/red] " + "; ".join(exc.details or []))
+        raise typer.Exit(2) from None
+    console.print(_key_line(reply.data))
+    console.print("Store this key now: it is not shown again.")
+    typer.echo(reply.data["key"])
+
+
+@keys_app.command("list")
+def keys_list(database_url: DatabaseOption = None) -> None:
+    """List keys (id, prefix, state, name, scopes, limit, last use); never their secrets."""
+    reply = asyncio.run(_with_keys(database_url, lambda keys: keys.list()))
+    for key in reply.data["items"]:
+        typer.echo(_key_line(key))
+    if not reply.data["items"]:
+        console.print("no API keys")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="The key's id (see `taskmanager keys list`).")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Revoke a key: servers stop accepting it within their key cache time (5 s by default)."""
+    from taskmanager.errors import NotFound
+
+    try:
+        reply = asyncio.run(_with_keys(database_url, lambda keys: keys.revoke(key_id)))
+    except NotFound as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
+    typer.echo(_key_line(reply.data))
 
 
 @app.command("import-prismq")

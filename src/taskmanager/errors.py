@@ -40,12 +40,15 @@ class TaskManagerError(Exception):
         details: list[str] | None = None,
         data: dict[str, object] | None = None,
         error: str | None = None,
+        extra: dict[str, object] | None = None,
     ) -> None:
         self.message = message or self.default_message
         #: The envelope's ``error`` text; the same as ``message`` unless a route says otherwise.
         self.error = error or self.message
         self.details = details
         self.data = data
+        #: More top-level fields of the error body (``retry_after``, ``limit``, ``window`` of a 429).
+        self.extra = extra
         super().__init__(self.message)
 
 

@@ -167,6 +167,14 @@ class CancelTask(_Body):
     reason: Annotated[StrictStr, Field(max_length=2000)] | None = None
 
 
+class CreateApiKey(_Body):
+    """``POST /api-keys``: the scopes and limit are checked by the engine (``engine/keys.py``)."""
+
+    name: Annotated[StrictStr, Field(min_length=1, max_length=255)]
+    scopes: Annotated[list[StrictStr], Field(min_length=1, max_length=20)]
+    rate_limit: Annotated[StrictInt, Field(ge=1, le=1_000_000)] | None = None
+
+
 def refuse_unsupported(body: BaseModel, *names: str) -> None:
     """400 for fields of features this server does not offer yet (so a client is never misled)."""
     given = [name for name in names if getattr(body, name) is not None]
@@ -407,3 +415,24 @@ class TaskHistory(_Out):
 class Deleted(_Out):
     id: int | str
     deleted: bool
+
+
+class ApiKeyOut(_Out):
+    id: int
+    name: str
+    prefix: str
+    scopes: list[str]
+    rate_limit: int | None
+    is_active: bool
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class CreatedApiKey(ApiKeyOut):
+    key: str
+
+
+class ApiKeyList(_Out):
+    api_keys: list[ApiKeyOut]
+    items: list[ApiKeyOut]
+    count: int

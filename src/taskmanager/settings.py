@@ -18,6 +18,14 @@ from taskmanager.engine.policy import (
 DEFAULT_DATABASE_URL = "sqlite:///./taskmanager.db"
 #: Request bodies larger than this get 413 (PrismQ's limit).
 DEFAULT_MAX_REQUEST_BYTES = 1_048_576
+#: Requests per minute for a key without its own limit, the admin key, and each address in open
+#: mode. 0 = no limit: a queue's own workers are its heaviest callers, so limits are opted into
+#: per key (``rate_limit`` of ``POST /api-keys``) or here.
+DEFAULT_RATE_LIMIT = 0
+#: Wrong API keys one client address may present per minute before it gets 429 for every key.
+DEFAULT_AUTH_FAILURE_LIMIT = 30
+#: Seconds a server trusts a key it looked up: a key revoked elsewhere stops working within this.
+DEFAULT_KEY_CACHE_SECONDS = 5.0
 
 
 class Settings(BaseSettings):
@@ -39,11 +47,30 @@ class Settings(BaseSettings):
     allow_open: bool = False
     db_pool_size: int = Field(10, ge=1, le=200)
     migrate_on_start: bool = True
+    rate_limit: int = Field(DEFAULT_RATE_LIMIT, ge=0, le=1_000_000)
+    auth_failure_limit: int = Field(DEFAULT_AUTH_FAILURE_LIMIT, ge=0, le=1_000_000)
+    key_cache_seconds: float = Field(DEFAULT_KEY_CACHE_SECONDS, ge=0, le=3600)
+    redis_url: str | None = None
+    redis_prefix: str = Field("taskmanager:", max_length=200)
+    trusted_proxies: str = ""
+    allow_ips: str = ""
+    deny_ips: str = ""
 
-    @field_validator("api_key")
+    @field_validator("api_key", "redis_url")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("trusted_proxies", "allow_ips", "deny_ips")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in (p.strip() for p in value.split(",")):
+            if part:
+                try:
+                    ipaddress.ip_network(part, strict=False)
+                except ValueError:
+                    raise ValueError(f"{part!r} is not an IP address or network") from None
+        return value
 
     def engine_defaults(self) -> Defaults:
         return Defaults(

@@ -10,6 +10,7 @@ The worker-facing operations live in ``engine/work.py`` and the shared transitio
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from taskmanager.engine.replies import (
     batch_entry,
     created_reply,
 )
-from taskmanager.engine.schema import check_param_schema
+from taskmanager.engine.schema import PATTERN_TIME_BUDGET, check_param_schema
 from taskmanager.engine.store import InsertOutcome, InsertResult, InsertTask, SaveType, TaskQuery
 from taskmanager.engine.wire import event_data, task_data, type_data
 from taskmanager.engine.work import WorkerOperations
@@ -107,9 +108,14 @@ class TaskService(WorkerOperations):
         return Reply("Task type deactivated", type_data(found))
 
     async def _prepare(
-        self, body: models.CreateTask, now: datetime, types: dict[str, TaskType] | None = None
+        self,
+        body: models.CreateTask,
+        now: datetime,
+        types: dict[str, TaskType] | None = None,
+        deadline: float | None = None,
     ) -> InsertTask:
-        """The insert for one create; ``types`` caches the task types read so far (a batch)."""
+        """The insert for one create; ``types`` caches the task types read so far (a batch), and
+        ``deadline`` bounds the time schema patterns may take (one budget for a whole batch)."""
         models.refuse_unsupported(body, "depends_on", "callback_url")
         task_type = types.get(body.type) if types is not None else None
         if task_type is None:
@@ -128,7 +134,7 @@ class TaskService(WorkerOperations):
             ) from None
         if self.defaults.enable_schema_validation:
             problems = self._validator.problems(
-                task_type.id, task_type.updated_at, task_type.param_schema, body.params
+                task_type.id, task_type.updated_at, task_type.param_schema, body.params, deadline=deadline
             )
             if problems:
                 raise ValidationFailed(
@@ -175,12 +181,13 @@ class TaskService(WorkerOperations):
 
     async def create_tasks(self, body: models.CreateTasksBatch) -> Reply:
         now = self.clock.now()
+        deadline = time.monotonic() + PATTERN_TIME_BUDGET  # one budget for the whole batch
         prepared: list[tuple[int, InsertTask | str]] = []
         types: dict[str, TaskType] = {}
         for index, raw in enumerate(body.tasks):
             try:
                 parsed = models.parse_body(models.CreateTask, raw)
-                prepared.append((index, await self._prepare(parsed, now, types)))
+                prepared.append((index, await self._prepare(parsed, now, types, deadline)))
             except TaskManagerError as exc:
                 detail = "; ".join(exc.details) if exc.details else None
                 # "Parameter validation failed: ..." already lists its details: do not repeat them.

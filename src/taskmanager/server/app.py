@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -15,14 +15,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from taskmanager import __version__, models
-from taskmanager.engine.clock import Clock
+from taskmanager.engine.access import KeyService
+from taskmanager.engine.clock import Clock, SystemClock
+from taskmanager.engine.keys import KeyStore
 from taskmanager.engine.service import TaskService
 from taskmanager.engine.store import Store
 from taskmanager.errors import NotFound, TaskManagerError, ValidationFailed
 from taskmanager.server.auth import Authenticator
 from taskmanager.server.docs import add_body_schemas
 from taskmanager.server.envelope import error
+from taskmanager.server.key_routes import router as key_router
 from taskmanager.server.middleware import EdgeMiddleware
+from taskmanager.server.network import AddressPolicy, parse_networks
+from taskmanager.server.ratelimit import open_limiter
 from taskmanager.server.routes import router
 from taskmanager.settings import Settings
 from taskmanager.store import open_store
@@ -68,6 +73,12 @@ def create_app(
         settings.database_url, pool_size=settings.db_pool_size, defaults=defaults
     )
     engine = TaskService(active_store, clock=clock, defaults=defaults, version=__version__)
+    clock = clock or SystemClock()
+    # The SQL store implements both protocols; an injected store must too.
+    keys = KeyService(cast(KeyStore, active_store), clock=clock, cache_seconds=settings.key_cache_seconds)
+    limiter = open_limiter(
+        settings.redis_url, prefix=settings.redis_prefix, now=lambda: clock.now().timestamp()
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -75,6 +86,8 @@ def create_app(
             await upgrade(active_store.db)  # type: ignore[attr-defined]
         await engine.start()
         yield
+        await keys.flush()
+        await limiter.close()
         if owned:
             await active_store.close()
 
@@ -88,13 +101,32 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = engine
-    app.state.auth = Authenticator(settings.api_key, allow_open=settings.allow_open)
+    app.state.keys = keys
+    app.state.auth = Authenticator(
+        settings.api_key,
+        keys,
+        limiter,
+        allow_open=settings.allow_open,
+        rate_limit=settings.rate_limit,
+        auth_failure_limit=settings.auth_failure_limit,
+    )
     app.state.settings = settings
     app.include_router(router)
+    app.include_router(key_router)
     app.add_exception_handler(TaskManagerError, _on_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_middleware(EdgeMiddleware, origins=settings.origins(), max_body=settings.max_request_bytes)
+    addresses = AddressPolicy(
+        parse_networks(settings.trusted_proxies, "trusted_proxies"),
+        parse_networks(settings.allow_ips, "allow_ips"),
+        parse_networks(settings.deny_ips, "deny_ips"),
+    )
+    app.add_middleware(
+        EdgeMiddleware,
+        origins=settings.origins(),
+        max_body=settings.max_request_bytes,
+        addresses=addresses,
+    )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -1,21 +1,35 @@
-"""API keys (API.md A.2): who may call a route, compared in constant time against SHA-256 hashes."""
+"""Authentication, scopes and rate limits at the HTTP edge (API.md A.2 and B.6).
+
+Each protected route names the scope it needs; ``Authenticator.check`` finds the caller's key
+(stored keys through ``KeyService``, or the admin key of ``TASKMANAGER_API_KEY``), charges its rate
+limit, and refuses a key without the scope (403). Wrong keys are counted per client address: past
+``auth_failure_limit`` per minute the address gets 429 for every key until its bucket refills,
+so keys cannot be guessed at speed. Every refusal of a key has the same text, whatever the reason
+(unknown, revoked, malformed), so responses do not tell which keys exist.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import logging
+from typing import NoReturn
 
 from starlette.requests import Request
 
-from taskmanager.errors import Unauthorized
+from taskmanager.engine.access import KeyService
+from taskmanager.engine.keys import ADMIN, Principal, display_prefix, hashes_match, key_hash
+from taskmanager.errors import Forbidden, RateLimited, Unauthorized
+from taskmanager.server.middleware import RESPONSE_HEADERS
+from taskmanager.server.ratelimit import WINDOW, Decision, RateLimiter
 from taskmanager.settings import is_loopback
+
+log = logging.getLogger("taskmanager.server")
 
 UNAUTHORIZED = "Unauthorized"
 UNAUTHORIZED_HINT = "Invalid or missing API key. Include X-API-Key header with your request."
-
-
-def key_hash(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
+FORBIDDEN = "Insufficient permissions"
+#: Longest key even looked at; anything longer cannot be one (and is not hashed).
+MAX_KEY_LENGTH = 512
+ADMIN_PRINCIPAL = Principal(None, "TASKMANAGER_API_KEY", None, frozenset({ADMIN}), None)
 
 
 def presented_key(request: Request) -> str | None:
@@ -27,31 +41,106 @@ def presented_key(request: Request) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+def client_address(request: Request) -> str:
+    """The client's address (after the trusted-proxy rules of the edge middleware)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _unauthorized() -> Unauthorized:
+    return Unauthorized(UNAUTHORIZED_HINT, error=UNAUTHORIZED)
+
+
 class Authenticator:
-    """Checks the presented key; with no key configured at all the server is in open mode."""
+    """Decides who may call a route; with no key configured at all the server is in open mode."""
 
-    def __init__(self, admin_key: str | None, *, allow_open: bool = False) -> None:
-        self._hashes = [key_hash(admin_key)] if admin_key else []
+    def __init__(
+        self,
+        admin_key: str | None,
+        keys: KeyService,
+        limiter: RateLimiter,
+        *,
+        allow_open: bool = False,
+        rate_limit: int = 0,
+        auth_failure_limit: int = 0,
+    ) -> None:
+        self._admin_hash = key_hash(admin_key) if admin_key else None
+        self.keys = keys
+        self.limiter = limiter
         self._allow_open = allow_open
+        self.rate_limit = rate_limit
+        self.auth_failure_limit = auth_failure_limit
 
-    @property
-    def open_mode(self) -> bool:
-        return not self._hashes
+    async def open_mode(self) -> bool:
+        return self._admin_hash is None and not await self.keys.any_keys()
 
-    def check(self, request: Request, scope: str) -> None:
-        """Raise 401 unless the request carries a key allowed ``scope`` (the admin key: all)."""
-        if self.open_mode:
+    async def check(self, request: Request, scope: str) -> Principal | None:
+        """The caller, after checking it may use ``scope`` now (None: open mode)."""
+        principal = await self._identify(request)
+        if principal is None:
+            if self.rate_limit:
+                await self._charge(request, f"addr:{client_address(request)}", self.rate_limit)
+            return None
+        limit = principal.rate_limit or self.rate_limit
+        if limit:
+            await self._charge(request, f"key:{principal.id or 'admin'}", limit)
+        if not principal.allows(scope):
+            raise Forbidden(FORBIDDEN)
+        return principal
+
+    async def _identify(self, request: Request) -> Principal | None:
+        if await self.open_mode():
             # Open mode only serves a loopback listener, whatever started the server (the CLI
             # refuses earlier; this also covers gunicorn or uvicorn started by hand).
             local = request.scope.get("server")
             if self._allow_open or local is None or is_loopback(str(local[0])):
-                return
-            raise Unauthorized(UNAUTHORIZED_HINT, error=UNAUTHORIZED)
+                return None
+            raise _unauthorized()
         key = presented_key(request)
-        digest = key_hash(key) if key is not None else b""
-        # Compare against every stored hash so timing does not reveal which one matched.
-        matched = False
-        for stored in self._hashes:
-            matched |= hmac.compare_digest(digest, stored)
-        if not matched:
-            raise Unauthorized(UNAUTHORIZED_HINT, error=UNAUTHORIZED)
+        if key is None:
+            raise _unauthorized()
+        if len(key) > MAX_KEY_LENGTH:
+            return await self._refuse(request, key)
+        if self._admin_hash is not None and hashes_match(key_hash(key), self._admin_hash):
+            return ADMIN_PRINCIPAL
+        found = self.keys.cached(key)
+        if found is not None:
+            return found
+        address = client_address(request)
+        if self.auth_failure_limit:
+            look = await self.limiter.hit(f"authfail:{address}", self.auth_failure_limit, cost=0)
+            if not look.allowed:
+                raise self._limited(request, look)
+        found = await self.keys.authenticate(key)
+        if found is None:
+            return await self._refuse(request, key)
+        return found
+
+    async def _refuse(self, request: Request, key: str) -> NoReturn:
+        address = client_address(request)
+        shown = display_prefix(key) or "(not a TaskManager key)"
+        log.info("refused API key %s from %s", shown, address)
+        if self.auth_failure_limit:
+            decision = await self.limiter.hit(f"authfail:{address}", self.auth_failure_limit)
+            if not decision.allowed:
+                raise self._limited(request, decision)
+        raise _unauthorized()
+
+    async def _charge(self, request: Request, bucket: str, limit: int) -> None:
+        decision = await self.limiter.hit(bucket, limit)
+        late = request.scope.get(RESPONSE_HEADERS)
+        if late is not None:
+            late.extend(decision.headers())
+        if not decision.allowed:
+            raise self._limited(request, decision)
+
+    @staticmethod
+    def _limited(request: Request, decision: Decision) -> RateLimited:
+        late = request.scope.get(RESPONSE_HEADERS)
+        if late is not None and not any(name == b"retry-after" for name, _ in late):
+            late.extend(decision.headers())
+        extra: dict[str, object] = {
+            "retry_after": decision.retry_after_seconds,
+            "limit": decision.limit,
+            "window": WINDOW,
+        }
+        return RateLimited("Too Many Requests", extra=extra)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -17,6 +19,7 @@ MAX_ID = 2**63 - 1
 #: Deepest nesting accepted in a body: deep enough for real params, shallow enough that no
 #: recursive validator or encoder can run out of stack.
 MAX_JSON_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _no_constants(name: str) -> Any:
@@ -24,9 +27,14 @@ def _no_constants(name: str) -> Any:
 
 
 def check_text(name: str, value: str) -> str:
-    """Refuse NUL characters: no database stores them in text, so they would be lost or fail."""
+    """Refuse NUL characters (no database stores them in text, so they would be lost or fail) and
+    lone UTF-16 surrogates (``"\\ud800"`` in JSON: no UTF-8 text can hold one)."""
     if "\x00" in value:
         raise ValidationFailed("Validation failed", details=[f"{name}: NUL characters are not allowed"])
+    if _SURROGATE.search(value):
+        raise ValidationFailed(
+            "Validation failed", details=[f"{name}: lone surrogates are not valid Unicode"]
+        )
     return value
 
 
@@ -41,6 +49,8 @@ def _check_shape(value: Any) -> None:
             )
         if isinstance(node, str):
             check_text(where, node)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise ValidationFailed("Validation failed", details=[f"{where}: number out of range"])
         elif isinstance(node, dict):
             for key, item in node.items():
                 check_text(where, key)

@@ -30,11 +30,11 @@ def request_body(model: type[BaseModel], *, required: bool = True) -> dict[str, 
     return {"requestBody": {"required": required, "content": {"application/json": {"schema": ref}}}}
 
 
-def responses(data: type[Any] | None, *errors: int) -> dict[int | str, dict[str, Any]]:
+def responses(data: Any, *errors: int) -> dict[int | str, dict[str, Any]]:
     """200 with the envelope around ``data``, plus the listed error statuses."""
     found: dict[int | str, dict[str, Any]] = {}
     if data is not None:
-        found[200] = {"model": models.Envelope[data], "description": "Success"}  # type: ignore[valid-type]
+        found[200] = {"model": models.Envelope[data], "description": "Success"}
     for status in sorted({*errors, 500}):
         found[status] = {"model": models.ErrorEnvelope, "description": ERROR_STATUSES[status]}
     return found

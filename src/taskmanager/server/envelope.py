@@ -44,6 +44,8 @@ def error_body(exc: TaskManagerError) -> dict[str, Any]:
         body["details"] = exc.details
     if exc.data:
         body["data"] = exc.data
+    if exc.extra:
+        body.update({k: v for k, v in exc.extra.items() if k not in body})
     return body
 
 

@@ -14,8 +14,9 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskmanager.errors import InternalError, PayloadTooLarge
+from taskmanager.errors import Forbidden, InternalError, PayloadTooLarge, TaskManagerError
 from taskmanager.server.envelope import dumps, error_body
+from taskmanager.server.network import AddressPolicy
 
 log = logging.getLogger("taskmanager.server")
 
@@ -23,6 +24,9 @@ API_PREFIX = "/api"
 #: Paths served as they are (not under /api).
 ROOT_PATHS = ("/dashboard",)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: Scope entry where a route leaves headers for the response (the rate-limit headers).
+RESPONSE_HEADERS = "taskmanager.response_headers"
+ADDRESS_REFUSED = "Access from this address is not allowed"
 
 BASE_HEADERS: list[tuple[bytes, bytes]] = [
     (b"cache-control", b"no-store, no-cache, must-revalidate, max-age=0"),
@@ -47,8 +51,16 @@ def api_path(path: str) -> str:
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, *, origins: Iterable[str], max_body: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        origins: Iterable[str],
+        max_body: int,
+        addresses: AddressPolicy | None = None,
+    ) -> None:
         self.app = app
+        self.addresses = addresses or AddressPolicy()
         self.origins = list(origins)
         self.any_origin = "*" in self.origins
         self.max_body = max_body
@@ -79,15 +91,28 @@ class EdgeMiddleware:
         root = scope.get("root_path", "")
         inner = scope["path"][len(root) :] if root and scope["path"].startswith(root) else scope["path"]
         path = root + api_path(inner)
-        scope = {**scope, "path": path, "raw_path": path.encode(), "request_id": request_id}
+        late: list[tuple[bytes, bytes]] = []
+        scope = {
+            **scope,
+            "path": path,
+            "raw_path": path.encode(),
+            "request_id": request_id,
+            RESPONSE_HEADERS: late,
+        }
+        if self.addresses.active:
+            scope = self._behind_proxies(scope)
         extra = self._headers(scope, request_id)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _REPLACED]
-                message = {**message, "headers": kept + extra}
+                message = {**message, "headers": kept + extra + late}
             await send(message)
 
+        client = scope.get("client")
+        if self.addresses.active and not self.addresses.admits(client[0] if client else None):
+            await _send_error(send_with_headers, Forbidden(ADDRESS_REFUSED))
+            return
         if scope["method"] == "OPTIONS":
             await _send_plain(send_with_headers, 200, b"", b"text/plain")
             return
@@ -108,6 +133,22 @@ class EdgeMiddleware:
             log.exception("unhandled error in %s %s (request %s)", scope["method"], path, request_id)
             if not started:
                 await _send_error(send_with_headers, InternalError())
+
+    def _behind_proxies(self, scope: Scope) -> Scope:
+        """The client address and scheme as the trusted proxies report them."""
+        client = scope.get("client")
+        peer = client[0] if client else None
+        if not self.addresses.trusts(peer):
+            return scope
+        forwarded = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"]
+        found = self.addresses.client(peer, forwarded)
+        proto = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-proto"]
+        scheme = proto[-1].split(",")[-1].strip().lower() if proto else ""
+        return {
+            **scope,
+            "client": (found, 0) if found else client,
+            "scheme": scheme if scheme in ("http", "https") else scope["scheme"],
+        }
 
 
 def _limited(receive: Receive, limit: int) -> Receive:
@@ -140,5 +181,5 @@ async def _send_plain(send: Send, status: int, body: bytes, content_type: bytes)
     await send({"type": "http.response.body", "body": body})
 
 
-async def _send_error(send: Send, exc: PayloadTooLarge | InternalError) -> None:
+async def _send_error(send: Send, exc: TaskManagerError) -> None:
     await _send_plain(send, exc.status, dumps(error_body(exc)), b"application/json")

@@ -19,11 +19,11 @@ REGISTER_MISSING = "Missing required field: {}"
 TYPE_NOT_FOUND = "Task type not found"
 
 
-def service(request: Request, scope: str | None) -> TaskService:
-    """The engine, after checking the caller may use ``scope`` (None: public route)."""
+async def service(request: Request, scope: str | None) -> TaskService:
+    """The engine, after checking the caller may use ``scope`` now (None: public route)."""
     state = request.app.state
     if scope is not None:
-        state.auth.check(request, scope)
+        await state.auth.check(request, scope)
     engine: TaskService = state.service
     return engine
 
@@ -40,7 +40,7 @@ def service(request: Request, scope: str | None) -> TaskService:
 )
 async def health(request: Request) -> Response:
     """Probe the database: 200 when it answers, 503 `unavailable` when it does not."""
-    return ok(await service(request, None).health())
+    return ok(await (await service(request, None)).health())
 
 
 # -- task types -----------------------------------------------------------------------------
@@ -55,7 +55,7 @@ async def health(request: Request) -> Response:
 )
 async def register_type(request: Request) -> Response:
     """Register a task type, or replace the version and schema of an existing one."""
-    engine = service(request, "types:write")
+    engine = await service(request, "types:write")
     parsed = await body(request, models.RegisterTaskType, missing_message=REGISTER_MISSING)
     return ok(await engine.register_type(parsed))
 
@@ -71,7 +71,7 @@ async def list_types(
     active_only: Annotated[str | None, Query(description="true or 1: active types only")] = None,
 ) -> Response:
     """All task types, sorted by name."""
-    engine = service(request, "types:read")
+    engine = await service(request, "types:read")
     return ok(await engine.list_types(query_bool(request, "active_only")))
 
 
@@ -83,7 +83,7 @@ async def list_types(
 )
 async def get_type(request: Request, name: str) -> Response:
     """One task type by name (names may contain dots)."""
-    engine = service(request, "types:read")
+    engine = await service(request, "types:read")
     return ok(await engine.get_type(check_text("name", name)))
 
 
@@ -95,7 +95,7 @@ async def get_type(request: Request, name: str) -> Response:
 )
 async def deactivate_type(request: Request, name: str) -> Response:
     """Pause a type: its tasks stay but are not claimed until it is registered again."""
-    engine = service(request, "types:write")
+    engine = await service(request, "types:write")
     return ok(await engine.deactivate_type(check_text("name", name)))
 
 
@@ -111,7 +111,7 @@ async def deactivate_type(request: Request, name: str) -> Response:
 )
 async def create_task(request: Request) -> Response:
     """Create a task; an identical one (same dedupe key) is returned instead of a new one."""
-    engine = service(request, "tasks:write")
+    engine = await service(request, "tasks:write")
     return ok(await engine.create_task(await body(request, models.CreateTask)))
 
 
@@ -124,7 +124,7 @@ async def create_task(request: Request) -> Response:
 )
 async def create_tasks(request: Request) -> Response:
     """Create up to 1000 tasks in one transaction; each item succeeds or fails on its own."""
-    engine = service(request, "tasks:write")
+    engine = await service(request, "tasks:write")
     return ok(await engine.create_tasks(await body(request, models.CreateTasksBatch)))
 
 
@@ -133,11 +133,11 @@ async def create_tasks(request: Request) -> Response:
     tags=["Tasks"],
     operation_id="claimTask",
     openapi_extra=request_body(models.ClaimTasks),
-    responses=responses(models.ClaimedTask, 400, 401, 403, 404, 413),
+    responses=responses(models.ClaimedTask | models.ClaimedTasks, 400, 401, 403, 404, 413),
 )
 async def claim(request: Request) -> Response:
     """Claim the next task (or up to `limit` tasks) under a lease."""
-    engine = service(request, "tasks:work")
+    engine = await service(request, "tasks:work")
     return ok(await engine.claim(await body(request, models.ClaimTasks)))
 
 
@@ -150,7 +150,7 @@ async def claim(request: Request) -> Response:
 )
 async def complete_batch(request: Request) -> Response:
     """Complete up to 1000 claimed tasks in one request; each item is judged on its own."""
-    engine = service(request, "tasks:work")
+    engine = await service(request, "tasks:work")
     return ok(await engine.complete_batch(await body(request, models.CompleteBatch)))
 
 
@@ -169,7 +169,7 @@ async def list_tasks(
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> Response:
     """Tasks, newest first."""
-    engine = service(request, "tasks:read")
+    engine = await service(request, "tasks:read")
     for name, value in (("status", status), ("type", type), ("worker_id", worker_id)):
         check_text(name, value or "")
     return ok(
@@ -185,7 +185,7 @@ async def list_tasks(
 )
 async def get_task(request: Request, id: str) -> Response:
     """One task."""
-    engine = service(request, "tasks:read")
+    engine = await service(request, "tasks:read")
     return ok(await engine.get_task(task_id(id)))
 
 
@@ -197,7 +197,7 @@ async def get_task(request: Request, id: str) -> Response:
 )
 async def history(request: Request, id: str) -> Response:
     """The task's audit trail, oldest first."""
-    engine = service(request, "tasks:read")
+    engine = await service(request, "tasks:read")
     return ok(await engine.history(task_id(id)))
 
 
@@ -213,7 +213,7 @@ async def history(request: Request, id: str) -> Response:
 )
 async def complete(request: Request, id: str) -> Response:
     """Report the outcome of the worker's attempt."""
-    engine = service(request, "tasks:work")
+    engine = await service(request, "tasks:work")
     return ok(await engine.complete(task_id(id), await body(request, models.CompleteTask)))
 
 
@@ -226,7 +226,7 @@ async def complete(request: Request, id: str) -> Response:
 )
 async def progress(request: Request, id: str) -> Response:
     """Report progress (0-100); also extends the lease."""
-    engine = service(request, "tasks:work")
+    engine = await service(request, "tasks:work")
     return ok(await engine.progress(task_id(id), await body(request, models.ReportProgress)))
 
 
@@ -239,7 +239,7 @@ async def progress(request: Request, id: str) -> Response:
 )
 async def heartbeat(request: Request, id: str) -> Response:
     """Extend the lease; says whether the task was cancelled meanwhile."""
-    engine = service(request, "tasks:work")
+    engine = await service(request, "tasks:work")
     return ok(await engine.heartbeat(task_id(id), await body(request, models.Heartbeat)))
 
 
@@ -255,7 +255,7 @@ async def heartbeat(request: Request, id: str) -> Response:
 )
 async def cancel(request: Request, id: str) -> Response:
     """Cancel a pending or claimed task."""
-    engine = service(request, "tasks:write")
+    engine = await service(request, "tasks:write")
     parsed = await body(request, models.CancelTask, optional=True)
     return ok(await engine.cancel(task_id(id), parsed))
 
@@ -268,7 +268,7 @@ async def cancel(request: Request, id: str) -> Response:
 )
 async def retry(request: Request, id: str) -> Response:
     """Send a failed or cancelled task back to pending with its attempts reset."""
-    engine = service(request, "tasks:write")
+    engine = await service(request, "tasks:write")
     return ok(await engine.retry(task_id(id)))
 
 
@@ -280,5 +280,5 @@ async def retry(request: Request, id: str) -> Response:
 )
 async def delete(request: Request, id: str) -> Response:
     """Remove a task and its history (admin)."""
-    engine = service(request, "admin")
+    engine = await service(request, "admin")
     return ok(await engine.delete(task_id(id)))

@@ -31,6 +31,7 @@ from taskmanager.engine.store import (
 )
 from taskmanager.store import operations as ops
 from taskmanager.store.database import Database
+from taskmanager.store.keys import KeyOperations
 from taskmanager.store.listen import PgListener
 from taskmanager.store.operations import SHARED_POLL_INTERVAL, WORK_CHANNEL
 from taskmanager.store.rows import TT, Selects, T, task_from_row, type_from_row
@@ -39,8 +40,8 @@ from taskmanager.store.tables import tasks
 R = TypeVar("R")
 
 
-class SqlStore:
-    """The one ``Store`` implementation, for SQLite, PostgreSQL and MySQL/MariaDB."""
+class SqlStore(KeyOperations):
+    """The one ``Store`` (and ``KeyStore``) implementation, for SQLite, PostgreSQL and MySQL/MariaDB."""
 
     def __init__(self, database: Database, defaults: Defaults | None = None) -> None:
         self.db = database

@@ -150,3 +150,23 @@ task_history = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_task_history_task_id", "task_id", "id"),
 )
+
+# API keys (API.md B.6): only the SHA-256 of a key is stored; ``prefix`` is its public start,
+# shown in listings and logs. ``scopes`` is a JSON list; a NULL ``rate_limit`` follows the
+# server's default.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("prefix", String(32), nullable=False),
+    Column("key_hash", Token, nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("rate_limit", Integer, nullable=True),
+    Column("is_active", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    UniqueConstraint("key_hash"),
+    sqlite_autoincrement=True,
+)
