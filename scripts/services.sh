@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure the databases the test suite uses answer: PostgreSQL on 5432, MariaDB on 3306.
+# Make sure the services the test suite uses answer: PostgreSQL on 5432, MariaDB on 3306, and
+# Redis on 6379 (shared rate limits).
 # Starts a stopped one with the machine's own service commands and waits for it (max 60 s each).
 set -euo pipefail
 
@@ -26,3 +27,10 @@ if ! answers 3306; then
   start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
 fi
 wait_for MariaDB 3306
+
+if ! answers 6379; then
+  echo "services: starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+fi
+wait_for Redis 6379
