@@ -37,6 +37,22 @@ def test_waiting_claim_is_woken_by_a_create(api: Api) -> None:
     assert time.monotonic() - started < 15, "the claim returned long before its wait ran out"
 
 
+def test_a_waiting_claim_whose_caller_hung_up_claims_nothing(api: Api) -> None:
+    """A long-poll client that gives up (a timeout, a killed worker) must not take the next task:
+    nobody would receive it, and it would sit claimed until its lease ran out."""
+    _register(api)
+    with (
+        httpx.Client(base_url=api.url, headers=HEADERS, timeout=0.5) as impatient,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        impatient.post("/api/tasks/claim", json={"worker_id": "gone", "wait": 30})
+    created = api.post("/api/tasks", json={"type": "job", "params": {"n": 1}}).json()["data"]
+    claimed = api.post("/api/tasks/claim", json={"worker_id": "here"})
+    assert claimed.status_code == 200, claimed.text
+    assert claimed.json()["data"]["id"] == created["id"]
+    assert claimed.json()["data"]["claimed_by"] == "here"
+
+
 def test_wait_with_nothing_to_claim_ends_in_no_tasks(api: Api) -> None:
     _register(api)
     single = api.post("/api/tasks/claim", json={"worker_id": "w", "wait": 0.3})

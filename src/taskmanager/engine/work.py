@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from taskmanager import models
 from taskmanager.engine import lifecycle
@@ -18,7 +19,11 @@ from taskmanager.errors import LeaseLost, NoTasks, TaskManagerError
 class WorkerOperations(Transitions):
     """The worker-facing half of the engine."""
 
-    async def claim(self, body: models.ClaimTasks) -> Reply:
+    async def claim(
+        self, body: models.ClaimTasks, gone: Callable[[], Awaitable[bool]] | None = None
+    ) -> Reply:
+        """Claim now, or (with ``wait``) as soon as a task is claimable. ``gone`` tells whether the
+        caller has left: a long-poll whose caller hung up must not claim a task nobody receives."""
         order = claim_order(body.sort_by, body.sort_order)
         ids = None
         if body.task_type_id is not None or body.task_type_ids is not None:
@@ -39,6 +44,9 @@ class WorkerOperations(Transitions):
             if tasks or remaining <= 0:
                 break
             await self.signal.wait(ticket, min(remaining, self.store.wake_interval))
+            if gone is not None and await gone():
+                tasks = []
+                break
         claimed = [
             {**task_data(t), "lease_token": t.lease_token, "message": "Task claimed successfully"}
             for t in tasks

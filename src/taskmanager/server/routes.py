@@ -138,7 +138,7 @@ async def create_tasks(request: Request) -> Response:
 async def claim(request: Request) -> Response:
     """Claim the next task (or up to `limit` tasks) under a lease."""
     engine = await service(request, "tasks:work")
-    return ok(await engine.claim(await body(request, models.ClaimTasks)))
+    return ok(await engine.claim(await body(request, models.ClaimTasks), gone=request.is_disconnected))
 
 
 @router.post(
