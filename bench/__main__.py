@@ -117,6 +117,7 @@ def machine() -> dict[str, str]:
                 break
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {
+        "load average at start": " ".join(f"{x:.1f}" for x in os.getloadavg()),
         "cpu": f"{cpu}, {os.cpu_count()} cores",
         "memory": f"{mem:.0f} GiB",
         "os": platform.platform(),
@@ -203,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
         log("claim latency as the table grows")
         results["table_size"] = table_size_scaling(config)
     results["seconds"] = round(time.monotonic() - started)
+    results["machine"]["load average at end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     results["summary"] = report.summarize(results)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -211,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     output.with_suffix(".md").write_text(markdown)
     print(markdown)
     if not args.no_plots:
-        plots(output, IMAGES)
+        plots(output, Path(args.images))
     log(f"done in {results['seconds']} s; results in {output}")
     return 1 if results["errors"] else 0
 
@@ -235,6 +237,7 @@ def main() -> int:
     run_parser.add_argument("--systems", help="comma-separated subset, e.g. celery,taskmanager-pg-worker")
     run_parser.add_argument("--skip-table-size", action="store_true", help="no 10k → 1M rows claim latency")
     run_parser.add_argument("--no-plots", action="store_true")
+    run_parser.add_argument("--images", default=str(IMAGES), help="where the PNG plots go")
     run_parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
     for name in ("report", "plots"):
         sub = commands.add_parser(name, help=f"{name} from a results file")

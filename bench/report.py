@@ -88,7 +88,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"measurement, {config['runs']} run(s), median (min-max) over the runs; "
         f"{results.get('seconds', 0) // 60} min in all.",
         "",
-        "Machine: " + ", ".join(results["machine"].values()) + ".",
+        "Machine: " + ", ".join(f"{k}: {v}" for k, v in results["machine"].items()) + ".",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()) + ".",
         "",
         "**Processing rate** (tasks/s, first handler call to last, N worker processes):",

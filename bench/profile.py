@@ -1,0 +1,194 @@
+"""Where TaskManager's server spends its CPU on the hot paths (issue 6, item 4), with py-spy.
+
+    python -m bench.profile [--kind postgresql] [--tasks 3000]
+
+On a fresh database and one ``taskmanager serve --workers 1`` process, four loads run one after
+the other while py-spy samples the server (100 Hz, only threads on CPU):
+
+* ``create-single`` — one ``POST /tasks`` per task from one client;
+* ``create-batch`` — ``POST /tasks/batch``, 1,000 tasks a request;
+* ``work-batched`` — two worker-runtime processes (batch claims, batched completes);
+* ``work-single`` — two processes of 8 threads, one claim and one complete request per task.
+
+For each load it prints the share of samples by package of the innermost frame (where the CPU
+is actually spent) and the functions with the largest inclusive share, and writes both to
+``bench/results/profile_<kind>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import throughput
+from bench.servers import HEADERS, KEY, database, register, server
+from bench.systems.counting import PREFIX_ENV, Tally
+from bench.systems.drivers import ROOT, THREADS, Workers
+from bench.venv import BIN, ensure
+
+RESULTS = Path(__file__).parent / "results"
+
+PACKAGES = [
+    ("sqlalchemy", "sqlalchemy"),
+    ("asyncpg", "asyncpg"),
+    ("sqlite3", "sqlite3"),
+    ("pydantic", "pydantic"),
+    ("fastapi", "fastapi"),
+    ("starlette", "starlette"),
+    ("uvicorn", "uvicorn"),
+    ("httptools", "httptools"),
+    ("h11", "h11"),
+    ("jsonschema", "jsonschema"),
+    ("json", "json/"),
+    ("logging", "logging/"),
+    ("asyncio", "asyncio/"),
+    ("taskmanager.store", "taskmanager/store"),
+    ("taskmanager.engine", "taskmanager/engine"),
+    ("taskmanager.server", "taskmanager/server"),
+    ("taskmanager (other)", "taskmanager/"),
+]
+
+
+def _children_serving(port: str) -> list[int]:
+    """Our own ``taskmanager serve`` process on ``port`` (a child of this process)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and b"serve" in cmdline and port.encode() in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _package(frame: str) -> str:
+    for name, marker in PACKAGES:
+        if marker in frame:
+            return name
+    return "other"
+
+
+def analyse(folded: Path, top: int = 20) -> dict[str, Any]:
+    by_package: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in folded.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        by_package[_package(frames[-1])] += count
+        for frame in set(frames):
+            if (
+                "taskmanager/" in frame
+                or "sqlalchemy/" in frame
+                or "pydantic" in frame
+                or "fastapi/" in frame
+            ):
+                inclusive[frame.split(" (", 1)[0] + " (" + _short(frame) + ")"] += count
+    share = {k: round(100 * v / total, 1) for k, v in by_package.most_common()} if total else {}
+    functions = {k: round(100 * v / total, 1) for k, v in inclusive.most_common(top)} if total else {}
+    return {"samples": total, "by_package_pct": share, "top_inclusive_pct": functions}
+
+
+def _short(frame: str) -> str:
+    location = frame.split(" (", 1)[1].rstrip(")") if " (" in frame else ""
+    for root in ("site-packages/", "src/"):
+        if root in location:
+            return location.split(root, 1)[1]
+    return location
+
+
+def run(kind: str, tasks: int) -> dict[str, Any]:
+    ensure()
+    results: dict[str, Any] = {}
+    with ExitStack() as stack:
+        url = stack.enter_context(database(kind))
+        base = stack.enter_context(server(url, workers=1))
+        register(base)
+        pids = _children_serving(base.rsplit(":", 1)[1])
+        assert pids, "could not find the server process"
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+
+        def profiled(name: str, load: Any) -> None:
+            folded = tmp / f"{name}.folded"
+            spy = subprocess.Popen(
+                [str(BIN / "py-spy"), "record", "--pid", str(pids[0]), "--subprocesses", "--rate", "100",
+                 "--format", "raw", "--output", str(folded), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(1)
+            started = time.perf_counter()
+            load()
+            seconds = time.perf_counter() - started
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+            results[name] = {"seconds": round(seconds, 2), "per_s": round(tasks / seconds), **analyse(folded)}
+            print(f"== {name}: {tasks / seconds:,.0f} tasks/s", flush=True)
+            print(json.dumps(results[name], indent=1), flush=True)
+
+        def create_single() -> None:
+            with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
+                for n in range(tasks):
+                    client.post("/api/tasks", json={"type": "noop", "params": {"n": n}}).raise_for_status()
+
+        def work(command: list[str]) -> Any:
+            def load() -> None:
+                prefix = f"bench:{uuid.uuid4().hex[:8]}"
+                tally = Tally(prefix)
+                env = {
+                    **os.environ,
+                    "TASKMANAGER_API_URL": base,
+                    "TASKMANAGER_API_KEY": KEY,
+                    PREFIX_ENV: prefix,
+                }
+                workers = Workers([command, command], env)
+                try:
+                    tally.wait(tasks, 600)
+                finally:
+                    workers.stop()
+                    tally.close()
+
+            return load
+
+        profiled("create-single", create_single)
+        profiled("work-batched", work([str(Path(sys.executable).parent / "taskmanager"), "worker",
+                                       "bench.systems.tm_worker:worker"]))  # fmt: skip
+        profiled("create-batch", lambda: throughput._create(base, tasks))
+        profiled("work-single", work([sys.executable, "-m", "bench.systems.tm_single", base, str(THREADS)]))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kind", default="postgresql", choices=["postgresql", "sqlite"])
+    parser.add_argument("--tasks", type=int, default=3000)
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    results = run(args.kind, args.tasks)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"profile_{args.kind}.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
