@@ -36,7 +36,7 @@ import httpx
 from bench import throughput
 from bench.servers import HEADERS, KEY, database, register, server
 from bench.systems.counting import PREFIX_ENV, Tally
-from bench.systems.drivers import ROOT, THREADS, Workers
+from bench.systems.drivers import ROOT, THREADS, WORKER_CONCURRENCY, Workers
 from bench.venv import BIN, ensure
 
 RESULTS = Path(__file__).parent / "results"
@@ -160,6 +160,7 @@ def run(kind: str, tasks: int) -> dict[str, Any]:
                     **os.environ,
                     "TASKMANAGER_API_URL": base,
                     "TASKMANAGER_API_KEY": KEY,
+                    "BENCH_CONCURRENCY": str(WORKER_CONCURRENCY),
                     PREFIX_ENV: prefix,
                 }
                 workers = Workers([command, command], env)

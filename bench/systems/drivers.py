@@ -34,6 +34,8 @@ from bench.venv import BIN
 ROOT = Path(__file__).resolve().parents[2]
 #: Threads per process of TaskManager's single-request path and of Dramatiq.
 THREADS = 8
+#: Tasks each TaskManager worker-runtime process runs at once (as ``bench.throughput``).
+WORKER_CONCURRENCY = 100
 #: procrastinate's worker concurrency (asynchronous jobs at once per process).
 PROCRASTINATE_CONCURRENCY = 8
 
@@ -174,7 +176,13 @@ class TaskManager(System):
         with ExitStack() as stack:
             base = stack.enter_context(server(stack.enter_context(database(self.kind)), workers=2))
             register(base)
-            env = {**os.environ, "TASKMANAGER_API_URL": base, "TASKMANAGER_API_KEY": KEY}
+            env = {
+                **os.environ,
+                "TASKMANAGER_API_URL": base,
+                "TASKMANAGER_API_KEY": KEY,
+                # Tasks each worker-runtime process runs at once (bench.throughput's default).
+                "BENCH_CONCURRENCY": os.environ.get("BENCH_CONCURRENCY", str(WORKER_CONCURRENCY)),
+            }
             yield Session(self, env, base)
 
     def enqueue(self, session: Session, mode: str, count: int) -> float:
