@@ -247,6 +247,7 @@ def main() -> int:
         return run(args)
     results = json.loads(Path(args.output).read_text())
     if args.command == "report":
+        results["summary"] = report.summarize(results)
         print(report.markdown(results))
     else:
         plots(Path(args.output), IMAGES)
