@@ -154,7 +154,7 @@ def server_versions() -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     config = dict(QUICK if args.quick else FULL)
-    for key in ("tasks", "runs"):
+    for key in ("tasks", "runs", "latency_tasks"):
         if getattr(args, key):
             config[key] = getattr(args, key)
     venv.ensure()
@@ -234,6 +234,7 @@ def main() -> int:
     run_parser.add_argument("--quick", action="store_true", help="a smoke check: 500 tasks, one run")
     run_parser.add_argument("--tasks", type=int, help="tasks per measurement")
     run_parser.add_argument("--runs", type=int, help="runs (the tables show median and spread)")
+    run_parser.add_argument("--latency-tasks", type=int, help="tasks of the latency probe (at 100/s)")
     run_parser.add_argument("--systems", help="comma-separated subset, e.g. celery,taskmanager-pg-worker")
     run_parser.add_argument("--skip-table-size", action="store_true", help="no 10k → 1M rows claim latency")
     run_parser.add_argument("--no-plots", action="store_true")
