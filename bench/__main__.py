@@ -68,13 +68,15 @@ def _timeout(tasks: int) -> float:
     return 120 + tasks / 20
 
 
-def measure_system(system: Any, config: dict[str, Any], processes: list[int], out: dict[str, Any]) -> None:
+def measure_system(
+    system: Any, config: dict[str, Any], processes: list[int], out: dict[str, Any], *, enqueue: bool = True
+) -> None:
     """One run of one system: enqueue and process with each process count, then latency."""
     tasks = config["tasks"]
     for index, count in enumerate(processes):
         # The first cycle measures one call per task, the second the batch call (where there is
         # one); the others fill the queue the fastest way without recording it.
-        mode = ("single", "batch")[index] if index < 2 and system.measure_enqueue else "fill"
+        mode = ("single", "batch")[index] if index < 2 and enqueue and system.measure_enqueue else "fill"
         if mode == "batch" and not system.batch:
             mode = "fill"
         with system.session() as session:
@@ -95,12 +97,17 @@ def measure_system(system: Any, config: dict[str, Any], processes: list[int], ou
     log(f"  {system.name}: latency p50 {summary['p50']:.1f} ms p95 {summary['p95']:.1f} ms")
 
 
-def table_size_scaling(config: dict[str, Any]) -> list[dict[str, Any]]:
+def table_size_scaling(config: dict[str, Any], errors: list[str]) -> list[dict[str, Any]]:
     from bench import claim_latency
 
     rows = []
     for size in config["table_rows"]:
-        result = asyncio.run(claim_latency.measure(size, config["claims"], 16))
+        try:
+            result = asyncio.run(claim_latency.measure(size, config["claims"], 16))
+        except Exception as exc:  # e.g. the 1 M-row fill outlasting the store's statement timeout
+            log(f"  {size:,} rows FAILED: {exc!r}")
+            errors.append(f"table size {size:,}: {exc!r}")
+            continue
         # 16 claimers each waiting mean_ms per claim: claims per second through the store.
         result["claims_per_s"] = round(16 * 1000 / result["mean_ms"])
         log(f"  {size:,} rows: claim p95 {result['p95_ms']} ms, ~{result['claims_per_s']} claims/s")
@@ -200,14 +207,15 @@ def run(args: argparse.Namespace) -> int:
                     log(f"  {system.name} FAILED: {exc!r}")
                     results["errors"].append(f"scaling, {system.name}: {exc!r}")
                     traceback.print_exc()
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")  # kept if what follows fails
     if not args.skip_table_size:
         log("claim latency as the table grows")
-        results["table_size"] = table_size_scaling(config)
+        results["table_size"] = table_size_scaling(config, results["errors"])
     results["seconds"] = round(time.monotonic() - started)
     results["machine"]["load average at end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     results["summary"] = report.summarize(results)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n")
     markdown = report.markdown(results)
     output.with_suffix(".md").write_text(markdown)

@@ -87,7 +87,13 @@ def latency(results: dict[str, Any], out: Path) -> None:
     systems = results["systems"]
     colors = _colors(systems)
     fig, ax = plt.subplots(figsize=(11, 5))
-    _bars(ax, systems, ["p50", "p95", "p99"], lambda s, q: [r[q] for r in s.get("latency_ms", [])], colors)
+    _bars(
+        ax,
+        systems,
+        ["p50", "p95", "p99"],
+        lambda s, q: [r[q] for r in s.get("latency_ms", []) if q in r],
+        colors,
+    )
     ax.set_xticklabels(["p50", "p95", "p99"])
     ax.set_yscale("log")
     ax.axhline(50, color="black", linestyle="--", linewidth=1)
@@ -119,9 +125,10 @@ def scaling(results: dict[str, Any], out: Path) -> None:
     ax.grid(alpha=0.3)
     if results.get("table_size"):
         ax = axes[0][1]
-        rows = [r["rows"] for r in results["table_size"]]
         for key in ("p50_ms", "p95_ms", "p99_ms"):
-            ax.plot(rows, [r[key] for r in results["table_size"]], marker="o", label=key.replace("_ms", ""))
+            points = [(r["rows"], r[key]) for r in results["table_size"] if key in r]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=key.replace("_ms", ""))
         ax.set_xscale("log")
         ax.set_xlabel("rows in the tasks table")
         ax.set_ylabel("ms per claim (16 claimers)")

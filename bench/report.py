@@ -100,7 +100,8 @@ def markdown(results: dict[str, Any]) -> str:
     systems = results["systems"]
     config = results["config"]
     procs = config["processes"] + config.get("scaling_processes", [])
-    lines = [
+    lines = [f"Note: {results['note']}.", ""] if results.get("note") else []
+    lines += [
         f"Run of {results['date']}: `{results['command']}` — {config['tasks']:,} no-op tasks per "
         f"measurement, {config['runs']} run(s), median (min-max) over the runs; "
         f"{results.get('seconds', 0) // 60} min in all.",
@@ -147,7 +148,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for system in systems.values():
         latency = system.get("latency_ms", [])
-        cells = [spread([s[q] for s in latency], 1) for q in ("p50", "p95", "p99")]
+        cells = [spread([s[q] for s in latency if q in s], 1) for q in ("p50", "p95", "p99")]
         lines.append(f"| {system['label']} | " + " | ".join(cells) + " |")
     raw = results.get("raw_pg", {})
     if raw:
@@ -188,10 +189,8 @@ def markdown(results: dict[str, Any]) -> str:
             "|---|---|---|---|---|",
         ]
         for row in results["table_size"]:
-            lines.append(
-                f"| {row['rows']:,} | {row['p50_ms']} ms | {row['p95_ms']} ms | {row['p99_ms']} ms "
-                f"| {row['claims_per_s']:,} |"
-            )
+            cells = [f"{row[k]} ms" if k in row else "-" for k in ("p50_ms", "p95_ms", "p99_ms")]
+            lines.append(f"| {row['rows']:,} | " + " | ".join(cells) + f" | {row['claims_per_s']:,} |")
     if results.get("errors"):
         lines += ["", "Errors: " + "; ".join(results["errors"])]
     return "\n".join(lines) + "\n"
