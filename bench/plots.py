@@ -130,6 +130,7 @@ def scaling(results: dict[str, Any], out: Path) -> None:
             if points:
                 ax.plot(*zip(*points, strict=True), marker="o", label=key.replace("_ms", ""))
         ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("rows in the tasks table")
         ax.set_ylabel("ms per claim (16 claimers)")
         ax.set_title("TaskManager claim latency as the table grows (PostgreSQL)")
