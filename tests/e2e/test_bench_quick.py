@@ -1,0 +1,51 @@
+"""The side-by-side benchmark's smoke check: ``python -m bench run --quick`` works end to end.
+
+It asserts nothing about speed: only that the harness exits 0 and records every system. The
+first run creates the bench environment (``.bench-venv``: Celery, RQ, Dramatiq, procrastinate,
+matplotlib from PyPI), which takes a minute or two; the run itself stays under five minutes.
+Needs PostgreSQL on 5432 and Redis on 6379.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _redis_answers() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.timeout(1200)
+def test_quick_bench_runs_every_system(tmp_path: Path) -> None:
+    if not _redis_answers():
+        pytest.fail("the benchmark needs Redis on 127.0.0.1:6379 (scripts/services.sh)")
+    output = tmp_path / "side_by_side.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--quick", "--output", str(output), "--images", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1150,
+    )
+    assert run.returncode == 0, run.stderr[-5000:]
+    results = json.loads(output.read_text())
+    from bench.systems.drivers import all_systems
+
+    assert set(results["systems"]) == {system.name for system in all_systems()}
+    for name, system in results["systems"].items():
+        assert system.get("process"), f"{name} processed nothing"
+        assert system.get("latency_ms"), f"{name} has no latency samples"
+    assert results["raw_pg"]["cycle_per_s"]
+    assert (tmp_path / "bench_throughput.png").exists()
