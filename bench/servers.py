@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import text
@@ -33,11 +34,14 @@ def free_port() -> int:
         return port
 
 
-async def _admin(statement: str) -> None:
+async def _admin(statement: str, params: dict[str, Any] | None = None) -> list[Any]:
+    """Run one statement on the admin database (autocommit); its rows, if it returns any."""
     engine = create_async_engine(driver_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
     async with engine.connect() as conn:
-        await conn.execute(text(statement))
+        result = await conn.execute(text(statement), params or {})
+        rows = list(result.all()) if result.returns_rows else []
     await engine.dispose()
+    return rows
 
 
 @contextlib.contextmanager
@@ -76,22 +80,12 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-async def _backends(name: str) -> list[int]:
-    engine = create_async_engine(driver_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
-    async with engine.connect() as conn:
-        found = await conn.execute(
-            text("SELECT pid FROM pg_stat_activity WHERE datname = :name"), {"name": name}
-        )
-        pids = [int(pid) for pid in found.scalars()]
-    await engine.dispose()
-    return pids
-
-
 def database_processes(url: str) -> list[int]:
     """The PostgreSQL backends serving the database of ``url`` now (none for SQLite)."""
     if not url.startswith("postgresql"):
         return []
-    return asyncio.run(_backends(url.rsplit("/", 1)[1]))
+    query = "SELECT pid FROM pg_stat_activity WHERE datname = :name"
+    return [int(row.pid) for row in asyncio.run(_admin(query, {"name": url.rsplit("/", 1)[1]}))]
 
 
 def cpu_by_process(pids: list[int]) -> dict[int, float]:
