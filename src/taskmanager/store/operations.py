@@ -99,7 +99,7 @@ def existing(conn: Connection, q: Selects, item: InsertTask) -> Task | None:
     return None if row is None else task_from_row(row)
 
 
-def _dedupes(item: InsertTask) -> bool:
+def dedupes(item: InsertTask) -> bool:
     return item.dedupe_scope != DedupeScope.NONE and item.dedupe_key is not None
 
 
@@ -123,11 +123,11 @@ def _task_values(item: InsertTask) -> dict[str, Any]:
         "created_at": item.now,
         "updated_at": item.now,
         "dedupe_key": item.dedupe_key,
-        "dedupe_lock": item.dedupe_key if _dedupes(item) else None,
+        "dedupe_lock": item.dedupe_key if dedupes(item) else None,
     }
 
 
-def _created(item: InsertTask, task_id: int) -> InsertResult:
+def created(item: InsertTask, task_id: int) -> InsertResult:
     task = Task(
         id=task_id,
         type_id=item.type_id,
@@ -157,7 +157,7 @@ def _created(item: InsertTask, task_id: int) -> InsertResult:
 
 
 def insert_one(conn: Connection, q: Selects, item: InsertTask) -> InsertResult:
-    if _dedupes(item):
+    if dedupes(item):
         found = existing(conn, q, item)
         if found is not None:
             return InsertResult(InsertOutcome.DUPLICATE, found)
@@ -181,7 +181,7 @@ def insert_one(conn: Connection, q: Selects, item: InsertTask) -> InsertResult:
     assert task_id is not None
     if item.event is not None:
         conn.execute(insert(task_history).values(event_row(task_id, item.event, item.now)))
-    return _created(item, task_id)
+    return created(item, task_id)
 
 
 #: Dedupe keys looked up per query when a batch checks for stored duplicates.
@@ -194,7 +194,7 @@ def _stored_duplicates(
     """The stored tasks that hold the dedupe key of an item, by (type id, key)."""
     keys: dict[int, set[str]] = {}
     for item in items:
-        if _dedupes(item):
+        if dedupes(item):
             assert item.dedupe_key is not None
             keys.setdefault(item.type_id, set()).add(item.dedupe_key)
     found: dict[tuple[int, str], Task] = {}
@@ -219,10 +219,10 @@ def _insert_many(conn: Connection, q: Selects, items: Sequence[InsertTask]) -> l
     inserting: list[int] = []
     for index, item in enumerate(items):
         key = (item.type_id, item.dedupe_key or "")
-        if _dedupes(item) and key in stored:
+        if dedupes(item) and key in stored:
             results.append(InsertResult(InsertOutcome.DUPLICATE, stored[key]))
             continue
-        if _dedupes(item) and key in creator:
+        if dedupes(item) and key in creator:
             results.append(creator[key])
             continue
         if item.max_pending is not None:
@@ -231,7 +231,7 @@ def _insert_many(conn: Connection, q: Selects, items: Sequence[InsertTask]) -> l
                 results.append(InsertResult(InsertOutcome.QUEUE_FULL, None))
                 continue
             pending[item.type_id] = count + 1
-        if _dedupes(item):
+        if dedupes(item):
             creator[key] = index
         results.append(None)
         inserting.append(index)
@@ -247,7 +247,7 @@ def _insert_many(conn: Connection, q: Selects, items: Sequence[InsertTask]) -> l
         events = []
         for index, task_id in zip(inserting, ids, strict=True):
             item = items[index]
-            results[index] = _created(item, task_id)
+            results[index] = created(item, task_id)
             if item.event is not None:
                 events.append(event_row(task_id, item.event, item.now))
         if events:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -92,50 +93,97 @@ def dump(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def task_from_row(row: Any) -> Task:
+def task_from_row(row: Sequence[Any]) -> Task:
+    """A task from a row of ``Selects.task`` (or PostgreSQL's hot path, which reads the same
+    columns in the same order): positional, so SQLAlchemy rows and asyncpg records both serve."""
+    (
+        id_,
+        type_id,
+        status,
+        params,
+        result,
+        error_message,
+        priority,
+        progress,
+        attempts,
+        max_attempts,
+        claimed_by,
+        claimed_at,
+        lease_expires_at,
+        lease_token,
+        completed_at,
+        run_after,
+        expires_at,
+        assigned_to,
+        created_at,
+        updated_at,
+        dedupe_key,
+        type_name,
+        claim_timeout,
+        retry_delay,
+        retry_max_delay,
+        type_dedupe,
+    ) = row
     return Task(
-        id=row.id,
-        type_id=row.type_id,
-        type=row.type_name,
-        status=TaskStatus(row.status),
-        params=json.loads(row.params),
-        result=json_or_none(row.result),
-        error_message=row.error_message,
-        priority=row.priority,
-        progress=row.progress,
-        attempts=row.attempts,
-        max_attempts=row.max_attempts,
-        claimed_by=row.claimed_by,
-        claimed_at=row.claimed_at,
-        lease_expires_at=row.lease_expires_at,
-        lease_token=row.lease_token,
-        completed_at=row.completed_at,
-        run_after=row.run_after,
-        expires_at=row.expires_at,
-        assigned_to=row.assigned_to,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        dedupe_key=row.dedupe_key,
-        policy=Policy(row.claim_timeout, row.retry_delay, row.retry_max_delay, DedupeScope(row.type_dedupe)),
+        id=id_,
+        type_id=type_id,
+        type=type_name,
+        status=TaskStatus(status),
+        params=json.loads(params),
+        result=None if result is None else json.loads(result),
+        error_message=error_message,
+        priority=priority,
+        progress=progress,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        claimed_by=claimed_by,
+        claimed_at=claimed_at,
+        lease_expires_at=lease_expires_at,
+        lease_token=lease_token,
+        completed_at=completed_at,
+        run_after=run_after,
+        expires_at=expires_at,
+        assigned_to=assigned_to,
+        created_at=created_at,
+        updated_at=updated_at,
+        dedupe_key=dedupe_key,
+        policy=Policy(claim_timeout, retry_delay, retry_max_delay, DedupeScope(type_dedupe)),
     )
 
 
-def type_from_row(row: Any) -> TaskType:
+def type_from_row(row: Sequence[Any]) -> TaskType:
+    """A task type from a row of ``Selects.task_type`` (positional, like ``task_from_row``)."""
+    (
+        id_,
+        name,
+        version,
+        param_schema,
+        is_active,
+        description,
+        max_attempts,
+        claim_timeout,
+        retry_delay,
+        retry_max_delay,
+        dedupe,
+        max_pending,
+        created_at,
+        updated_at,
+    ) = row
     return TaskType(
-        id=row.id,
-        name=row.name,
-        version=row.version,
-        param_schema=json.loads(row.param_schema),
-        is_active=bool(row.is_active),
-        max_attempts=row.max_attempts,
-        claim_timeout=row.claim_timeout,
-        retry_delay=row.retry_delay,
-        retry_max_delay=row.retry_max_delay,
-        dedupe=DedupeScope(row.dedupe),
-        max_pending=row.max_pending,
-        description=row.description,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        id=id_,
+        name=name,
+        version=version,
+        param_schema=json.loads(param_schema),
+        is_active=bool(is_active),
+        max_attempts=max_attempts,
+        claim_timeout=claim_timeout,
+        retry_delay=retry_delay,
+        retry_max_delay=retry_max_delay,
+        dedupe=DedupeScope(dedupe),
+        max_pending=max_pending,
+        description=description,
+        created_at=created_at,
+        updated_at=updated_at,
     )
 
 

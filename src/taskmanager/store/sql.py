@@ -34,6 +34,7 @@ from taskmanager.store.database import Database
 from taskmanager.store.keys import KeyOperations
 from taskmanager.store.listen import PgListener
 from taskmanager.store.operations import SHARED_POLL_INTERVAL, WORK_CHANNEL
+from taskmanager.store.pg import PgHotPath
 from taskmanager.store.rows import TT, Selects, T, task_from_row, type_from_row
 from taskmanager.store.tables import tasks
 
@@ -43,10 +44,13 @@ R = TypeVar("R")
 class SqlStore(KeyOperations):
     """The one ``Store`` (and ``KeyStore``) implementation, for SQLite, PostgreSQL and MySQL/MariaDB."""
 
-    def __init__(self, database: Database, defaults: Defaults | None = None) -> None:
+    def __init__(self, database: Database, defaults: Defaults | None = None, *, pool_size: int = 10) -> None:
         self.db = database
-        self.q = Selects.with_defaults(defaults or Defaults())
+        defaults = defaults or Defaults()
+        self.q = Selects.with_defaults(defaults)
         self.listener: PgListener | None = None
+        # PostgreSQL runs create, claim and complete on asyncpg directly (store/pg.py).
+        self.hot = PgHotPath(database.url, defaults, pool_size) if database.dialect == "postgresql" else None
 
     def _lock(self, query: Select[Any], *, skip_locked: bool) -> Select[Any]:
         return query.with_for_update(skip_locked=skip_locked) if self.db.locks_rows else query
@@ -58,16 +62,23 @@ class SqlStore(KeyOperations):
         return await self.db.run(fn, write=True)
 
     async def ping(self) -> None:
-        await self._read(lambda conn: conn.execute(text("SELECT 1")).scalar())
+        if self.hot is not None:
+            await self.hot.ping()
+        else:
+            await self._read(lambda conn: conn.execute(text("SELECT 1")).scalar())
 
     async def close(self) -> None:
         if self.listener is not None:
             await self.listener.stop()
+        if self.hot is not None:
+            await self.hot.close()
         await self.db.dispose()
 
     # -- task types -----------------------------------------------------------------------------
 
     async def get_type(self, name: str) -> TaskType | None:
+        if self.hot is not None:
+            return await self.hot.get_type(name)
         return await self._read(lambda conn: ops.one_type(conn, self.q, name))
 
     async def list_types(self, active_only: bool) -> list[TaskType]:
@@ -89,9 +100,13 @@ class SqlStore(KeyOperations):
     # -- tasks ----------------------------------------------------------------------------------
 
     async def insert_tasks(self, items: Sequence[InsertTask]) -> list[InsertResult]:
+        if self.hot is not None and len(items) == 1:
+            return [await self.hot.insert_one(items[0])]
         return await self._write(partial(ops.insert_tasks, self.q, items))
 
     async def get_task(self, task_id: int) -> Task | None:
+        if self.hot is not None:
+            return await self.hot.get_task(task_id)
         return await self._read(partial(ops.get_task, self.q, task_id))
 
     async def list_tasks(self, query: TaskQuery) -> ListResult:
@@ -101,6 +116,8 @@ class SqlStore(KeyOperations):
         return await self._read(partial(ops.list_events, task_id))
 
     async def claim_tasks(self, query: ClaimQuery, decide: Decide) -> list[Task]:
+        if self.hot is not None:
+            return await self.hot.claim(query, decide)
         conditions = [
             T.status == TaskStatus.PENDING.value,
             or_(T.run_after.is_(None), T.run_after <= query.now),
@@ -141,6 +158,9 @@ class SqlStore(KeyOperations):
         return await self._write(claim)
 
     async def transition_task(self, task_id: int, decide: Decide, now: datetime) -> Task | None:
+        if self.hot is not None:
+            found = await self.hot.transition([task_id], decide, now)
+            return found[0] if found else None
         pick = self._lock(select(T.id).where(T.id == task_id), skip_locked=False)
 
         def transition(conn: Connection) -> Task | None:
@@ -152,6 +172,8 @@ class SqlStore(KeyOperations):
         return await self._write(transition)
 
     async def transition_tasks(self, task_ids: Sequence[int], decide: Decide, now: datetime) -> list[Task]:
+        if self.hot is not None:
+            return await self.hot.transition(task_ids, decide, now)
         # Lock in id order, so two batches over the same tasks cannot deadlock each other.
         ordered = sorted(set(task_ids))
         pick = self._lock(select(T.id).where(T.id.in_(ordered)).order_by(T.id), skip_locked=False)
