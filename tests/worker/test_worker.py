@@ -140,6 +140,45 @@ async def test_stop_twice_abandons_running_tasks(client: AsyncTaskManagerClient)
     assert (task.status, task.claimed_by) == ("claimed", "in-process"), "left to its lease"
 
 
+async def test_next_claim_does_not_wait_for_the_report(clean_database: TestDatabase) -> None:
+    """With one slot, the worker claims its next task as soon as a handler returns, while that
+    task's outcome is still on its way to the server (it used to wait for the report's answer,
+    adding a round trip to every task's wait)."""
+    reporting, release, claimed_meanwhile = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    class HeldReports(AsyncTaskManagerClient):
+        """Holds every report until released; notes a claim made while one is held."""
+
+        async def claim_tasks(self, *args: Any, **kwargs: Any) -> Any:
+            if reporting.is_set() and not release.is_set():
+                claimed_meanwhile.set()
+            return await super().claim_tasks(*args, **kwargs)
+
+        async def complete_tasks(self, *args: Any, **kwargs: Any) -> Any:
+            reporting.set()
+            await release.wait()
+            return await super().complete_tasks(*args, **kwargs)
+
+    async with HeldReports(clean_database.url, worker_id="in-process") as client:
+        worker = Worker(concurrency=1, client=client, claim_wait=0.1)
+
+        @worker.task("w.one", max_attempts=1)
+        async def one(ctx: TaskContext) -> int:
+            return int(ctx.params["n"])
+
+        running = asyncio.create_task(worker.run_async())
+        try:
+            await registered(client, 1)
+            await client.create_tasks([{"type": "w.one", "params": {"n": n}} for n in range(2)])
+            await asyncio.wait_for(claimed_meanwhile.wait(), 10)
+        finally:
+            release.set()
+            first, second = await settled(client, 2)
+            worker.stop()
+            assert await running == 0
+    assert [(t.status, t.result) for t in (first, second)] == [("completed", 0), ("completed", 1)]
+
+
 def test_registry_rules() -> None:
     worker = Worker()
     with pytest.raises(RuntimeError, match="no handlers"):

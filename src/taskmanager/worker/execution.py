@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +78,12 @@ def _in_thread(handler: Handler, ctx: TaskContext, loop: asyncio.AbstractEventLo
 
 
 class Execution:
-    """One claimed task, from its handler's start to its reported outcome."""
+    """One claimed task, from its handler's start to its reported outcome.
+
+    ``on_handler_done`` is called once the handler has really returned (or, for an ``async``
+    one, was cancelled): from then on the task needs no slot, only its report, so the claim loop
+    can take the next task without waiting for the server to acknowledge this one.
+    """
 
     def __init__(
         self,
@@ -89,6 +95,7 @@ class Execution:
         worker_id: str,
         lease_seconds: int | None,
         default_timeout: float | None,
+        on_handler_done: Callable[[], None] | None = None,
     ) -> None:
         self.task = task
         self.handler = handler
@@ -97,6 +104,7 @@ class Execution:
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
         self.timeout = handler.timeout if handler.timeout is not None else default_timeout
+        self.on_handler_done = on_handler_done
 
     def _lease(self) -> float:
         task = self.task
@@ -121,6 +129,9 @@ class Execution:
             work: asyncio.Future[Any] = asyncio.ensure_future(self.handler.fn(ctx))
         else:
             work = _in_thread(self.handler, ctx, loop)
+        if self.on_handler_done is not None:
+            done = self.on_handler_done
+            work.add_done_callback(lambda _: done())
         try:
             outcome = await self._outcome(work, ctx)
         finally:
@@ -129,8 +140,8 @@ class Execution:
                 beat.cancel()
         status = await self._report(outcome)
         self._log(outcome, status, time.monotonic() - started)
-        # The slot stays taken until the handler really returns (a blocking handler past its
-        # time limit cannot be killed; it was told to stop).
+        # A blocking handler past its time limit cannot be killed (it was told to stop): the run
+        # lasts until it really returns, and so does its slot (``on_handler_done``).
         await asyncio.wait({work})
         if not work.cancelled():
             work.exception()  # retrieved, so asyncio does not warn about it

@@ -1,5 +1,11 @@
-"""The claim loop: keep ``concurrency`` tasks running, claim in batches sized to the free slots,
-and on shutdown stop claiming, then finish (or, told twice, abandon) what runs."""
+"""The claim loop: keep ``concurrency`` handlers running, claim in batches sized to the free slots,
+and on shutdown stop claiming, then finish (or, told twice, abandon) what runs.
+
+A slot is a running handler. A task whose handler has returned gives its slot back at once, while
+its outcome is still on the way to the server: the next claim does not wait for a report's round
+trip (with ``concurrency=1`` it would otherwise add one to every task's wait). So the worker may
+hold the leases of ``concurrency`` running tasks plus those whose reports are in flight.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +60,10 @@ class ClaimLoop:
         self.reporter = Reporter(client, options.worker_id)
         self.stopping = asyncio.Event()
         self.abandoning = asyncio.Event()
+        #: Every task not yet settled: its handler running, or its outcome being reported.
         self._running: dict[int, asyncio.Task[None]] = {}
+        #: The tasks whose handlers still run: the slots taken.
+        self._busy: set[int] = set()
         self._slot_freed = asyncio.Event()
 
     @property
@@ -94,7 +103,7 @@ class ClaimLoop:
         types = self.registry.names()
         clock = asyncio.get_running_loop().time
         while not self.stopping.is_set():
-            free = self.options.concurrency - len(self._running)
+            free = self.options.concurrency - len(self._busy)
             if free <= 0:
                 self._slot_freed.clear()
                 await self._first(self._slot_freed.wait(), self.stopping.wait())
@@ -134,14 +143,21 @@ class ClaimLoop:
             worker_id=self.options.worker_id,
             lease_seconds=self.options.lease_seconds,
             default_timeout=self.options.task_timeout,
+            on_handler_done=partial(self._release, task.id),
         )
+        self._busy.add(task.id)
         running = asyncio.create_task(execution.run(), name=f"task-{task.id}")
         self._running[task.id] = running
         running.add_done_callback(partial(self._finished, task.id))
 
+    def _release(self, task_id: int) -> None:
+        """The handler of ``task_id`` returned: its slot is free for the next claim."""
+        self._busy.discard(task_id)
+        self._slot_freed.set()
+
     def _finished(self, task_id: int, running: asyncio.Task[None]) -> None:
         self._running.pop(task_id, None)
-        self._slot_freed.set()
+        self._release(task_id)  # also when the run ended without its handler returning
         if not running.cancelled() and running.exception() is not None:
             log.error("task %d: the worker failed running it", task_id, exc_info=running.exception())
 
