@@ -133,6 +133,15 @@ def clean_database(database: TestDatabase) -> TestDatabase:
 
 
 @pytest.fixture
+def pg_database(tmp_path: Path) -> Iterator[TestDatabase]:
+    """A throwaway PostgreSQL database of this test's own (fresh statistics, free to kill)."""
+    db = _create("postgresql", tmp_path)
+    asyncio.run(_migrate(db.url))
+    yield db
+    _drop(db)
+
+
+@pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(START)
 

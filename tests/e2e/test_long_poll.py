@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_KEY, Api, TestDatabase, _create, _drop, _migrate
+from tests.conftest import ADMIN_KEY, Api, TestDatabase
 from tests.e2e.process import ServerProcess
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
@@ -108,14 +105,6 @@ def test_complete_batch_refuses_a_bad_body(api: Api) -> None:
     missing = api.post("/api/tasks/complete-batch", json={"results": [{"id": 1, "success": True}]})
     assert missing.status_code == 400
     assert "worker_id: field required" in missing.json()["details"]
-
-
-@pytest.fixture
-def pg_database(tmp_path: Path) -> Iterator[TestDatabase]:
-    db = _create("postgresql", tmp_path)
-    asyncio.run(_migrate(db.url))
-    yield db
-    _drop(db)
 
 
 def test_create_on_one_server_wakes_a_claimer_waiting_on_another(pg_database: TestDatabase) -> None:

@@ -5,26 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import ADMIN_KEY, PG_ADMIN_URL, TestDatabase, _admin, _create, _drop, _migrate
+from tests.conftest import ADMIN_KEY, PG_ADMIN_URL, TestDatabase, _admin
 from tests.e2e.process import ServerProcess
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
-
-
-@pytest.fixture
-def pg_database(tmp_path: Path) -> Iterator[TestDatabase]:
-    """A throwaway PostgreSQL database of this test's own."""
-    db = _create("postgresql", tmp_path)
-    asyncio.run(_migrate(db.url))
-    yield db
-    _drop(db)
 
 
 def _register(url: str) -> None:
