@@ -1,4 +1,5 @@
-"""SqlStore: the ``Store`` protocol on SQLAlchemy Core, one implementation for every database.
+"""SqlStore: the ``Store`` protocol on SQLAlchemy Core, one implementation for every database
+(on PostgreSQL, create, claim and complete go to ``store/pg.py`` instead: ADR 0007).
 
 Each operation is a plain function on a synchronous ``Connection`` that ``Database.run`` executes
 inside one transaction (in a thread for SQLite, through the async bridge for the others). What
