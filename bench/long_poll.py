@@ -28,7 +28,7 @@ from contextlib import ExitStack
 
 import httpx
 
-from bench.servers import HEADERS, KEY, TASKMANAGER, database, register, server
+from bench.servers import HEADERS, KEY, TASKMANAGER, create_paced, database, register, server
 from bench.systems.counting import PREFIX_ENV, Tally
 from bench.systems.drivers import Workers
 
@@ -75,19 +75,6 @@ def measure(kind: str, rounds: int) -> dict[str, object]:
     }
 
 
-def _paced(base: str, count: int, rate: float) -> float:
-    """Create ``count`` tasks at ``rate``/s (one request each, stamped); the rate achieved."""
-    with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
-        started = time.perf_counter()
-        for n in range(count):
-            delay = started + n / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            body = {"type": "noop", "params": {"n": n, "t": time.time()}}
-            client.post("/api/tasks", json=body).raise_for_status()
-        return count / (time.perf_counter() - started)
-
-
 def measure_worker(kind: str, count: int, rate: float, concurrency: int) -> dict[str, object]:
     """Create-to-handler-start latency through one ``taskmanager worker`` process."""
     with ExitStack() as stack:
@@ -107,7 +94,7 @@ def measure_worker(kind: str, count: int, rate: float, concurrency: int) -> dict
         stack.callback(workers.stop)
         httpx.post(f"{base}/api/tasks", headers=HEADERS, json={"type": "noop", "params": {}})
         tally.wait(1, 60)  # an unstamped task: once it is done, the worker is up and waiting
-        achieved = _paced(base, count, rate)
+        achieved = create_paced(base, count, rate)
         tally.wait(count + 1, 120)
         samples = tally.latencies()
     return {

@@ -146,3 +146,17 @@ def register(base: str, name: str = "noop") -> None:
         json={"name": name, "version": "1", "param_schema": {"type": "object"}},
     )
     response.raise_for_status()
+
+
+def create_paced(base: str, count: int, rate: float) -> float:
+    """Create ``count`` no-op tasks at ``rate``/s, one request each, each stamped with
+    ``time.time()`` in its params (``t``); returns the rate achieved."""
+    with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
+        started = time.perf_counter()
+        for n in range(count):
+            delay = started + n / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            body = {"type": "noop", "params": {"n": n, "t": time.time()}}
+            client.post("/api/tasks", json=body).raise_for_status()
+        return count / (time.perf_counter() - started)

@@ -27,7 +27,7 @@ import asyncpg
 import httpx
 
 from bench import throughput
-from bench.servers import HEADERS, KEY, TASKMANAGER, database, register, server
+from bench.servers import HEADERS, KEY, TASKMANAGER, create_paced, database, register, server
 from bench.systems.counting import DB_BASE, PREFIX_ENV, Redis, Tally, redis_url
 from bench.venv import BIN
 
@@ -195,14 +195,7 @@ class TaskManager(System):
         return time.perf_counter() - started
 
     def paced(self, session: Session, count: int, rate: float) -> None:
-        with httpx.Client(base_url=session.base, headers=HEADERS, timeout=60) as client:
-            started = time.perf_counter()
-            for n in range(count):
-                delay = started + n / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                body = {"type": "noop", "params": {"n": n, "t": time.time()}}
-                client.post("/api/tasks", json=body).raise_for_status()
+        create_paced(session.base, count, rate)
 
     def worker_commands(self, session: Session, processes: int) -> list[list[str]]:
         if self.path == "worker":
