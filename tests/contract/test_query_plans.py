@@ -39,17 +39,8 @@ async def captured_claim_statement(store: SqlStore, clock: FrozenClock) -> tuple
     return seen[0]
 
 
-def fill(
-    type_id: int,
-    clock: FrozenClock,
-    kind: str,
-    *,
-    count: int = ROWS,
-    pending: bool = True,
-    analyze: bool = True,
-) -> Any:
-    """Many finished tasks and (``pending``) some pending ones, then (``analyze``) fresh planner
-    statistics."""
+def fill(type_id: int, clock: FrozenClock, kind: str, *, analyze: bool = True) -> Any:
+    """Many finished tasks and some pending ones, then (``analyze``) fresh planner statistics."""
 
     def run(conn: Connection) -> None:
         start = clock.now() - timedelta(days=1)
@@ -102,8 +93,9 @@ def _assert_postgres_walks_the_index(plan: list[tuple[Any, ...]]) -> None:
 async def test_claim_walks_the_index_before_statistics_catch_up(
     clock: FrozenClock, pg_database: TestDatabase
 ) -> None:
-    """A queue table grows faster than autovacuum analyses it: with the statistics of its empty
-    start, PostgreSQL's planner would sort every pending row per claim unless told not to."""
+    """A queue table changes faster than autovacuum analyses it: on a table never analysed, with
+    rows worked through, PostgreSQL's planner would sort every pending row per claim unless told
+    not to."""
     store = open_store(pg_database.url, pool_size=2)
     try:
         task_type = await make_type(store, "t", clock.now())
