@@ -7,7 +7,6 @@ bridge elsewhere); ``SqlStore`` in ``sql.py`` is the async face that picks which
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -38,15 +37,14 @@ from taskmanager.engine.store import (
     SaveType,
     SettleQuery,
     TaskQuery,
-    Transition,
 )
 from taskmanager.store.rows import (
     TT,
     H,
     Selects,
     T,
+    decide_all,
     dump,
-    encode_changes,
     event_row,
     json_or_none,
     task_from_row,
@@ -334,30 +332,16 @@ def load(conn: Connection, q: Selects, ids: Sequence[int]) -> list[Task]:
 
 def apply(conn: Connection, locked: list[Task], decide: Decide, now: datetime) -> list[Task]:
     """Run ``decide`` on each locked task and write the transitions back."""
-    changed: list[Task] = []
-    events: list[dict[str, Any]] = []
-    wakes = False
-    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for task in locked:
-        transition: Transition | None = decide(task)
-        if transition is None:
-            changed.append(task)
-            continue
-        values = encode_changes(transition.changes)
-        updates.setdefault(tuple(sorted(values)), []).append({"_id": task.id, **values})
-        events.extend(event_row(task.id, e, now) for e in transition.events)
-        kept = {k: v for k, v in transition.changes.items() if k != "dedupe_lock"}
-        changed.append(replace(task, **kept))
-        wakes = wakes or transition.changes.get("status") == TaskStatus.PENDING
-    for columns, rows in updates.items():
+    decided = decide_all(locked, decide, now)
+    for columns, rows in decided.updates.items():
         # One statement per shape of change: a batch claim is one executemany, not N updates.
         statement = update(tasks).where(T.id == bindparam("_id"))
         conn.execute(statement.values({c: bindparam(c) for c in columns}), rows)
-    if events:
-        conn.execute(insert(task_history), events)
-    if wakes:
+    if decided.events:
+        conn.execute(insert(task_history), decided.events)
+    if decided.wakes:
         announce_work(conn)
-    return changed
+    return decided.tasks
 
 
 def claimable_types(query: ClaimQuery) -> Select[Any]:

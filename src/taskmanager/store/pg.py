@@ -24,8 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -38,8 +37,8 @@ from taskmanager.engine.store import ClaimQuery, Decide, InsertOutcome, InsertRe
 from taskmanager.errors import Unavailable
 from taskmanager.store.database import CONNECT_TIMEOUT, DEADLOCK_RETRIES, STATEMENT_TIMEOUT
 from taskmanager.store.operations import WORK_CHANNEL, created, dedupes
-from taskmanager.store.rows import dump, encode_changes, task_from_row, type_from_row
-from taskmanager.store.tables import UTCDateTime, tasks
+from taskmanager.store.rows import Decided, decide_all, dump, task_from_row, type_from_row
+from taskmanager.store.tables import UTCDateTime, naive_utc, tasks
 
 R = TypeVar("R")
 
@@ -114,7 +113,7 @@ WITH created AS (
 SELECT (SELECT id FROM created), (SELECT count(*) FROM wake)
 """
 
-_HISTORY_COLUMNS = "task_id, event, worker_id, message, metadata, created_at"
+_HISTORY_COLUMNS = ("task_id", "event", "worker_id", "message", "metadata", "created_at")
 _HISTORY_TYPES = ("bigint", "varchar", "varchar", "text", "text", "timestamp")
 
 
@@ -130,54 +129,47 @@ _COLUMN_TYPES = {c.name: _pg_type(c.name) for c in tasks.columns}
 
 
 def naive(value: Any) -> Any:
-    """Aware datetimes as the naive UTC the columns hold; anything else as it is."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None)
-    return value
+    """Datetimes as the naive UTC the columns hold (as ``UTCDateTime`` binds them); anything else
+    as it is."""
+    return naive_utc(value) if isinstance(value, datetime) else value
 
 
-class _Statement:
-    """SQL under construction, numbering its parameters as they are added."""
+class _Arrays:
+    """The array parameters of a statement under construction, numbered as they are added."""
 
-    def __init__(self, first: int) -> None:
+    def __init__(self) -> None:
         self.args: list[Any] = []
-        self._next = first
 
-    def array(self, values: list[Any], pg_type: str) -> str:
+    def add(self, values: list[Any], pg_type: str) -> str:
         self.args.append(values)
-        self._next += 1
-        return f"${self._next - 1}::{pg_type}[]"
+        return f"${len(self.args)}::{pg_type}[]"
 
 
-def _write_sql(
-    updates: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]],
-    events: list[tuple[Any, ...]],
-    notify: bool,
-) -> tuple[str, list[Any]]:
+def _write_sql(decided: Decided) -> tuple[str, list[Any]]:
     """One statement applying every UPDATE (one per shape of change), the history events and the
     NOTIFY: a data-modifying WITH clause runs whether or not it is read."""
-    statement = _Statement(1)
+    arrays = _Arrays()
     parts: list[str] = []
-    for n, (columns, rows) in enumerate(updates.items()):
-        arrays = [statement.array([task_id for task_id, _ in rows], "bigint")]
-        for column in columns:
-            column_values = [naive(values[column]) for _, values in rows]
-            arrays.append(statement.array(column_values, _COLUMN_TYPES[column]))
+    for n, (columns, rows) in enumerate(decided.updates.items()):
+        unnest = [arrays.add([row["_id"] for row in rows], "bigint")]
+        unnest.extend(arrays.add([naive(row[c]) for row in rows], _COLUMN_TYPES[c]) for c in columns)
         sets = ", ".join(f'"{c}" = u."{c}"' for c in columns)
         names = ", ".join(f'"{c}"' for c in columns)
         parts.append(
-            f"u{n} AS (UPDATE tasks SET {sets} FROM unnest({', '.join(arrays)}) AS u(id, {names})"
+            f"u{n} AS (UPDATE tasks SET {sets} FROM unnest({', '.join(unnest)}) AS u(id, {names})"
             " WHERE tasks.id = u.id)"
         )
-    if events:
-        fields = list(zip(*events, strict=True))
-        arrays = [statement.array(list(v), t) for v, t in zip(fields, _HISTORY_TYPES, strict=True)]
+    if decided.events:
+        unnest = [
+            arrays.add([naive(event[c]) for event in decided.events], t)
+            for c, t in zip(_HISTORY_COLUMNS, _HISTORY_TYPES, strict=True)
+        ]
         parts.append(
-            f"history AS (INSERT INTO task_history ({_HISTORY_COLUMNS})"
-            f" SELECT * FROM unnest({', '.join(arrays)}))"
+            f"history AS (INSERT INTO task_history ({', '.join(_HISTORY_COLUMNS)})"
+            f" SELECT * FROM unnest({', '.join(unnest)}))"
         )
-    wake = f"pg_notify('{WORK_CHANNEL}', '')" if notify else "1"
-    return f"WITH {', '.join(parts)} SELECT {wake}", statement.args
+    wake = f"pg_notify('{WORK_CHANNEL}', '')" if decided.wakes else "1"
+    return f"WITH {', '.join(parts)} SELECT {wake}", arrays.args
 
 
 def _claim_sql(query: ClaimQuery) -> tuple[str, list[Any]]:
@@ -382,24 +374,8 @@ class PgHotPath:
         conn: asyncpg.Connection, locked: list[Task], decide: Decide, now: datetime
     ) -> list[Task]:
         """Run ``decide`` on each locked task and write every change back in one statement."""
-        changed: list[Task] = []
-        updates: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
-        events: list[tuple[Any, ...]] = []
-        wakes = False
-        at = naive(now)
-        for task in locked:
-            transition = decide(task)
-            if transition is None:
-                changed.append(task)
-                continue
-            values = encode_changes(transition.changes)
-            updates.setdefault(tuple(sorted(values)), []).append((task.id, values))
-            for e in transition.events:
-                events.append((task.id, e.event.value, e.worker_id, e.message, dump(e.metadata), at))
-            kept = {k: v for k, v in transition.changes.items() if k != "dedupe_lock"}
-            changed.append(replace(task, **kept))
-            wakes = wakes or transition.changes.get("status") == TaskStatus.PENDING
-        if updates or events:
-            sql, args = _write_sql(updates, events, wakes)
+        decided = decide_all(locked, decide, now)
+        if decided.updates or decided.events:
+            sql, args = _write_sql(decided)
             await conn.execute(sql, *args)
-        return changed
+        return decided.tasks

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +13,7 @@ from sqlalchemy import Select, func, select
 from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import DedupeScope, NewEvent, Task, TaskStatus, TaskType
 from taskmanager.engine.records import TypePolicy as Policy
+from taskmanager.engine.store import Decide
 from taskmanager.store.tables import task_history, task_types, tasks
 
 T, TT, H = tasks.c, task_types.c, task_history.c
@@ -208,3 +209,35 @@ def event_row(task_id: int, event: NewEvent, now: datetime) -> dict[str, Any]:
         "metadata": dump(event.metadata),
         "created_at": now,
     }
+
+
+@dataclass
+class Decided:
+    """What ``decide`` made of a set of locked tasks, ready for the store to write."""
+
+    #: Every locked task as it reads after its transition (unchanged if it had none).
+    tasks: list[Task] = field(default_factory=list)
+    #: Rows to update, ``{"_id": id, column: value, ...}``, grouped by the columns they change,
+    #: so each shape of change is one statement.
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=dict)
+    #: History rows to insert (``event_row``).
+    events: list[dict[str, Any]] = field(default_factory=list)
+    #: A task went back to pending: claimers waiting elsewhere should look again.
+    wakes: bool = False
+
+
+def decide_all(locked: list[Task], decide: Decide, now: datetime) -> Decided:
+    """Run ``decide`` on each locked task, in order (both ways of writing use this)."""
+    decided = Decided()
+    for task in locked:
+        transition = decide(task)
+        if transition is None:
+            decided.tasks.append(task)
+            continue
+        values = encode_changes(transition.changes)
+        decided.updates.setdefault(tuple(sorted(values)), []).append({"_id": task.id, **values})
+        decided.events.extend(event_row(task.id, e, now) for e in transition.events)
+        kept = {k: v for k, v in transition.changes.items() if k != "dedupe_lock"}
+        decided.tasks.append(replace(task, **kept))
+        decided.wakes = decided.wakes or transition.changes.get("status") == TaskStatus.PENDING
+    return decided
