@@ -45,6 +45,12 @@ def _bars(ax: Any, systems: dict[str, Any], groups: list[str], get: Any, colors:
     ax.set_xticks(range(len(groups)))
 
 
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def throughput(results: dict[str, Any], out: Path) -> None:
     systems = results["systems"]
     procs = results["config"]["processes"] + results["config"].get("scaling_processes", [])
@@ -62,9 +68,7 @@ def throughput(results: dict[str, Any], out: Path) -> None:
     ax.set_title(f"Processing rate, {tasks:,} no-op tasks (median; bars: min-max of runs)")
     ax.legend(fontsize=8, ncol=2)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "bench_throughput.png", dpi=110)
-    plt.close(fig)
+    _save(fig, out / "bench_throughput.png")
 
 
 def enqueue(results: dict[str, Any], out: Path) -> None:
@@ -78,9 +82,7 @@ def enqueue(results: dict[str, Any], out: Path) -> None:
     ax.set_title("Enqueue rate from one process")
     ax.legend(fontsize=8, ncol=2)
     ax.grid(axis="y", alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(out / "bench_enqueue.png", dpi=110)
-    plt.close(fig)
+    _save(fig, out / "bench_enqueue.png")
 
 
 def latency(results: dict[str, Any], out: Path) -> None:
@@ -101,9 +103,7 @@ def latency(results: dict[str, Any], out: Path) -> None:
     ax.set_title(f"End-to-end latency at {results['config']['latency_rate']:.0f} tasks/s")
     ax.legend(fontsize=8, ncol=2)
     ax.grid(axis="y", alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(out / "bench_latency.png", dpi=110)
-    plt.close(fig)
+    _save(fig, out / "bench_latency.png")
 
 
 def scaling(results: dict[str, Any], out: Path) -> None:
@@ -136,9 +136,7 @@ def scaling(results: dict[str, Any], out: Path) -> None:
         ax.set_title("TaskManager claim latency as the table grows (PostgreSQL)")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "bench_scaling.png", dpi=110)
-    plt.close(fig)
+    _save(fig, out / "bench_scaling.png")
 
 
 def main() -> None:
