@@ -60,6 +60,50 @@ async def test_transition_applies_changes_and_events(store: SqlStore, clock: Fro
     assert events[1].created_at == now
 
 
+async def test_transition_of_many_writes_each_row_what_it_was_given(
+    store: SqlStore, clock: FrozenClock
+) -> None:
+    """Values some rows share and values that differ, in the same columns, land on the right rows
+    (PostgreSQL binds a value every row shares once and unnests the rest)."""
+    task_type = await make_type(store, "t", clock.now())
+    tasks = [await add_task(store, task_type, clock.now(), params={"n": n}) for n in range(4)]
+    clock.advance(2)
+    now = clock.now()
+    results = {tasks[0].id: {"same": 1}, tasks[1].id: {"same": 1}, tasks[2].id: [2], tasks[3].id: {"same": 1}}
+
+    def decide(current: Task) -> Transition | None:
+        if current.id == tasks[3].id:
+            return None  # left as it is
+        n = current.params["n"]
+        return Transition(
+            {
+                "status": TaskStatus.COMPLETED,
+                "result": results[current.id],
+                "progress": 100,
+                "updated_at": now,
+            },
+            (NewEvent(HistoryEvent.COMPLETED, "w1", None, {"n": n} if n == 2 else None),),
+        )
+
+    after = await store.transition_tasks([t.id for t in reversed(tasks)], decide, now)
+    assert [t.id for t in after] == [t.id for t in tasks]
+    for task in tasks[:3]:
+        stored = await _get(store, task.id)
+        assert (stored.status, stored.result, stored.progress, stored.updated_at) == (
+            TaskStatus.COMPLETED,
+            results[task.id],
+            100,
+            now,
+        )
+        assert stored in after
+        (_, completed) = await store.list_events(task.id)
+        assert (completed.event, completed.worker_id, completed.created_at) == ("completed", "w1", now)
+        assert completed.metadata == ({"n": 2} if task.id == tasks[2].id else None)
+    untouched = await _get(store, tasks[3].id)
+    assert (untouched.status, untouched.result) == (TaskStatus.PENDING, None)
+    assert len(await store.list_events(tasks[3].id)) == 1
+
+
 async def test_transition_of_an_unknown_task_is_none(store: SqlStore, clock: FrozenClock) -> None:
     calls: list[Task] = []
 

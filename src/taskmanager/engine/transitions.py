@@ -62,10 +62,14 @@ class Transitions:
         drop history events when history is off."""
         if transition is None:
             return None
-        changes, events = transition.changes, transition.events
-        if task.policy.dedupe == DedupeScope.ACTIVE and changes.get("status") in TERMINAL_STATUSES:
-            changes = {**changes, "dedupe_lock": None}
-        return Transition(changes, events if self.defaults.enable_history else ())
+        release = (
+            transition.changes.get("status") in TERMINAL_STATUSES and task.policy.dedupe == DedupeScope.ACTIVE
+        )
+        history = self.defaults.enable_history
+        if not release and (history or not transition.events):
+            return transition  # the common case, as it came (this runs once per task changed)
+        changes = {**transition.changes, "dedupe_lock": None} if release else transition.changes
+        return Transition(changes, transition.events if history else ())
 
     async def _settle(self) -> None:
         """Apply every transition the clock has made due (expired leases, expired tasks).

@@ -14,8 +14,12 @@ from taskmanager.errors import TaskManagerError
 JSON = "application/json"
 
 
+#: Compact, UTF-8 JSON; one encoder for every response (``json.dumps`` with options builds one per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(body: Any) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(body).encode()
 
 
 def now_seconds() -> int:

@@ -134,42 +134,69 @@ def naive(value: Any) -> Any:
     return naive_utc(value) if isinstance(value, datetime) else value
 
 
-class _Arrays:
-    """The array parameters of a statement under construction, numbered as they are added."""
+class _Params:
+    """The parameters of a statement under construction, numbered as they are added."""
 
     def __init__(self) -> None:
         self.args: list[Any] = []
 
-    def add(self, values: list[Any], pg_type: str) -> str:
-        self.args.append(values)
-        return f"${len(self.args)}::{pg_type}[]"
+    def add(self, value: Any, pg_type: str) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}::{pg_type}"
+
+
+def _bind(params: _Params, values: list[Any], pg_type: str, *, array: bool = False) -> tuple[str, bool]:
+    """One column of many rows: a scalar parameter when every row has the same value (most of a
+    batch's changes: the status, the holder, the timestamps), else (or with ``array``) an array
+    to unnest. Returns the placeholder and whether it is an array."""
+    if pg_type == "timestamp":
+        values = [None if v is None else naive_utc(v) for v in values]
+    first = values[0]
+    if not array and all(type(v) is type(first) and v == first for v in values):
+        return params.add(first, pg_type), False
+    return params.add(values, pg_type + "[]"), True
 
 
 def _write_sql(decided: Decided) -> tuple[str, list[Any]]:
     """One statement applying every UPDATE (one per shape of change), the history events and the
-    NOTIFY: a data-modifying WITH clause runs whether or not it is read."""
-    arrays = _Arrays()
+    NOTIFY: a data-modifying WITH clause runs whether or not it is read. A value every row of a
+    group shares is bound once, so only what differs (lease tokens, attempts, ids) is unnested."""
+    params = _Params()
     parts: list[str] = []
     for n, (columns, rows) in enumerate(decided.updates.items()):
-        unnest = [arrays.add([row["_id"] for row in rows], "bigint")]
-        unnest.extend(arrays.add([naive(row[c]) for row in rows], _COLUMN_TYPES[c]) for c in columns)
-        sets = ", ".join(f'"{c}" = u."{c}"' for c in columns)
-        names = ", ".join(f'"{c}"' for c in columns)
-        parts.append(
-            f"u{n} AS (UPDATE tasks SET {sets} FROM unnest({', '.join(unnest)}) AS u(id, {names})"
-            " WHERE tasks.id = u.id)"
-        )
+        ids = params.add([row["_id"] for row in rows], "bigint[]")
+        sets, arrays, names = [], [], []
+        for c in columns:
+            placeholder, varies = _bind(params, [row[c] for row in rows], _COLUMN_TYPES[c])
+            if varies:
+                arrays.append(placeholder)
+                names.append(f'"{c}"')
+                sets.append(f'"{c}" = u."{c}"')
+            else:
+                sets.append(f'"{c}" = {placeholder}')
+        if arrays:
+            source = f"unnest({ids}, {', '.join(arrays)}) AS u(id, {', '.join(names)})"
+            parts.append(f"u{n} AS (UPDATE tasks SET {', '.join(sets)} FROM {source} WHERE tasks.id = u.id)")
+        else:
+            parts.append(f"u{n} AS (UPDATE tasks SET {', '.join(sets)} WHERE tasks.id = ANY({ids}))")
     if decided.events:
-        unnest = [
-            arrays.add([naive(event[c]) for event in decided.events], t)
-            for c, t in zip(_HISTORY_COLUMNS, _HISTORY_TYPES, strict=True)
-        ]
+        selected, arrays, names = [], [], []
+        for c, t in zip(_HISTORY_COLUMNS, _HISTORY_TYPES, strict=True):
+            # The task ids are always unnested: they give the SELECT one row per event.
+            values = [event[c] for event in decided.events]
+            placeholder, varies = _bind(params, values, t, array=c == "task_id")
+            if varies:
+                arrays.append(placeholder)
+                names.append(c)
+                selected.append(f"e.{c}")
+            else:
+                selected.append(placeholder)
         parts.append(
             f"history AS (INSERT INTO task_history ({', '.join(_HISTORY_COLUMNS)})"
-            f" SELECT * FROM unnest({', '.join(unnest)}))"
+            f" SELECT {', '.join(selected)} FROM unnest({', '.join(arrays)}) AS e({', '.join(names)}))"
         )
     wake = f"pg_notify('{WORK_CHANNEL}', '')" if decided.wakes else "1"
-    return f"WITH {', '.join(parts)} SELECT {wake}", arrays.args
+    return f"WITH {', '.join(parts)} SELECT {wake}", params.args
 
 
 def _claim_sql(query: ClaimQuery) -> tuple[str, list[Any]]:

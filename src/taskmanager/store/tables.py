@@ -45,6 +45,8 @@ Token = String(64).with_variant(mysql.VARCHAR(64, collation="utf8mb4_bin"), "mys
 
 def naive_utc(value: datetime) -> datetime:
     """An aware datetime as the naive UTC every database stores (a naive one is refused)."""
+    if value.tzinfo is UTC:  # the engine's own timestamps: no conversion needed
+        return value.replace(tzinfo=None)
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
     return value.astimezone(UTC).replace(tzinfo=None)
