@@ -209,3 +209,17 @@ def test_log_lines_carry_the_task_fields() -> None:
     assert (entry["task_id"], entry["outcome"], entry["level"]) == (7, "completed", "info")
     assert entry["time"].endswith("Z")
     assert TextFormatter().format(record).endswith("task 7 done [task_id=7 outcome=completed]")
+
+
+def test_run_uses_uvloop_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run()`` (what ``taskmanager worker`` calls) runs the worker on uvloop, installed with the
+    project: most of a worker's CPU per task is event-loop work."""
+    seen: list[str] = []
+
+    async def run_async(self: Worker, *, handle_signals: bool = False) -> int:
+        seen.append(type(asyncio.get_running_loop()).__module__)
+        return 0 if handle_signals else 2
+
+    monkeypatch.setattr(Worker, "run_async", run_async)
+    assert Worker().run() == 0
+    assert seen == ["uvloop"]
