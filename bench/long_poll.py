@@ -28,7 +28,7 @@ from contextlib import ExitStack
 
 import httpx
 
-from bench.servers import HEADERS, KEY, TASKMANAGER, create_paced, database, register, server
+from bench.servers import HEADERS, KEY, create_paced, database, register, server, tm_worker
 from bench.systems.counting import PREFIX_ENV, Tally
 from bench.systems.drivers import Workers
 
@@ -90,7 +90,7 @@ def measure_worker(kind: str, count: int, rate: float, concurrency: int) -> dict
             "BENCH_CONCURRENCY": str(concurrency),
             PREFIX_ENV: prefix,
         }
-        workers = Workers([[TASKMANAGER, "worker", "bench.systems.tm_worker:worker"]], env)
+        workers = Workers([tm_worker("bench.systems.tm_worker:worker")], env)
         stack.callback(workers.stop)
         httpx.post(f"{base}/api/tasks", headers=HEADERS, json={"type": "noop", "params": {}})
         tally.wait(1, 60)  # an unstamped task: once it is done, the worker is up and waiting

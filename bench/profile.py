@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 from bench import throughput
-from bench.servers import HEADERS, KEY, database, register, server
+from bench.servers import HEADERS, KEY, database, register, server, tm_worker
 from bench.systems.counting import PREFIX_ENV, Tally
 from bench.systems.drivers import ROOT, THREADS, WORKER_CONCURRENCY, Workers
 from bench.venv import BIN, ensure
@@ -188,11 +188,10 @@ def _profile_server(
 
         return load
 
-    taskmanager = str(Path(sys.executable).parent / "taskmanager")
     available = {
         "create-single": create_single,
         "create-batch": lambda: throughput._create(base, tasks),
-        "work-batched": work([taskmanager, "worker", "bench.systems.tm_worker:worker"]),
+        "work-batched": work(tm_worker("bench.systems.tm_worker:worker")),
         "work-single": work([sys.executable, "-m", "bench.systems.tm_single", base, str(THREADS)]),
     }
     for name in loads:

@@ -27,7 +27,6 @@ from bench.servers import (
     HEADERS,
     KEY,
     SERVERS,
-    TASKMANAGER,
     cpu_by_process,
     cpu_used,
     database,
@@ -35,6 +34,7 @@ from bench.servers import (
     process_tree,
     register,
     server,
+    tm_worker,
 )
 
 
@@ -66,7 +66,7 @@ def worker_runtime(
     server_pid, url = SERVERS[base]
     procs = [
         subprocess.Popen(
-            [TASKMANAGER, "worker", "bench.noop_worker:worker"],
+            tm_worker("bench.noop_worker:worker"),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

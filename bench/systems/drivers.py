@@ -27,7 +27,7 @@ import asyncpg
 import httpx
 
 from bench import throughput
-from bench.servers import HEADERS, KEY, TASKMANAGER, create_paced, database, register, server
+from bench.servers import HEADERS, KEY, create_paced, database, register, server, tm_worker
 from bench.systems.counting import DB_BASE, PREFIX_ENV, Redis, Tally, redis_url
 from bench.venv import BIN
 
@@ -199,7 +199,7 @@ class TaskManager(System):
 
     def worker_commands(self, session: Session, processes: int) -> list[list[str]]:
         if self.path == "worker":
-            command = [TASKMANAGER, "worker", "bench.systems.tm_worker:worker"]
+            command = tm_worker("bench.systems.tm_worker:worker")
         else:
             command = [sys.executable, "-m", "bench.systems.tm_single", session.base, str(THREADS)]
         return [command] * processes
