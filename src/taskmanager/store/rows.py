@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
@@ -134,7 +135,7 @@ def task_from_row(row: Sequence[Any]) -> Task:
         id=id_,
         type_id=type_id,
         type=type_name,
-        status=TaskStatus(status),
+        status=_STATUSES[status],
         params=json.loads(params),
         result=None if result is None else json.loads(result),
         error_message=error_message,
@@ -153,8 +154,18 @@ def task_from_row(row: Sequence[Any]) -> Task:
         created_at=created_at,
         updated_at=updated_at,
         dedupe_key=dedupe_key,
-        policy=Policy(claim_timeout, retry_delay, retry_max_delay, DedupeScope(type_dedupe)),
+        policy=_policy(claim_timeout, retry_delay, retry_max_delay, type_dedupe),
     )
+
+
+#: Status text to member, a dict lookup instead of an Enum call for every row read.
+_STATUSES = {status.value: status for status in TaskStatus}
+
+
+@lru_cache(maxsize=1024)
+def _policy(claim_timeout: int, retry_delay: float, retry_max_delay: float, dedupe: str) -> Policy:
+    """The type settings a task carries: the same few combinations on every row, so shared."""
+    return Policy(claim_timeout, retry_delay, retry_max_delay, DedupeScope(dedupe))
 
 
 def type_from_row(row: Sequence[Any]) -> TaskType:
