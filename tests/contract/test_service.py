@@ -532,3 +532,8 @@ async def test_a_whole_lifecycle_without_history(store: SqlStore, clock: FrozenC
     clock.advance(1)
     assert (await service.get_task(other)).data["error_message"] == "expired"
     assert await store.list_events(other) == []
+    done = (await create(service, {"topic": "done"}))["id"]
+    await claim(service)
+    await complete(service, done)
+    assert (await service.get_task(done)).data["status"] == "completed"
+    assert await store.list_events(done) == []

@@ -11,7 +11,7 @@ from taskmanager.engine import lifecycle
 from taskmanager.engine.clock import FrozenClock
 from taskmanager.engine.records import HistoryEvent, NewEvent, Task, TaskStatus, TaskType
 from taskmanager.engine.store import SettleQuery, TaskQuery, Transition
-from taskmanager.errors import ValidationFailed
+from taskmanager.errors import LeaseLost, ValidationFailed
 from taskmanager.store import SqlStore
 from tests.contract.builders import add_task, claim_by, claim_query, make_type, set_columns
 
@@ -102,6 +102,50 @@ async def test_transition_of_many_writes_each_row_what_it_was_given(
     untouched = await _get(store, tasks[3].id)
     assert (untouched.status, untouched.result) == (TaskStatus.PENDING, None)
     assert len(await store.list_events(tasks[3].id)) == 1
+
+
+async def test_a_transition_decided_ahead_is_applied_only_where_the_row_matches(
+    store: SqlStore, clock: FrozenClock
+) -> None:
+    """``ahead`` is what ``decide`` gives on a matching row: where the row matches, the store
+    writes it (PostgreSQL in one statement, without calling ``decide``); where it does not,
+    ``decide`` judges the row and nothing of ``ahead`` is written."""
+    task_type = await make_type(store, "t", clock.now())
+    now = clock.now()
+    held = await add_task(store, task_type, now, params={"n": 1})
+    other = await add_task(store, task_type, now, params={"n": 2})
+    for task in (held, other):
+        await store.transition_task(task.id, claim_by("w1", now), now)
+    token = (await _get(store, held.id)).lease_token
+    request = lifecycle.Completion("w1", True, {"done": True}, None, token)
+    ahead = lifecycle.complete_ahead(request, now=now)
+    assert ahead is not None
+    calls: list[int] = []
+
+    def decide(current: Task) -> Transition | None:
+        calls.append(current.id)
+        return lifecycle.complete(current, request, now=now, rng=random.Random(1))
+
+    done = await store.transition_task(held.id, decide, now, ahead)
+    assert done is not None
+    assert (done.status, done.result, done.progress, done.completed_at) == (
+        TaskStatus.COMPLETED,
+        {"done": True},
+        100,
+        now,
+    )
+    assert done == await _get(store, held.id)
+    assert [e.event for e in await store.list_events(held.id)] == ["created", "claimed", "completed"]
+    if store.hot is not None:
+        assert calls == []  # one statement, no lock-and-decide
+    # The other task is held under another token: ``ahead`` does not match, ``decide`` refuses.
+    calls.clear()
+    with pytest.raises(LeaseLost):
+        await store.transition_task(other.id, decide, now, ahead)
+    assert calls == [other.id]
+    unchanged = await _get(store, other.id)
+    assert (unchanged.status, unchanged.result) == (TaskStatus.CLAIMED, None)
+    assert [e.event for e in await store.list_events(other.id)] == ["created", "claimed"]
 
 
 async def test_transition_of_an_unknown_task_is_none(store: SqlStore, clock: FrozenClock) -> None:

@@ -16,7 +16,7 @@ from taskmanager.engine.policy import RetryPolicy
 from taskmanager.engine.records import DedupeScope, HistoryEvent, Task, TaskStatus, TypePolicy
 from taskmanager.engine.store import Transition
 from taskmanager.engine.wire import iso
-from taskmanager.errors import Forbidden, LeaseLost, ValidationFailed
+from taskmanager.errors import Forbidden, LeaseLost, TaskManagerError, ValidationFailed
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 TOKEN = "token-of-the-current-lease"
@@ -358,6 +358,79 @@ def test_repeat_with_the_other_outcome_is_not_idempotent(now: datetime) -> None:
     done = claimed(now, status=TaskStatus.COMPLETED)
     with pytest.raises(ValidationFailed, match="Task is not in claimed state"):
         lifecycle.complete(done, Completion("w1", False, lease_token=TOKEN), now=now, rng=random.Random(1))
+
+
+# -- complete decided ahead of the row (ADR 0008) ---------------------------------------------------
+
+REQUESTS = [
+    Completion("w1", True, {"n": 1}, None, TOKEN),
+    Completion("w1", True, None, "a warning", None),
+    Completion("w1", True, None, None, "a-stale-token"),
+    Completion("w2", True, None, None, TOKEN),
+    Completion("w1", False, None, "boom", TOKEN),
+]
+ROWS = [
+    claimed(START, **changes)
+    for changes in (
+        {},
+        {"lease_expires_at": None},
+        {"lease_expires_at": START},
+        {"lease_expires_at": START - timedelta(seconds=1)},
+        {"lease_token": "another-token"},
+        {"claimed_by": "w2"},
+        {"status": TaskStatus.PENDING},
+        {"status": TaskStatus.COMPLETED, "lease_expires_at": None},
+        {"status": TaskStatus.CANCELLED},
+        {"status": TaskStatus.FAILED, "lease_expires_at": None},
+        {"attempts": 3},
+    )
+]
+
+
+def _on_the_row(task: Task, request: Completion) -> Transition | TaskManagerError | None:
+    """What deciding on the locked row gives: the due expiry first, then ``complete``."""
+    due = lifecycle.settle(task, now=START)
+    if due is not None:
+        return due
+    try:
+        return lifecycle.complete(task, request, now=START, rng=random.Random(1))
+    except TaskManagerError as exc:  # compared with the ahead transition, not handled
+        return exc
+
+
+@pytest.mark.parametrize("request_", REQUESTS, ids=lambda r: f"{r.worker_id}-{r.success}-{r.lease_token}")
+def test_complete_ahead_matches_exactly_the_rows_where_complete_would_decide_the_same(
+    request_: Completion,
+) -> None:
+    ahead = lifecycle.complete_ahead(request_, now=START)
+    if not request_.success:
+        assert ahead is None  # a failure's retry depends on the row: decided on it
+        return
+    assert ahead is not None
+    matched = 0
+    for task in ROWS:
+        on_the_row = _on_the_row(task, request_)
+        if ahead.expected.matches(task):
+            matched += 1
+            assert on_the_row == ahead.transition, task
+        else:
+            assert on_the_row != ahead.transition, task
+    # Every request names a holder and token that some row has (the grid is not all misses).
+    assert matched >= 1 or request_.lease_token == "a-stale-token"
+
+
+def test_complete_ahead_expects_the_holder_its_token_and_a_live_lease() -> None:
+    ahead = lifecycle.complete_ahead(Completion("w1", True, None, None, TOKEN), now=START)
+    assert ahead is not None
+    assert ahead.expected.columns == {"status": TaskStatus.CLAIMED, "claimed_by": "w1", "lease_token": TOKEN}
+    assert ahead.expected.lease_alive_at == START
+    assert ahead.expected.matches(claimed(START))
+    assert ahead.expected.matches(claimed(START, lease_expires_at=None))
+    assert not ahead.expected.matches(claimed(START, lease_expires_at=START))
+    without_token = lifecycle.complete_ahead(Completion("w1", True), now=START)
+    assert without_token is not None
+    assert "lease_token" not in without_token.expected.columns
+    assert without_token.expected.matches(claimed(START, lease_token="any"))
 
 
 # -- progress --------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from taskmanager.engine.records import (
     Task,
     TaskStatus,
 )
-from taskmanager.engine.store import Transition
+from taskmanager.engine.store import Ahead, Expected, Transition
 from taskmanager.engine.wire import iso
 from taskmanager.errors import Forbidden, LeaseLost, ValidationFailed
 
@@ -143,18 +143,7 @@ def complete(task: Task, request: Completion, *, now: datetime, rng: random.Rand
     _check_holder(task, request.worker_id, request.lease_token)
     worker = request.worker_id
     if request.success:
-        return Transition(
-            changes={
-                "status": TaskStatus.COMPLETED,
-                "result": request.result,
-                "error_message": request.error,
-                "completed_at": now,
-                "lease_expires_at": None,
-                "progress": 100,
-                "updated_at": now,
-            },
-            events=(NewEvent(HistoryEvent.COMPLETED, worker),),
-        )
+        return _completed(request, now)
     common = {"result": request.result, "error_message": request.error, "updated_at": now}
     if task.attempts < task.max_attempts:
         policy = RetryPolicy(task.policy.retry_delay, task.policy.retry_max_delay)
@@ -182,6 +171,35 @@ def complete(task: Task, request: Completion, *, now: datetime, rng: random.Rand
         },
         events=(NewEvent(HistoryEvent.FAILED, worker, request.error, {"attempt": task.attempts}),),
     )
+
+
+def _completed(request: Completion, now: datetime) -> Transition:
+    """A successful attempt: the task is done, with its result."""
+    return Transition(
+        changes={
+            "status": TaskStatus.COMPLETED,
+            "result": request.result,
+            "error_message": request.error,
+            "completed_at": now,
+            "lease_expires_at": None,
+            "progress": 100,
+            "updated_at": now,
+        },
+        events=(NewEvent(HistoryEvent.COMPLETED, request.worker_id),),
+    )
+
+
+def complete_ahead(request: Completion, *, now: datetime) -> Ahead | None:
+    """A successful complete, decided before the row is read: it holds for a task claimed by the
+    request's worker (under its lease token, when one is sent) whose lease has not run out —
+    exactly the rows on which ``settle`` has nothing due and ``complete`` returns this transition.
+    Failures (a retry depends on the row's attempts) are decided on the row."""
+    if not request.success:
+        return None
+    columns: dict[str, object] = {"status": TaskStatus.CLAIMED, "claimed_by": request.worker_id}
+    if request.lease_token is not None:
+        columns["lease_token"] = request.lease_token
+    return Ahead(Expected(columns, lease_alive_at=now), _completed(request, now))
 
 
 def _extended(task: Task, until: datetime) -> datetime:

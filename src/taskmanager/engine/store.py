@@ -39,6 +39,36 @@ Decide = Callable[[Task], Transition | None]
 
 
 @dataclass(frozen=True, slots=True)
+class Expected:
+    """What a decision taken before its row was read assumes about that row (ADR 0008)."""
+
+    #: Task fields (each also a column) and the values they must hold.
+    columns: dict[str, Any]
+    #: The lease must not have run out at this instant: ``lease_expires_at`` NULL or later.
+    lease_alive_at: datetime | None = None
+    #: The dedupe scopes the task's type may have (empty: any).
+    dedupe_scopes: tuple[DedupeScope, ...] = ()
+
+    def matches(self, task: Task) -> bool:
+        if any(getattr(task, name) != value for name, value in self.columns.items()):
+            return False
+        alive_at, expires = self.lease_alive_at, task.lease_expires_at
+        if alive_at is not None and expires is not None and expires <= alive_at:
+            return False
+        return not self.dedupe_scopes or task.policy.dedupe in self.dedupe_scopes
+
+
+@dataclass(frozen=True, slots=True)
+class Ahead:
+    """A transition decided ahead of its row: valid for a row that matches ``expected``, where the
+    engine's ``decide`` on that row returns this same transition. A store that can compare and
+    write in one statement applies it so; any store may ignore it and call ``decide``."""
+
+    expected: Expected
+    transition: Transition
+
+
+@dataclass(frozen=True, slots=True)
 class SaveType:
     name: str
     version: str
@@ -149,8 +179,12 @@ class Store(Protocol):
         """Lock up to ``limit`` eligible pending tasks (skipping locked ones) and apply ``decide``."""
         ...
 
-    async def transition_task(self, task_id: int, decide: Decide, now: datetime) -> Task | None:
-        """Lock one task, apply ``decide`` (which may raise); None if the task does not exist."""
+    async def transition_task(
+        self, task_id: int, decide: Decide, now: datetime, ahead: Ahead | None = None
+    ) -> Task | None:
+        """Lock one task, apply ``decide`` (which may raise); None if the task does not exist.
+        With ``ahead``, a store may first apply its transition in one statement to a row that
+        matches, and fall back to ``decide`` when the row does not."""
         ...
 
     async def transition_tasks(self, task_ids: Sequence[int], decide: Decide, now: datetime) -> list[Task]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from taskmanager.engine import lifecycle
@@ -18,7 +19,7 @@ from taskmanager.engine.records import TERMINAL_STATUSES, DedupeScope, NewEvent,
 from taskmanager.engine.replies import TASK_NOT_FOUND
 from taskmanager.engine.schema import ParamValidator
 from taskmanager.engine.signal import WorkSignal
-from taskmanager.engine.store import SettleQuery, Store, Transition
+from taskmanager.engine.store import Ahead, SettleQuery, Store, Transition
 from taskmanager.errors import NotFound
 
 #: How often (engine clock and real time) the whole table is checked for due expiries.
@@ -95,10 +96,31 @@ class Transitions:
             if settled < query.limit:
                 return
 
+    def _ahead(self, ahead: Ahead | None) -> Ahead | None:
+        """Finish a decision taken ahead of its row as ``_events`` finishes one taken on it. Not
+        knowing the task's type, it cannot release an ``active``-scoped dedupe key: a transition
+        ending the task expects a type whose key stays (or that has none)."""
+        if ahead is None:
+            return None
+        transition, expected = ahead.transition, ahead.expected
+        if transition.changes.get("status") in TERMINAL_STATUSES:
+            expected = replace(expected, dedupe_scopes=(DedupeScope.ALL, DedupeScope.NONE))
+        if not self.defaults.enable_history:
+            transition = Transition(transition.changes, ())
+        return Ahead(expected, transition)
+
     async def _transition(
-        self, task_id: int, decide: Callable[[Task], Transition | None], now: datetime
+        self,
+        task_id: int,
+        decide: Callable[[Task], Transition | None],
+        now: datetime,
+        ahead: Ahead | None = None,
     ) -> Task:
-        """Lock the task and apply ``decide`` — after any transition its timestamps made due."""
+        """Lock the task and apply ``decide`` — after any transition its timestamps made due.
+
+        ``ahead`` (when the request's common case can be decided without the row) lets the store
+        apply it in one statement; ``ahead.expected`` must hold only for rows on which
+        ``settle`` has nothing due and ``decide`` returns ``ahead.transition``."""
         settled = False
 
         def settle_then_decide(task: Task) -> Transition | None:
@@ -109,7 +131,7 @@ class Transitions:
                 return self._events(due, task)
             return self._events(decide(task), task)
 
-        task = await self.store.transition_task(task_id, settle_then_decide, now)
+        task = await self.store.transition_task(task_id, settle_then_decide, now, self._ahead(ahead))
         if task is None:
             raise NotFound(TASK_NOT_FOUND)
         if settled:

@@ -114,7 +114,10 @@ class WorkerOperations(Transitions):
         )
         now = self.clock.now()
         task = await self._transition(
-            task_id, lambda t: lifecycle.complete(t, request, now=now, rng=self.rng), now
+            task_id,
+            lambda t: lifecycle.complete(t, request, now=now, rng=self.rng),
+            now,
+            lifecycle.complete_ahead(request, now=now),
         )
         status = lifecycle.outcome_status(task)
         message = {

@@ -33,11 +33,19 @@ from sqlalchemy.engine import URL
 
 from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import Task, TaskStatus, TaskType
-from taskmanager.engine.store import ClaimQuery, Decide, InsertOutcome, InsertResult, InsertTask
+from taskmanager.engine.store import Ahead, ClaimQuery, Decide, InsertOutcome, InsertResult, InsertTask
 from taskmanager.errors import Unavailable
 from taskmanager.store.database import CONNECT_TIMEOUT, DEADLOCK_RETRIES, STATEMENT_TIMEOUT
 from taskmanager.store.operations import WORK_CHANNEL, created, dedupes
-from taskmanager.store.rows import Decided, decide_all, dump, task_from_row, type_from_row
+from taskmanager.store.rows import (
+    Decided,
+    decide_all,
+    dump,
+    encode_changes,
+    event_row,
+    task_from_row,
+    type_from_row,
+)
 from taskmanager.store.tables import UTCDateTime, naive_utc, tasks
 
 R = TypeVar("R")
@@ -149,11 +157,13 @@ def _bind(params: _Params, values: list[Any], pg_type: str, *, array: bool = Fal
     """One column of many rows: a scalar parameter when every row has the same value (most of a
     batch's changes: the status, the holder, the timestamps), else (or with ``array``) an array
     to unnest. Returns the placeholder and whether it is an array."""
-    if pg_type == "timestamp":
-        values = [None if v is None else naive_utc(v) for v in values]
+    timestamps = pg_type == "timestamp"
     first = values[0]
-    if not array and all(type(v) is type(first) and v == first for v in values):
-        return params.add(first, pg_type), False
+    # Each column holds one type (JSON is text here), so equality is enough.
+    if not array and values.count(first) == len(values):
+        return params.add(naive_utc(first) if timestamps and first is not None else first, pg_type), False
+    if timestamps:
+        values = [None if v is None else naive_utc(v) for v in values]
     return params.add(values, pg_type + "[]"), True
 
 
@@ -197,6 +207,51 @@ def _write_sql(decided: Decided) -> tuple[str, list[Any]]:
         )
     wake = f"pg_notify('{WORK_CHANNEL}', '')" if decided.wakes else "1"
     return f"WITH {', '.join(parts)} SELECT {wake}", params.args
+
+
+def _ahead_sql(ahead: Ahead, first: list[Any], now: datetime) -> tuple[str, list[Any]]:
+    """The UPDATE … WHERE <expected> RETURNING of ``transition_ahead`` with its history rows
+    (``first``: the settings, $1-$3, and the task id, $4)."""
+    params = _Params()
+    params.args.extend(first)
+    expected = ahead.expected
+    where = ["tasks.id = $4", "task_types.id = tasks.type_id"]
+    for column, value in encode_changes(expected.columns).items():
+        if value is None:
+            where.append(f'tasks."{column}" IS NULL')
+        else:
+            where.append(f'tasks."{column}" = {params.add(naive(value), _COLUMN_TYPES[column])}')
+    if expected.lease_alive_at is not None:
+        alive = params.add(naive_utc(expected.lease_alive_at), "timestamp")
+        where.append(f"(tasks.lease_expires_at IS NULL OR tasks.lease_expires_at > {alive})")
+    if expected.dedupe_scopes:
+        scopes = params.add([scope.value for scope in expected.dedupe_scopes], "varchar[]")
+        where.append(f"task_types.dedupe = ANY({scopes})")
+    sets = ", ".join(
+        f'"{column}" = {params.add(naive(value), _COLUMN_TYPES[column])}'
+        for column, value in encode_changes(ahead.transition.changes).items()
+    )
+    sql = (
+        f"WITH changed AS (UPDATE tasks SET {sets} FROM task_types WHERE {' AND '.join(where)}"
+        f" RETURNING {_TASK_COLUMNS})"
+    )
+    if ahead.transition.events:
+        rows = []
+        for event in ahead.transition.events:
+            values = event_row(0, event, now)
+            rows.append(
+                "($4::bigint, "
+                + ", ".join(
+                    params.add(naive(values[c]), t)
+                    for c, t in zip(_HISTORY_COLUMNS[1:], _HISTORY_TYPES[1:], strict=True)
+                )
+                + ")"
+            )
+        sql += (
+            f", history AS (INSERT INTO task_history ({', '.join(_HISTORY_COLUMNS)})"
+            f" SELECT * FROM (VALUES {', '.join(rows)}) AS event WHERE EXISTS (SELECT 1 FROM changed))"
+        )
+    return sql + " SELECT * FROM changed", params.args
 
 
 def _claim_sql(query: ClaimQuery) -> tuple[str, list[Any]]:
@@ -395,6 +450,21 @@ class PgHotPath:
             return await self._apply(conn, [task_from_row(r) for r in rows], decide, now)
 
         return await self._transaction(transition)
+
+    async def transition_ahead(self, task_id: int, ahead: Ahead, now: datetime) -> Task | None:
+        """Apply a transition decided ahead of its row in one statement (ADR 0008): the UPDATE's
+        WHERE compares the row with ``ahead.expected`` — under the row lock, so it is the same
+        compare-and-set as deciding on the locked row — and the history rows are written only if
+        it matched. The task after, or None when it did not match (nothing written): the caller
+        then locks and decides. A transition back to pending (which must wake claimers) is left
+        to that path."""
+        transition = ahead.transition
+        if transition.changes.get("status") == TaskStatus.PENDING:
+            return None
+        sql, args = _ahead_sql(ahead, [*self._settings, task_id], now)
+        async with self._connection() as conn:
+            row = await conn.fetchrow(sql, *args)
+        return None if row is None else task_from_row(row)
 
     @staticmethod
     async def _apply(

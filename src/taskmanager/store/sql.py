@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import Event, Task, TaskStatus, TaskType
 from taskmanager.engine.store import (
+    Ahead,
     ClaimQuery,
     Decide,
     InsertResult,
@@ -158,10 +159,18 @@ class SqlStore(KeyOperations):
 
         return await self._write(claim)
 
-    async def transition_task(self, task_id: int, decide: Decide, now: datetime) -> Task | None:
+    async def transition_task(
+        self, task_id: int, decide: Decide, now: datetime, ahead: Ahead | None = None
+    ) -> Task | None:
         if self.hot is not None:
+            if (
+                ahead is not None
+                and (done := await self.hot.transition_ahead(task_id, ahead, now)) is not None
+            ):
+                return done
             found = await self.hot.transition([task_id], decide, now)
             return found[0] if found else None
+        # One transaction either way here: ``decide`` gives what ``ahead`` would on a matching row.
         pick = self._lock(select(T.id).where(T.id == task_id), skip_locked=False)
 
         def transition(conn: Connection) -> Task | None:
