@@ -1,12 +1,14 @@
 """The side-by-side benchmark (issue 6): TaskManager against Celery, RQ, Dramatiq and procrastinate.
 
-    python -m bench run            # the full run recorded in docs/performance.md (~1 hour)
+    python -m bench run            # every figure of docs/performance.md (~1 hour)
     python -m bench run --quick    # a smoke check, under 5 minutes
     python -m bench report         # print the tables of bench/results/side_by_side.json again
     python -m bench plots          # redraw docs/img/bench_*.png from it
 
 ``run`` creates the bench environment (``.bench-venv``, from ``bench/requirements.txt``) if it is
-missing, measures every system on this machine's PostgreSQL and Redis in one run, writes
+missing, measures every system on this machine's PostgreSQL and Redis in one run — then the claim
+latency as the table grows, TaskManager's end-to-end throughput with the CPU each process spends
+per task, and its long-poll latency (issue 4) — writes
 ``bench/results/side_by_side.json`` (``--output``) and its tables as markdown next to it, draws
 the plots into ``docs/img/`` and prints the tables.
 """
@@ -42,6 +44,8 @@ FULL = {
     "latency_rate": 100.0,
     "table_rows": [10_000, 100_000, 1_000_000],
     "claims": 3_000,
+    "long_poll_rounds": 50,
+    "long_poll_tasks": 500,
 }
 QUICK = {
     "tasks": 500,
@@ -52,6 +56,8 @@ QUICK = {
     "latency_rate": 100.0,
     "table_rows": [10_000],
     "claims": 300,
+    "long_poll_rounds": 10,
+    "long_poll_tasks": 50,
 }
 
 
@@ -113,6 +119,40 @@ def table_size_scaling(config: dict[str, Any], errors: list[str]) -> list[dict[s
         log(f"  {size:,} rows: claim p95 {result['p95_ms']} ms, ~{result['claims_per_s']} claims/s")
         rows.append(result)
     return rows
+
+
+def issue4_figures(config: dict[str, Any], errors: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The figures issue 4 asks for, measured by the same run: end-to-end throughput with the CPU
+    each process group spends per task (``bench.throughput``), and long-poll latency, bare and
+    through a worker (``bench.long_poll``)."""
+    from bench import long_poll, throughput
+
+    figures: dict[str, list[dict[str, Any]]] = {"throughput": [], "long_poll": [], "long_poll_worker": []}
+    steps: list[tuple[str, str, Any]] = []
+    for kind in ("sqlite", "postgresql"):
+        steps.append(("throughput", kind, lambda k=kind: throughput.measure(k, config["tasks"], 2, 8)))
+        steps.append(("long_poll", kind, lambda k=kind: long_poll.measure(k, config["long_poll_rounds"])))
+        for concurrency in (1, 100):
+            steps.append(
+                (
+                    "long_poll_worker",
+                    kind,
+                    lambda k=kind, c=concurrency: long_poll.measure_worker(
+                        k, config["long_poll_tasks"], config["latency_rate"], c
+                    ),
+                )
+            )
+    for key, kind, measure in steps:
+        try:
+            result = measure()
+        except Exception as exc:
+            log(f"  {key} on {kind} FAILED: {exc!r}")
+            errors.append(f"{key}, {kind}: {exc!r}")
+            traceback.print_exc()
+            continue
+        log(f"  {key} on {kind}: {result}")
+        figures[key].append(result)
+    return figures
 
 
 def machine() -> dict[str, str]:
@@ -213,6 +253,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.skip_table_size:
         log("claim latency as the table grows")
         results["table_size"] = table_size_scaling(config, results["errors"])
+    if not args.skip_issue4 and not args.systems:
+        log("issue 4: throughput with CPU per task, long-poll latency")
+        results["issue4"] = issue4_figures(config, results["errors"])
     results["seconds"] = round(time.monotonic() - started)
     results["machine"]["load average at end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     results["summary"] = report.summarize(results)
@@ -245,6 +288,11 @@ def main() -> int:
     run_parser.add_argument("--latency-tasks", type=int, help="tasks of the latency probe (at 100/s)")
     run_parser.add_argument("--systems", help="comma-separated subset, e.g. celery,taskmanager-pg-worker")
     run_parser.add_argument("--skip-table-size", action="store_true", help="no 10k → 1M rows claim latency")
+    run_parser.add_argument(
+        "--skip-issue4",
+        action="store_true",
+        help="no throughput/CPU and long-poll figures (bench.throughput, bench.long_poll)",
+    )
     run_parser.add_argument("--no-plots", action="store_true")
     run_parser.add_argument("--images", default=str(IMAGES), help="where the PNG plots go")
     run_parser.add_argument("--output", default=str(DEFAULT_OUTPUT))

@@ -191,6 +191,63 @@ def markdown(results: dict[str, Any]) -> str:
         for row in results["table_size"]:
             cells = [f"{row[k]} ms" if k in row else "-" for k in ("p50_ms", "p95_ms", "p99_ms")]
             lines.append(f"| {row['rows']:,} | " + " | ".join(cells) + f" | {row['claims_per_s']:,} |")
+    lines += _issue4(results.get("issue4", {}), config)
     if results.get("errors"):
         lines += ["", "Errors: " + "; ".join(results["errors"])]
     return "\n".join(lines) + "\n"
+
+
+def _issue4(figures: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """Issue 4's tables: throughput with CPU per task, long-poll latency bare and via a worker."""
+    lines: list[str] = []
+    if figures.get("throughput"):
+        lines += [
+            "",
+            f"**End-to-end throughput** (`bench.throughput`: {config['tasks']:,} no-op tasks created with "
+            "`POST /tasks/batch`, then processed by 2 worker processes, or by 8 threads doing one claim "
+            "and one complete request per task; `taskmanager serve --workers 2`; CPU per task while the "
+            "workers ran):",
+            "",
+            "| database | batch create | worker runtime | single requests | CPU per task "
+            "(server / workers / PostgreSQL) |",
+            "|---|---|---|---|---|",
+        ]
+        for row in figures["throughput"]:
+            postgres = row.get("postgres_us_per_task") or 0
+            cpu = f"{row['server_us_per_task']} / {row['workers_us_per_task']} / {postgres or '—'} µs"
+            rates = [
+                row[k]
+                for k in ("worker_runtime_create_per_s", "worker_runtime_per_s", "single_requests_per_s")
+            ]
+            lines.append(
+                f"| {row['database']} | " + " | ".join(f"{r:,} tasks/s" for r in rates) + f" | {cpu} |"
+            )
+    if figures.get("long_poll"):
+        lines += [
+            "",
+            "**Long-poll wake-up** (`bench.long_poll`: a claim waits, then a task is created; create "
+            "request start → claim answer):",
+            "",
+            "| database | rounds | p50 | p95 | max |",
+            "|---|---|---|---|---|",
+        ]
+        for row in figures["long_poll"]:
+            lines.append(
+                f"| {row['database']} | {row['rounds']} | {row['p50_ms']} ms | {row['p95_ms']} ms | "
+                f"{row['max_ms']} ms |"
+            )
+    if figures.get("long_poll_worker"):
+        lines += [
+            "",
+            "**Create → handler start through a worker** (`bench.long_poll --worker-runtime`: tasks "
+            "created one request each at the given rate, one `taskmanager worker` waiting):",
+            "",
+            "| database | concurrency | tasks | p50 | p95 | p99 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in figures["long_poll_worker"]:
+            lines.append(
+                f"| {row['database']} | {row['concurrency']} | {row['tasks']:,} at {row['rate']:.0f}/s | "
+                f"{row['p50_ms']} ms | {row['p95_ms']} ms | {row['p99_ms']} ms |"
+            )
+    return lines

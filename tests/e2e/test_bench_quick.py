@@ -1,6 +1,7 @@
 """The side-by-side benchmark's smoke check: ``python -m bench run --quick`` works end to end.
 
-It asserts nothing about speed: only that the harness exits 0 and records every system. The
+It asserts nothing about speed: only that the harness exits 0 and records every system and every
+figure of docs/performance.md (issue 4's throughput and long-poll tables included). The
 first run creates the bench environment (``.bench-venv``: Celery, RQ, Dramatiq, procrastinate,
 matplotlib from PyPI), which takes a minute or two; the run itself stays under five minutes.
 Needs PostgreSQL on 5432 and Redis on 6379.
@@ -48,4 +49,12 @@ def test_quick_bench_runs_every_system(tmp_path: Path) -> None:
         assert system.get("process"), f"{name} processed nothing"
         assert system.get("latency_ms"), f"{name} has no latency samples"
     assert results["raw_pg"]["cycle_per_s"]
+    issue4 = results["issue4"]  # the figures bench.throughput and bench.long_poll give alone
+    assert [row["database"] for row in issue4["throughput"]] == ["sqlite", "postgresql"]
+    assert all(
+        row["worker_runtime_per_s"] > 0 and row["single_requests_per_s"] > 0 for row in issue4["throughput"]
+    )
+    assert [row["database"] for row in issue4["long_poll"]] == ["sqlite", "postgresql"]
+    assert len(issue4["long_poll_worker"]) == 4
+    assert "**End-to-end throughput**" in output.with_suffix(".md").read_text()
     assert (tmp_path / "bench_throughput.png").exists()
