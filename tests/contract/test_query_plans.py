@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, event, insert
 from sqlalchemy.engine import Connection
 
+from taskmanager.engine import lifecycle
 from taskmanager.engine.clock import FrozenClock
 from taskmanager.store import SqlStore, open_store
 from taskmanager.store.tables import tasks
@@ -37,6 +38,13 @@ async def captured_claim_statement(store: SqlStore, clock: FrozenClock) -> tuple
         event.remove(Engine, "before_cursor_execute", capture)
     assert len(seen) == 1, seen
     return seen[0]
+
+
+def ahead_claim_statement(store: SqlStore, clock: FrozenClock) -> tuple[str, Any]:
+    """The one statement PostgreSQL claims with when the engine decides the claim ahead."""
+    assert store.hot is not None
+    ahead = lifecycle.claim_ahead(now=clock.now(), worker_id="w1", lease_seconds=None, count=1)
+    return store.hot.claim_ahead_statement(claim_query(clock.now()), ahead)
 
 
 def fill(type_id: int, clock: FrozenClock, kind: str, *, analyze: bool = True) -> Any:
@@ -105,9 +113,11 @@ async def test_claim_walks_the_index_before_statistics_catch_up(
         assert store.hot is not None
         statement, parameters = await captured_claim_statement(store, clock)
         plan = await store.hot.explain(statement, parameters)
+        ahead_plan = await store.hot.explain(*ahead_claim_statement(store, clock))
     finally:
         await store.close()
     _assert_postgres_walks_the_index([(line,) for line in plan])
+    _assert_postgres_walks_the_index([(line,) for line in ahead_plan])
 
 
 async def test_default_claim_query_uses_the_claim_index(
@@ -119,6 +129,9 @@ async def test_default_claim_query_uses_the_claim_index(
     statement, parameters = await captured_claim_statement(store, clock)
     if store.hot is not None:
         plan = [(line,) for line in await store.hot.explain(statement, parameters)]
+        # The engine's claims pick and write in one statement there: it must walk the index too.
+        ahead = await store.hot.explain(*ahead_claim_statement(store, clock))
+        _assert_postgres_walks_the_index([(line,) for line in ahead])
     else:
         plan = await run_raw(clean_database.url, explain(statement, parameters, kind))
     if kind == "sqlite":

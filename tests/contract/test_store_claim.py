@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from taskmanager.engine import lifecycle
 from taskmanager.engine.clock import FrozenClock
+from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import HistoryEvent, Task, TaskStatus
 from taskmanager.engine.store import TaskQuery, Transition
 from taskmanager.store import SqlStore, open_store
@@ -49,6 +52,61 @@ async def test_claim_applies_the_decision_and_records_it(store: SqlStore, clock:
         {"attempt": 1},
         clock.now(),
     )
+
+
+@pytest.mark.parametrize("lease_seconds", [None, 45])
+@pytest.mark.parametrize("history", [True, False])
+async def test_a_claim_decided_ahead_claims_each_row_as_lifecycle_claimed_does(
+    store: SqlStore, clock: FrozenClock, lease_seconds: int | None, history: bool
+) -> None:
+    """``ahead`` describes ``lifecycle.claimed`` for rows not yet picked: PostgreSQL applies it in
+    the statement that picks them (without calling ``decide``), the others through ``decide``;
+    either way each row gets the same changes, in the claim's order."""
+    short = await make_type(store, "short", clock.now(), claim_timeout=60)
+    default = await make_type(store, "default", clock.now(), claim_timeout=None)  # the server's
+    start = clock.now()
+    low = await add_task(store, short, start, priority=0)
+    high = await add_task(store, default, start, priority=5)
+    retried = await add_task(store, short, start, priority=5)
+    await store.transition_task(retried.id, set_columns(attempts=2), start)
+    clock.advance(7)
+    now = clock.now()
+    ahead = lifecycle.claim_ahead(now=now, worker_id="w1", lease_seconds=lease_seconds, count=10)
+    if not history:
+        ahead = replace(ahead, event=None)
+    index = iter(range(10))
+    calls: list[int] = []
+
+    def decide(task: Task) -> Transition:
+        calls.append(task.id)
+        return lifecycle.claimed(task, ahead, next(index))
+
+    claimed = await store.claim_tasks(claim_query(now, limit=10), decide, ahead)
+    assert ids(claimed) == [high.id, retried.id, low.id]  # priority first, then first in
+    if store.hot is not None:
+        assert calls == []
+    default_timeout = Defaults().claim_timeout
+    timeouts = {high.id: default_timeout, retried.id: 60, low.id: 60}
+    attempts = {high.id: 1, retried.id: 3, low.id: 1}
+    for task in claimed:
+        assert (task.status, task.claimed_by, task.claimed_at, task.progress) == (
+            TaskStatus.CLAIMED,
+            "w1",
+            now,
+            0,
+        )
+        assert task.attempts == attempts[task.id]
+        assert task.lease_expires_at == now + timedelta(seconds=lease_seconds or timeouts[task.id])
+        assert task.lease_token in ahead.tokens
+        assert await store.get_task(task.id) == task
+        events = await store.list_events(task.id)
+        if history:
+            assert [(e.event, e.worker_id, e.metadata, e.created_at) for e in events[1:]] == [
+                ("claimed", "w1", {"attempt": attempts[task.id]}, now)
+            ]
+        else:
+            assert [e.event for e in events] == ["created"]
+    assert len({task.lease_token for task in claimed}) == 3
 
 
 async def test_claim_of_an_empty_queue_is_empty(store: SqlStore, clock: FrozenClock) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from taskmanager.engine.policy import RetryPolicy
@@ -20,7 +20,7 @@ from taskmanager.engine.records import (
     Task,
     TaskStatus,
 )
-from taskmanager.engine.store import Ahead, Expected, Transition
+from taskmanager.engine.store import Ahead, ClaimAhead, Expected, Transition
 from taskmanager.engine.wire import iso
 from taskmanager.errors import Forbidden, LeaseLost, ValidationFailed
 
@@ -33,22 +33,44 @@ def new_lease_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def claim(task: Task, *, now: datetime, worker_id: str, lease_seconds: int | None) -> Transition:
-    """A pending task handed to ``worker_id`` for one more attempt under a fresh lease."""
-    seconds = lease_seconds or task.policy.claim_timeout
-    return Transition(
+def claim_ahead(*, now: datetime, worker_id: str, lease_seconds: int | None, count: int) -> ClaimAhead:
+    """A claim of up to ``count`` pending tasks by ``worker_id``, decided before they are picked:
+    what ``claimed`` makes of each (a store may apply it in the statement that picks them)."""
+    return ClaimAhead(
         changes={
             "status": TaskStatus.CLAIMED,
             "claimed_by": worker_id,
             "claimed_at": now,
-            "lease_expires_at": now + timedelta(seconds=seconds),
-            "lease_token": new_lease_token(),
-            "attempts": task.attempts + 1,
             "progress": 0,
             "updated_at": now,
         },
-        events=(NewEvent(HistoryEvent.CLAIMED, worker_id, None, {"attempt": task.attempts + 1}),),
+        now=now,
+        lease_seconds=lease_seconds or None,
+        tokens=tuple(new_lease_token() for _ in range(count)),
+        event=NewEvent(HistoryEvent.CLAIMED, worker_id),
     )
+
+
+def claimed(task: Task, ahead: ClaimAhead, index: int) -> Transition:
+    """``task``, the ``index``-th row a claim picked, handed to its worker for one more attempt
+    under a fresh lease (of the claim's ``lease_seconds``, else the type's claim timeout)."""
+    attempt = task.attempts + 1
+    seconds = ahead.lease_seconds or task.policy.claim_timeout
+    event = ahead.event
+    return Transition(
+        changes={
+            **ahead.changes,
+            "lease_expires_at": ahead.now + timedelta(seconds=seconds),
+            "lease_token": ahead.tokens[index],
+            "attempts": attempt,
+        },
+        events=() if event is None else (replace(event, metadata={"attempt": attempt}),),
+    )
+
+
+def claim(task: Task, *, now: datetime, worker_id: str, lease_seconds: int | None) -> Transition:
+    """A pending task handed to ``worker_id`` for one more attempt under a fresh lease."""
+    return claimed(task, claim_ahead(now=now, worker_id=worker_id, lease_seconds=lease_seconds, count=1), 0)
 
 
 def settle(task: Task, *, now: datetime) -> Transition | None:

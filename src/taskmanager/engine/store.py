@@ -4,7 +4,9 @@ The store knows SQL and nothing of the lifecycle rules. Where a change depends o
 state (claim, complete, cancel, expiry), the engine hands the store a *decide* function: the store
 locks the candidate rows inside one transaction, calls ``decide`` on each, and writes back what it
 returns (or rolls back if it raises). So the rules live here in the engine, and the atomicity
-lives in the database.
+lives in the database. For a claim and a successful complete the engine may also pass the
+decision taken ahead of the row (``ClaimAhead``, ``Ahead``: ADR 0008), which a store able to
+compare and write in one statement applies instead.
 """
 
 from __future__ import annotations
@@ -66,6 +68,21 @@ class Ahead:
 
     expected: Expected
     transition: Transition
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimAhead:
+    """A claim decided before its rows are picked (ADR 0008), for a store that picks and writes
+    in one statement. Each row picked gets ``lifecycle.claimed``: ``changes`` (the same for every
+    row), its attempts plus one, a lease of ``lease_seconds`` (None: its type's claim timeout) from
+    ``now``, the next of ``tokens`` (one per row the claim may take), and ``event`` (None: no
+    history) with the row's new attempt number as its metadata ``attempt``."""
+
+    changes: dict[str, Any]
+    now: datetime
+    lease_seconds: int | None
+    tokens: tuple[str, ...]
+    event: NewEvent | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +192,11 @@ class Store(Protocol):
 
     async def list_tasks(self, query: TaskQuery) -> ListResult: ...
 
-    async def claim_tasks(self, query: ClaimQuery, decide: Decide) -> list[Task]:
-        """Lock up to ``limit`` eligible pending tasks (skipping locked ones) and apply ``decide``."""
+    async def claim_tasks(
+        self, query: ClaimQuery, decide: Decide, ahead: ClaimAhead | None = None
+    ) -> list[Task]:
+        """Lock up to ``limit`` eligible pending tasks (skipping locked ones) and apply ``decide``,
+        or (a store that can, given ``ahead``) pick and claim them in one statement."""
         ...
 
     async def transition_task(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from taskmanager import models
 from taskmanager.engine import lifecycle
@@ -71,12 +73,17 @@ class WorkerOperations(Transitions):
             type_like=body.type_pattern,
             type_names=tuple(body.types) if body.types else None,
         )
+        ahead = lifecycle.claim_ahead(
+            now=now, worker_id=body.worker_id, lease_seconds=body.lease_seconds, count=query.limit
+        )
+        if not self.defaults.enable_history:
+            ahead = replace(ahead, event=None)  # what _events does to the transition
+        # Each row decided takes the next token (a transaction run again takes the next ones: a
+        # claim never takes more rows than its limit, so those within one are distinct). A claim
+        # ends no task, so _events has no dedupe key to release.
+        index = itertools.cycle(range(query.limit))
         return await self.store.claim_tasks(
-            query,
-            lambda t: self._events(
-                lifecycle.claim(t, now=now, worker_id=body.worker_id, lease_seconds=body.lease_seconds),
-                t,
-            ),
+            query, lambda t: self._events(lifecycle.claimed(t, ahead, next(index)), t), ahead
         )
 
     async def complete_batch(self, body: models.CompleteBatch) -> Reply:

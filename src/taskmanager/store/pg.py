@@ -9,11 +9,16 @@ connection) and as few round trips as the rules allow:
 * **create** — one statement: the INSERT (unless a task holds the dedupe key, checked first so a
   duplicate does not spend an id; ``ON CONFLICT DO NOTHING`` for one that commits meanwhile;
   guarded by the ``max_pending`` count), its history event and the NOTIFY that wakes claimers;
-* **claim** — ``SELECT … FOR UPDATE OF tasks SKIP LOCKED``, the engine's ``decide`` on each row,
-  then one statement writing every change and event (``unnest`` of arrays);
-* **complete** (one or many) — the same with the rows locked by id, in id order.
+* **claim** — one statement when the engine decided it ahead (ADR 0008: pick with ``FOR UPDATE OF
+  tasks SKIP LOCKED``, update, history, in CTEs); otherwise ``SELECT … FOR UPDATE OF tasks SKIP
+  LOCKED``, the engine's ``decide`` on each row, then one statement writing every change and event
+  (``unnest`` of arrays);
+* **complete** — one ``UPDATE … WHERE <what the engine expects> RETURNING`` for a success decided
+  ahead (ADR 0008); otherwise, and for batches, the rows locked by id in id order, ``decide``,
+  one write.
 
-The engine's rules are untouched: it still decides every transition; only the SQL differs.
+The engine's rules are untouched: it decides every transition (ahead of the row or on it); only
+the SQL differs.
 Timestamps are stored as naive UTC, as the SQLAlchemy columns do: values are bound as naive UTC
 and read back ``AT TIME ZONE 'UTC'``, which asyncpg returns as aware UTC datetimes. Row order
 matches ``Selects`` so one converter (``rows.task_from_row``) serves both paths.
@@ -25,6 +30,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import asyncpg
@@ -33,7 +39,15 @@ from sqlalchemy.engine import URL
 
 from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import Task, TaskStatus, TaskType
-from taskmanager.engine.store import Ahead, ClaimQuery, Decide, InsertOutcome, InsertResult, InsertTask
+from taskmanager.engine.store import (
+    Ahead,
+    ClaimAhead,
+    ClaimQuery,
+    Decide,
+    InsertOutcome,
+    InsertResult,
+    InsertTask,
+)
 from taskmanager.errors import Unavailable
 from taskmanager.store.database import CONNECT_TIMEOUT, DEADLOCK_RETRIES, STATEMENT_TIMEOUT
 from taskmanager.store.operations import WORK_CHANNEL, created, dedupes
@@ -254,8 +268,9 @@ def _ahead_sql(ahead: Ahead, first: list[Any], now: datetime) -> tuple[str, list
     return sql + " SELECT * FROM changed", params.args
 
 
-def _claim_sql(query: ClaimQuery) -> tuple[str, list[Any]]:
-    """The SELECT that picks and locks claimable rows ($4 now, $5 worker id, $6 limit, then filters)."""
+def _claim_where(query: ClaimQuery) -> tuple[str, str, list[Any]]:
+    """The conditions and order of a claim, and their parameters from $4 ($4 now, $5 worker id,
+    $6 limit, then the filters; $1-$3 are the settings every task read starts with)."""
     args: list[Any] = [naive(query.now), query.worker_id, query.limit]
     active = "SELECT id FROM task_types WHERE is_active"
     if query.type_like is not None:
@@ -278,11 +293,70 @@ def _claim_sql(query: ClaimQuery) -> tuple[str, list[Any]]:
         f"tasks.{tasks.columns[name].name} {'DESC' if descending else 'ASC'}"
         for name, descending in query.order
     )
+    return " AND ".join(conditions), order, args
+
+
+def _claim_sql(query: ClaimQuery) -> tuple[str, list[Any]]:
+    """The SELECT that picks and locks claimable rows, for the engine to decide on."""
+    where, order, args = _claim_where(query)
     sql = (
-        f"SELECT {_TASK_COLUMNS} FROM {_TASKS_JOIN} WHERE {' AND '.join(conditions)}"
+        f"SELECT {_TASK_COLUMNS} FROM {_TASKS_JOIN} WHERE {where}"
         f" ORDER BY {order} LIMIT $6 FOR UPDATE OF tasks SKIP LOCKED"
     )
     return sql, args
+
+
+#: Columns a claim decided ahead returns after the task's: the history CTE reads them by name.
+_CLAIMED_EXTRA = ("claimed_id", "claimed_attempt")
+
+
+def _claim_ahead_sql(query: ClaimQuery, ahead: ClaimAhead, first: list[Any]) -> tuple[str, list[Any]]:
+    """One statement picking, locking and claiming the rows (``lifecycle.claimed`` as SQL: the
+    claim's changes, attempts + 1, the lease from the claim or the type, the n-th token, the
+    ``claimed`` event with the attempt), returning them (``first``: the settings, $1-$3)."""
+    where, order, args = _claim_where(query)
+    params = _Params()
+    params.args.extend([*first, *args])
+    sets = [
+        f'"{column}" = {params.add(naive(value), _COLUMN_TYPES[column])}'
+        for column, value in encode_changes(ahead.changes).items()
+    ]
+    lease = params.add(ahead.lease_seconds, "integer")
+    tokens = params.add(list(ahead.tokens), "varchar[]")
+    sets += [
+        '"attempts" = tasks.attempts + 1',
+        f'"lease_expires_at" = $4::timestamp'
+        f" + make_interval(secs => COALESCE({lease}, task_types.claim_timeout, $1::integer))",
+        f'"lease_token" = ({tokens})[numbered.n]',
+    ]
+    sql = (
+        f"WITH picked AS (SELECT tasks.id FROM tasks WHERE {where}"
+        f" ORDER BY {order} LIMIT $6 FOR UPDATE OF tasks SKIP LOCKED),"
+        " numbered AS (SELECT id, row_number() OVER () AS n FROM picked),"
+        f" changed AS (UPDATE tasks SET {', '.join(sets)} FROM numbered, task_types"
+        " WHERE tasks.id = numbered.id AND task_types.id = tasks.type_id"
+        f" RETURNING {_TASK_COLUMNS}, tasks.id AS claimed_id, tasks.attempts AS claimed_attempt)"
+    )
+    event = ahead.event
+    if event is not None:
+        values = [
+            params.add(event.event.value, "varchar"),
+            params.add(event.worker_id, "varchar"),
+            params.add(event.message, "text"),
+        ]
+        sql += (
+            f", history AS (INSERT INTO task_history ({', '.join(_HISTORY_COLUMNS)})"
+            f" SELECT claimed_id, {', '.join(values)}, '{{\"attempt\":' || claimed_attempt || '}}',"
+            " $4::timestamp FROM changed)"
+        )
+    return sql + " SELECT * FROM changed", params.args
+
+
+def _in_order(claimed: list[Task], order: tuple[tuple[str, bool], ...]) -> list[Task]:
+    """Claimed tasks in the claim's order (an UPDATE returns its rows in no particular order)."""
+    for name, descending in reversed(order):  # a stable sort per key, the least significant first
+        claimed.sort(key=attrgetter(name), reverse=descending)
+    return claimed
 
 
 #: Errors meaning the database or the connection to it is gone (a 503, never a 500).
@@ -442,7 +516,17 @@ class PgHotPath:
         async with self._connection() as conn:
             return [row[0] for row in await conn.fetch("EXPLAIN " + sql, *args)]
 
-    async def claim(self, query: ClaimQuery, decide: Decide) -> list[Task]:
+    def claim_ahead_statement(self, query: ClaimQuery, ahead: ClaimAhead) -> tuple[str, list[Any]]:
+        """The statement a claim decided ahead sends, and its parameters (tests EXPLAIN it)."""
+        return _claim_ahead_sql(query, ahead, [*self._settings])
+
+    async def claim(self, query: ClaimQuery, decide: Decide, ahead: ClaimAhead | None = None) -> list[Task]:
+        if ahead is not None:
+            sql, args = self.claim_ahead_statement(query, ahead)
+            async with self._connection() as conn:
+                rows = await conn.fetch(sql, *args)
+            width = len(rows[0]) - len(_CLAIMED_EXTRA) if rows else 0
+            return _in_order([task_from_row(row[:width]) for row in rows], query.order)
         sql, args = self.claim_statement(query)
 
         async def claim(conn: asyncpg.Connection) -> list[Task]:

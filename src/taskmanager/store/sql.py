@@ -22,6 +22,7 @@ from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import Event, Task, TaskStatus, TaskType
 from taskmanager.engine.store import (
     Ahead,
+    ClaimAhead,
     ClaimQuery,
     Decide,
     InsertResult,
@@ -117,9 +118,12 @@ class SqlStore(KeyOperations):
     async def list_events(self, task_id: int) -> list[Event]:
         return await self._read(partial(ops.list_events, task_id))
 
-    async def claim_tasks(self, query: ClaimQuery, decide: Decide) -> list[Task]:
+    async def claim_tasks(
+        self, query: ClaimQuery, decide: Decide, ahead: ClaimAhead | None = None
+    ) -> list[Task]:
         if self.hot is not None:
-            return await self.hot.claim(query, decide)
+            return await self.hot.claim(query, decide, ahead)
+        # One transaction either way here: ``decide`` claims each row as ``ahead`` would.
         conditions = [
             T.status == TaskStatus.PENDING.value,
             or_(T.run_after.is_(None), T.run_after <= query.now),
