@@ -239,9 +239,14 @@ def run(args: argparse.Namespace) -> int:
             log(f"workers scaling: {config['scaling_processes']} processes, one run")
             for system in systems:
                 try:
+                    # Processing only: the enqueue columns are the runs' (median of ``runs``).
                     scaling = {**config, "latency_tasks": 0}
                     measure_system(
-                        system, scaling, config["scaling_processes"], results["systems"][system.name]
+                        system,
+                        scaling,
+                        config["scaling_processes"],
+                        results["systems"][system.name],
+                        enqueue=False,
                     )
                 except Exception as exc:
                     log(f"  {system.name} FAILED: {exc!r}")

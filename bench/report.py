@@ -208,13 +208,19 @@ def _issue4(figures: dict[str, Any], config: dict[str, Any]) -> list[str]:
             "and one complete request per task; `taskmanager serve --workers 2`; CPU per task while the "
             "workers ran):",
             "",
-            "| database | batch create | worker runtime | single requests | CPU per task "
-            "(server / workers / PostgreSQL) |",
-            "|---|---|---|---|---|",
+            "| database | batch create | worker runtime | single requests | CPU per task, worker runtime "
+            "(server / workers / PostgreSQL) | CPU per task, single requests (server / load generator / "
+            "PostgreSQL) |",
+            "|---|---|---|---|---|---|",
         ]
         for row in figures["throughput"]:
             postgres = row.get("postgres_us_per_task") or 0
             cpu = f"{row['server_us_per_task']} / {row['workers_us_per_task']} / {postgres or '—'} µs"
+            if "single_server_us_per_task" in row:
+                single = [row.get(f"single_{k}_us_per_task") or "—" for k in ("server", "client", "postgres")]
+                cpu += " | " + " / ".join(str(v) for v in single) + " µs"
+            else:
+                cpu += " | —"
             rates = [
                 row[k]
                 for k in ("worker_runtime_create_per_s", "worker_runtime_per_s", "single_requests_per_s")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -101,7 +102,11 @@ def worker_runtime(
             proc.wait(timeout=60)
 
 
-def single_requests(base: str, tasks: int, threads: int) -> float:
+def single_requests(base: str, tasks: int, threads: int, cpu: dict[str, float] | None = None) -> float:
+    """Tasks per second claimed and completed by ``threads`` threads of this process, one request
+    each; ``cpu`` (when given) gets the CPU microseconds per task spent meanwhile by the server,
+    this process (the load generator: its httpx clients) and PostgreSQL."""
+
     def work(n: int) -> None:
         with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
             while True:
@@ -118,10 +123,24 @@ def single_requests(base: str, tasks: int, threads: int) -> float:
                     },
                 ).raise_for_status()
 
+    server_pid, url = SERVERS[base]
+    groups = {"server": process_tree(server_pid), "postgres": database_processes(url)}
+    at_start = {name: cpu_by_process(pids) for name, pids in groups.items()}
+    client_start = _own_cpu()
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(work, range(threads)))
-    return tasks / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    if cpu is not None:
+        for name, pids in groups.items():
+            cpu[f"single_{name}_us_per_task"] = round(cpu_used(at_start[name], pids) / tasks * 1e6)
+        cpu["single_client_us_per_task"] = round((_own_cpu() - client_start) / tasks * 1e6)
+    return tasks / elapsed
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure(kind: str, tasks: int, processes: int, threads: int, concurrency: int = 100) -> dict[str, object]:
@@ -138,7 +157,9 @@ def measure(kind: str, tasks: int, processes: int, threads: int, concurrency: in
                 )
                 result.update(cpu)
             else:
-                result["single_requests_per_s"] = round(single_requests(base, tasks, threads))
+                cpu = {}
+                result["single_requests_per_s"] = round(single_requests(base, tasks, threads, cpu))
+                result.update(cpu)
     return result
 
 
