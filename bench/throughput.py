@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import signal
 import subprocess
 import time
@@ -124,9 +123,12 @@ def single_requests(base: str, tasks: int, threads: int, cpu: dict[str, float] |
                 ).raise_for_status()
 
     server_pid, url = SERVERS[base]
-    groups = {"server": process_tree(server_pid), "postgres": database_processes(url)}
+    groups = {
+        "server": process_tree(server_pid),
+        "client": [os.getpid()],  # the load generator: these threads' httpx clients
+        "postgres": database_processes(url),
+    }
     at_start = {name: cpu_by_process(pids) for name, pids in groups.items()}
-    client_start = _own_cpu()
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(work, range(threads)))
@@ -134,13 +136,7 @@ def single_requests(base: str, tasks: int, threads: int, cpu: dict[str, float] |
     if cpu is not None:
         for name, pids in groups.items():
             cpu[f"single_{name}_us_per_task"] = round(cpu_used(at_start[name], pids) / tasks * 1e6)
-        cpu["single_client_us_per_task"] = round((_own_cpu() - client_start) / tasks * 1e6)
     return tasks / elapsed
-
-
-def _own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def measure(kind: str, tasks: int, processes: int, threads: int, concurrency: int = 100) -> dict[str, object]:
