@@ -24,6 +24,7 @@ from taskmanager.store.database import driver_url
 PG_ADMIN_URL = os.environ.get("TASKMANAGER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TASKMANAGER = str(Path(sys.executable).parent / "taskmanager")
 KEY = "bench-key"
+HEADERS = {"X-API-Key": KEY}
 
 
 def tm_worker(target: str) -> list[str]:
@@ -32,9 +33,6 @@ def tm_worker(target: str) -> list[str]:
     WARNING``), RQ (``--quiet``) and the server (``--log-level warning``). The line per task costs
     a worker ~25 µs of CPU (docs/performance.md)."""
     return [TASKMANAGER, "worker", target, "--log-level", "warning"]
-
-
-HEADERS = {"X-API-Key": KEY}
 
 
 def free_port() -> int:
