@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -108,9 +109,17 @@ def test_complete_batch_refuses_a_bad_body(api: Api) -> None:
 
 
 def test_create_on_one_server_wakes_a_claimer_waiting_on_another(pg_database: TestDatabase) -> None:
+    _woken_across_servers(pg_database.url)
+
+
+def test_a_sqlite_file_shared_by_two_servers_wakes_their_claimers(tmp_path: Path) -> None:
+    _woken_across_servers(f"sqlite:///{tmp_path / 'shared.db'}")
+
+
+def _woken_across_servers(url: str) -> None:
     with (
-        ServerProcess(pg_database.url, api_key=ADMIN_KEY) as a,
-        ServerProcess(pg_database.url, api_key=ADMIN_KEY) as b,
+        ServerProcess(url, api_key=ADMIN_KEY) as a,
+        ServerProcess(url, api_key=ADMIN_KEY) as b,
     ):
         httpx.post(
             f"{a.url}/api/task-types/register",

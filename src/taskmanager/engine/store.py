@@ -218,8 +218,9 @@ class Store(Protocol):
         ...
 
     async def listen(self, on_work: Callable[[], None]) -> None:
-        """Start calling ``on_work`` when another process announces claimable work, if this
-        database can tell (PostgreSQL LISTEN/NOTIFY); otherwise do nothing."""
+        """Start calling ``on_work`` when another process may have made work claimable, if this
+        database can tell (PostgreSQL LISTEN/NOTIFY, a SQLite file's commits); otherwise do
+        nothing."""
         ...
 
     async def settle_tasks(self, query: SettleQuery, decide: Decide) -> int:

@@ -54,7 +54,8 @@ from taskmanager.store.tables import task_history, task_types, tasks
 
 WORK_CHANNEL = "taskmanager_work"
 #: Seconds between claim retries of a long-polling claimer when no other process can wake it
-#: (SQLite and MySQL across processes; within one process a create wakes it at once).
+#: (MySQL across processes, and SQLite while its watcher cannot read the file; within one process
+#: a create wakes it at once).
 SHARED_POLL_INTERVAL = 0.25
 
 

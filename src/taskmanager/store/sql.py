@@ -40,6 +40,7 @@ from taskmanager.store.operations import SHARED_POLL_INTERVAL, WORK_CHANNEL
 from taskmanager.store.pg import PgHotPath
 from taskmanager.store.rows import TT, Selects, T, task_from_row, type_from_row
 from taskmanager.store.tables import tasks
+from taskmanager.store.watch import SqliteWatcher
 
 R = TypeVar("R")
 
@@ -51,7 +52,7 @@ class SqlStore(KeyOperations):
         self.db = database
         defaults = defaults or Defaults()
         self.q = Selects.with_defaults(defaults)
-        self.listener: PgListener | None = None
+        self.listener: PgListener | SqliteWatcher | None = None
         # PostgreSQL runs create, claim and complete on asyncpg directly (store/pg.py).
         self.hot = PgHotPath(database.url, defaults, pool_size) if database.dialect == "postgresql" else None
 
@@ -203,10 +204,17 @@ class SqlStore(KeyOperations):
         return self.listener.interval if self.listener else SHARED_POLL_INTERVAL
 
     async def listen(self, on_work: Callable[[], None]) -> None:
-        """Call ``on_work`` whenever another process announces work (PostgreSQL LISTEN)."""
-        if self.db.dialect == "postgresql" and self.listener is None:
+        """Call ``on_work`` whenever another process announces work (PostgreSQL LISTEN) or, on a
+        SQLite file, may have made some (any commit: ``store/watch.py``)."""
+        if self.listener is not None:
+            return
+        if self.db.dialect == "postgresql":
             self.listener = PgListener(self.db.url, WORK_CHANNEL, on_work)
-            await self.listener.start()
+        elif self.db.dialect == "sqlite" and self.db.url.database not in (None, "", ":memory:"):
+            self.listener = SqliteWatcher(self.db.url.database, on_work)
+        else:
+            return
+        await self.listener.start()
 
     async def settle_tasks(self, query: SettleQuery, decide: Decide) -> int:
         due = ops.due(query)

@@ -1,0 +1,91 @@
+"""SQLite across processes: a thread that notices tasks created through other connections.
+
+SQLite has no NOTIFY. ``PRAGMA data_version`` on a connection changes whenever another connection
+commits to the same database, and it reads only the WAL index in shared memory, so asking it every
+``WATCH_INTERVAL`` seconds costs microseconds. When it changed, ``SELECT max(id) FROM tasks`` says
+whether the commit created tasks; only then are this process's long-polling claimers woken — within
+~10 ms of a create in another server process, instead of their ``SHARED_POLL_INTERVAL`` re-check.
+
+Creates are what the watcher looks for because they are the common new work and cheap to see;
+every other commit (a claim, a complete) wakes nobody, so idle claimers do not all take the write
+lock on each of them. Work that becomes claimable otherwise in another process (a retry, an expired
+lease, a scheduled task coming due) is found by the re-check, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+
+from taskmanager.store.operations import SHARED_POLL_INTERVAL
+
+log = logging.getLogger("taskmanager.store")
+
+#: Seconds between two looks at ``PRAGMA data_version`` (the cross-process wake-up delay).
+WATCH_INTERVAL = 0.01
+#: Seconds ``start`` waits for the first look (a locked file may delay it; the re-check covers it).
+START_TIMEOUT = 5.0
+_UNSEEN = object()  # the newest task id before the first look (None is an empty table's)
+
+
+class SqliteWatcher:
+    """Calls ``on_work`` on the event loop that started it when a task was created in the file."""
+
+    def __init__(self, path: str, on_work: Callable[[], None]) -> None:
+        self._path = path
+        self._on_work = on_work
+        self._stop = threading.Event()
+        self._looked = threading.Event()  # the first look was taken, or cannot be
+        self._thread: threading.Thread | None = None
+
+    @property
+    def interval(self) -> float:
+        return SHARED_POLL_INTERVAL
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(
+            target=self._run, args=(loop,), name="taskmanager-sqlite-watch", daemon=True
+        )
+        self._thread.start()
+        # Return once the first look is taken: a create from now on is noticed.
+        await asyncio.to_thread(self._looked.wait, START_TIMEOUT)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:  # claimers keep re-checking every SHARED_POLL_INTERVAL
+            log.warning("cannot watch %s for new tasks: %s", self._path, exc)
+            self._looked.set()
+            return
+        try:
+            self._watch(conn, loop)
+        finally:
+            conn.close()
+
+    def _watch(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
+        version: int | None = None
+        newest: object = _UNSEEN
+        while not self._stop.is_set():
+            try:
+                (now,) = conn.execute("PRAGMA data_version").fetchone()
+                if now != version:
+                    version = now
+                    (latest,) = conn.execute("SELECT max(id) FROM tasks").fetchone()
+                    if newest is not _UNSEEN and latest != newest:
+                        with contextlib.suppress(RuntimeError):  # the loop closed under us
+                            loop.call_soon_threadsafe(self._on_work)
+                    newest = latest
+            except sqlite3.Error as exc:  # busy, or not migrated yet: look again next time
+                log.debug("sqlite watcher: %s", exc)
+            self._looked.set()
+            self._stop.wait(WATCH_INTERVAL)
