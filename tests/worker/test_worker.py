@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from taskmanager import AsyncTaskManagerClient, TaskCancelled, TaskContext, Worker
+from taskmanager import AsyncTaskManagerClient, TaskCancelled, TaskContext, TaskManagerError, Worker
 from taskmanager.worker.logs import JsonFormatter, TextFormatter
 from tests.conftest import TestDatabase
 
@@ -177,6 +177,59 @@ async def test_next_claim_does_not_wait_for_the_report(clean_database: TestDatab
             worker.stop()
             assert await running == 0
     assert [(t.status, t.result) for t in (first, second)] == [("completed", 0), ("completed", 1)]
+
+
+async def test_a_task_claimed_again_during_its_first_run_is_reported_per_run(
+    clean_database: TestDatabase,
+) -> None:
+    """A lease that ran out while its handler still ran (here: every heartbeat is lost) lets the
+    same worker claim the task again. Each run reports with its own lease token — the stale one
+    is refused (``lease_lost``), not sent under the new claim's token — and each run keeps its own
+    slot, so stopping the worker waits for the second run and its outcome lands."""
+    second_started, first_judged, release_second = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    judged: list[tuple[str | None, str | None]] = []
+
+    class LostHeartbeats(AsyncTaskManagerClient):
+        async def heartbeat(self, *args: Any, **kwargs: Any) -> Any:
+            raise TaskManagerError("heartbeat lost on the way")
+
+        async def complete_tasks(self, outcomes: Any, *args: Any, **kwargs: Any) -> Any:
+            answers = await super().complete_tasks(outcomes, *args, **kwargs)
+            for outcome, answer in zip(outcomes, answers, strict=True):
+                judged.append((outcome.get("lease_token"), answer.code or answer.status))
+            first_judged.set()
+            return answers
+
+    async with LostHeartbeats(clean_database.url, worker_id="in-process") as client:
+        worker = Worker(concurrency=2, client=client, claim_wait=0.2)
+        tokens: dict[int, str | None] = {}
+
+        @worker.task("w.twice", claim_timeout=1, retry_delay=0, max_attempts=3)
+        async def twice(ctx: TaskContext) -> str:
+            tokens[ctx.attempt] = ctx.task.lease_token
+            if ctx.attempt == 1:
+                await second_started.wait()  # the lease ran out; the task was claimed again
+                return "first"
+            second_started.set()
+            await release_second.wait()
+            return "second"
+
+        running = asyncio.create_task(worker.run_async())
+        try:
+            await registered(client, 1)
+            created = await client.create_task("w.twice", {})
+            await asyncio.wait_for(first_judged.wait(), 30)
+            worker.stop()  # the second run still goes: stopping waits for it
+            claimer = next(t for t in asyncio.all_tasks() if t.get_name() == "claim-loop")
+            await asyncio.wait_for(claimer, 30)  # the claims have ended...
+            done, _ = await asyncio.wait({running}, timeout=0.5)
+            assert not done, "...and the worker still waits for the second run"
+        finally:
+            release_second.set()
+        assert await asyncio.wait_for(running, 30) == 0
+        task = await client.get_task(created.id)
+    assert judged == [(tokens[1], "lease_lost"), (tokens[2], "completed")]
+    assert (task.status, task.result, task.attempts) == ("completed", "second", 2)
 
 
 def test_registry_rules() -> None:

@@ -92,7 +92,9 @@ class TaskContext:
         return _Done()
 
     async def _report(self, value: int, message: str | None) -> None:
-        await self._client.report_progress(self.task.id, value, message, worker_id=self.worker_id)
+        await self._client.report_progress(
+            self.task.id, value, message, worker_id=self.worker_id, lease_token=self.task.lease_token
+        )
 
     def stop(self, reason: str) -> None:
         """Tell the handler to stop (called by the worker, on its loop)."""

@@ -10,6 +10,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from taskmanager.client import (
@@ -170,7 +171,9 @@ class Execution:
         """Beat now (the first interval has passed), then every ``interval`` seconds."""
         while True:
             try:
-                beat = await self.client.heartbeat(self.task.id, lease_seconds=self.lease_seconds)
+                beat = await self.client.heartbeat(
+                    self.task.id, lease_seconds=self.lease_seconds, lease_token=self.task.lease_token
+                )
             except (LeaseLostError, TaskManagerNotFoundError):
                 ctx.stop(LEASE_LOST)
                 return
@@ -186,7 +189,9 @@ class Execution:
         """Send the outcome; the task's status the server answered (None: nothing was sent)."""
         if outcome.kind not in ("completed", "failed", TIMED_OUT):
             return None
-        report = self.reporter.report
+        # This run's own lease token: if its lease ran out and this worker claimed the task
+        # again, the client remembers the newer claim's token, which this run must not use.
+        report = partial(self.reporter.report, lease_token=self.task.lease_token)
         try:
             if outcome.kind == "completed":
                 try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -60,9 +61,12 @@ class ClaimLoop:
         self.reporter = Reporter(client, options.worker_id)
         self.stopping = asyncio.Event()
         self.abandoning = asyncio.Event()
-        #: Every task not yet settled: its handler running, or its outcome being reported.
+        # Keyed by run, not task id: a task whose lease ran out may be claimed again by this
+        # worker while its first run still goes; each run holds its own slot and is waited for.
+        self._runs = itertools.count()
+        #: Every run not yet settled: its handler running, or its outcome being reported.
         self._running: dict[int, asyncio.Task[None]] = {}
-        #: The tasks whose handlers still run: the slots taken.
+        #: The runs whose handlers still run: the slots taken.
         self._busy: set[int] = set()
         self._slot_freed = asyncio.Event()
 
@@ -135,6 +139,7 @@ class ClaimLoop:
     def _start(self, task: Task) -> None:
         handler = self.registry.get(task.type)
         assert handler is not None, f"claimed a task of unhandled type {task.type!r}"
+        run = next(self._runs)
         execution = Execution(
             task,
             handler,
@@ -143,21 +148,21 @@ class ClaimLoop:
             worker_id=self.options.worker_id,
             lease_seconds=self.options.lease_seconds,
             default_timeout=self.options.task_timeout,
-            on_handler_done=partial(self._release, task.id),
+            on_handler_done=partial(self._release, run),
         )
-        self._busy.add(task.id)
+        self._busy.add(run)
         running = asyncio.create_task(execution.run(), name=f"task-{task.id}")
-        self._running[task.id] = running
-        running.add_done_callback(partial(self._finished, task.id))
+        self._running[run] = running
+        running.add_done_callback(partial(self._finished, run, task.id))
 
-    def _release(self, task_id: int) -> None:
-        """The handler of ``task_id`` returned: its slot is free for the next claim."""
-        self._busy.discard(task_id)
+    def _release(self, run: int) -> None:
+        """The handler of ``run`` returned: its slot is free for the next claim."""
+        self._busy.discard(run)
         self._slot_freed.set()
 
-    def _finished(self, task_id: int, running: asyncio.Task[None]) -> None:
-        self._running.pop(task_id, None)
-        self._release(task_id)  # also when the run ended without its handler returning
+    def _finished(self, run: int, task_id: int, running: asyncio.Task[None]) -> None:
+        self._running.pop(run, None)
+        self._release(run)  # also when the run ended without its handler returning
         if not running.cancelled() and running.exception() is not None:
             log.error("task %d: the worker failed running it", task_id, exc_info=running.exception())
 

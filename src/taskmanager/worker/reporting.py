@@ -53,7 +53,13 @@ class Reporter:
         self._sender: asyncio.Task[None] | None = None
 
     async def report(
-        self, task_id: int, *, success: bool, result: Any = None, error: str | None = None
+        self,
+        task_id: int,
+        *,
+        success: bool,
+        result: Any = None,
+        error: str | None = None,
+        lease_token: str | None = None,
     ) -> str:
         """Send one outcome; the task's status the server answered.
 
@@ -68,6 +74,8 @@ class Reporter:
             item["result"] = result
         if error is not None:
             item["error"] = error
+        if lease_token is not None:
+            item["lease_token"] = lease_token  # else the client sends the one it remembers
         pending = _Pending(item)
         self._queue.append(pending)
         if self._sender is None or self._sender.done():
