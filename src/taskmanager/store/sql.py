@@ -205,7 +205,7 @@ class SqlStore(KeyOperations):
 
     async def listen(self, on_work: Callable[[], None]) -> None:
         """Call ``on_work`` whenever another process announces work (PostgreSQL LISTEN) or, on a
-        SQLite file, may have made some (any commit: ``store/watch.py``)."""
+        SQLite file, creates a task (``store/watch.py``)."""
         if self.listener is not None:
             return
         if self.db.dialect == "postgresql":

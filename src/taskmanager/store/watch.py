@@ -62,7 +62,7 @@ class SqliteWatcher:
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self._path, isolation_level=None)
         except sqlite3.Error as exc:  # claimers keep re-checking every SHARED_POLL_INTERVAL
             log.warning("cannot watch %s for new tasks: %s", self._path, exc)
             self._looked.set()
@@ -79,12 +79,11 @@ class SqliteWatcher:
             try:
                 (now,) = conn.execute("PRAGMA data_version").fetchone()
                 if now != version:
-                    version = now
                     (latest,) = conn.execute("SELECT max(id) FROM tasks").fetchone()
                     if newest is not _UNSEEN and latest != newest:
                         with contextlib.suppress(RuntimeError):  # the loop closed under us
                             loop.call_soon_threadsafe(self._on_work)
-                    newest = latest
+                    version, newest = now, latest
             except sqlite3.Error as exc:  # busy, or not migrated yet: look again next time
                 log.debug("sqlite watcher: %s", exc)
             self._looked.set()
