@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,50 +25,76 @@ from taskmanager.store.watch import SqliteWatcher
 NEVER = 3600.0
 
 
+class Watched:
+    """A watched SQLite file with a ``tasks`` table, and the watcher's wake-ups."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.commit("PRAGMA journal_mode = WAL", "CREATE TABLE tasks (id INTEGER PRIMARY KEY, n INTEGER)")
+        self.waiting = threading.Event()
+        self.woken = asyncio.Event()
+        self.wakes = 0
+        self.watcher = SqliteWatcher(self.path, self._on_work, self.waiting)
+
+    def _on_work(self) -> None:
+        self.wakes += 1
+        self.woken.set()
+
+    def commit(self, *statements: str) -> None:
+        """Run ``statements`` on a connection of their own, as another process would."""
+        with sqlite3.connect(self.path) as other:
+            for statement in statements:
+                other.execute(statement)
+
+    async def woken_up(self) -> None:
+        await asyncio.wait_for(self.woken.wait(), 5)
+        self.woken.clear()
+
+    async def looked_again(self) -> None:
+        """Return after a whole look of the watcher's has begun and ended since the call."""
+        for _ in range(2):  # a look in progress at the call may have begun before it
+            self.watcher._looked.clear()
+            assert await asyncio.to_thread(self.watcher._looked.wait, 5)
+
+
 @pytest.fixture
-def no_recheck(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("taskmanager.store.sql.SHARED_POLL_INTERVAL", NEVER)
-    monkeypatch.setattr("taskmanager.store.watch.SHARED_POLL_INTERVAL", NEVER)
+async def watched(tmp_path: Path) -> AsyncIterator[Watched]:
+    made = Watched(tmp_path / "watched.db")
+    await made.watcher.start()
+    yield made
+    await made.watcher.stop()
 
 
-def _commit(path: str, *statements: str) -> None:
-    with sqlite3.connect(path) as other:
-        for statement in statements:
-            other.execute(statement)
+async def test_a_create_wakes_a_waiting_claimer_and_other_commits_do_not(watched: Watched) -> None:
+    watched.waiting.set()
+    await watched.looked_again()
+    watched.commit("INSERT INTO tasks (n) VALUES (0)")
+    await watched.woken_up()
+    # An update (a claim, a complete) changes the file but creates nothing: no wake-up.
+    watched.commit("UPDATE tasks SET n = 1")
+    await watched.looked_again()
+    assert watched.wakes == 1
+    watched.commit("INSERT INTO tasks (n) VALUES (2)")
+    await watched.woken_up()
+    assert watched.wakes == 2
 
 
-async def test_a_create_wakes_the_watcher_and_other_commits_do_not(tmp_path: Path) -> None:
-    path = str(tmp_path / "watched.db")
-    _commit(path, "PRAGMA journal_mode = WAL", "CREATE TABLE tasks (id INTEGER PRIMARY KEY, n INTEGER)")
-    wakes: list[int] = []
-    woken = asyncio.Event()
-
-    def on_work() -> None:
-        wakes.append(1)
-        woken.set()
-
-    watcher = SqliteWatcher(path, on_work)
-    await watcher.start()
-    try:
-        _commit(path, "INSERT INTO tasks (n) VALUES (0)")
-        await asyncio.wait_for(woken.wait(), 5)
-        woken.clear()
-        # An update (a claim, a complete) changes the file but creates nothing: no wake-up. The
-        # create after it does wake, and it is the only one: the update was looked at and passed.
-        _commit(path, "UPDATE tasks SET n = 1")
-        for _ in range(2):  # the second look began after the update's commit
-            watcher._looked.clear()
-            assert await asyncio.to_thread(watcher._looked.wait, 5)
-        assert len(wakes) == 1
-        _commit(path, "INSERT INTO tasks (n) VALUES (2)")
-        await asyncio.wait_for(woken.wait(), 5)
-        assert len(wakes) == 2
-    finally:
-        await watcher.stop()
+async def test_a_create_made_while_nobody_waited_wakes_the_next_claimer(watched: Watched) -> None:
+    """The watcher sleeps while no claimer waits; when one starts waiting, a create made
+    meanwhile (after that claimer's own claim found nothing, perhaps) still wakes it."""
+    watched.waiting.set()
+    await watched.looked_again()
+    watched.waiting.clear()
+    assert await asyncio.to_thread(watched.watcher._asleep.wait, 5)
+    watched.commit("INSERT INTO tasks (n) VALUES (0)")
+    assert watched.wakes == 0
+    watched.waiting.set()
+    await watched.woken_up()
+    assert watched.wakes == 1
 
 
 async def test_a_file_that_cannot_be_opened_leaves_claimers_re_checking(tmp_path: Path) -> None:
-    watcher = SqliteWatcher(str(tmp_path / "no-such-dir" / "x.db"), lambda: None)
+    watcher = SqliteWatcher(str(tmp_path / "no-such-dir" / "x.db"), lambda: None, threading.Event())
     await watcher.start()  # returns: the watcher gave up, it does not hang the start-up
     await watcher.stop()
 
@@ -78,10 +106,13 @@ async def _service(url: str) -> tuple[SqlStore, TaskService]:
     return store, service
 
 
-@pytest.mark.usefixtures("no_recheck")
-async def test_a_create_through_another_store_wakes_a_waiting_claim(tmp_path: Path) -> None:
+async def test_a_create_through_another_store_wakes_a_waiting_claim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two stores on one file, as two server processes hold: the claim waiting on one returns
     the task the other created, though it would not look again by itself for an hour."""
+    monkeypatch.setattr("taskmanager.store.sql.SHARED_POLL_INTERVAL", NEVER)
+    monkeypatch.setattr("taskmanager.store.watch.SHARED_POLL_INTERVAL", NEVER)
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     migrating = open_store(url)
     await upgrade(migrating.db)

@@ -8,6 +8,7 @@ wakes it, so no wake-up is lost between "found nothing" and "started waiting".
 from __future__ import annotations
 
 import asyncio
+import threading
 
 
 class WorkSignal:
@@ -15,6 +16,10 @@ class WorkSignal:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._waiting = 0
+        #: Set while at least one claimer waits: a store that must poll to hear of other
+        #: processes' work (SQLite) polls only then. A thread-safe event, so its thread can block.
+        self.waiting = threading.Event()
 
     def ticket(self) -> asyncio.Event:
         return self._event
@@ -24,12 +29,17 @@ class WorkSignal:
         event, self._event = self._event, asyncio.Event()
         event.set()
 
-    @staticmethod
-    async def wait(ticket: asyncio.Event, seconds: float) -> None:
+    async def wait(self, ticket: asyncio.Event, seconds: float) -> None:
         """Return when ``ticket`` is notified or after ``seconds``, whichever is first."""
         if seconds <= 0:
             return
+        self._waiting += 1
+        self.waiting.set()
         try:
             await asyncio.wait_for(ticket.wait(), seconds)
         except TimeoutError:
             return
+        finally:
+            self._waiting -= 1
+            if not self._waiting:
+                self.waiting.clear()

@@ -11,6 +11,7 @@ compare and write in one statement applies instead.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -217,10 +218,10 @@ class Store(Protocol):
         """Seconds a long-polling claimer may sleep before it must look again by itself."""
         ...
 
-    async def listen(self, on_work: Callable[[], None]) -> None:
+    async def listen(self, on_work: Callable[[], None], waiting: threading.Event) -> None:
         """Start calling ``on_work`` when another process may have made work claimable, if this
-        database can tell (PostgreSQL LISTEN/NOTIFY, a SQLite file's commits); otherwise do
-        nothing."""
+        database can tell (PostgreSQL LISTEN/NOTIFY; on a SQLite file, by looking for new tasks
+        while ``waiting`` is set, i.e. while a claimer waits); otherwise do nothing."""
         ...
 
     async def settle_tasks(self, query: SettleQuery, decide: Decide) -> int:

@@ -53,7 +53,7 @@ class Transitions:
     async def start(self) -> None:
         """Begin hearing about work created by other processes (PostgreSQL LISTEN)."""
         self._listening = True
-        await self.store.listen(self.signal.notify)
+        await self.store.listen(self.signal.notify, self.signal.waiting)
 
     def _event(self, event: NewEvent) -> NewEvent | None:
         return event if self.defaults.enable_history else None

@@ -10,6 +10,7 @@ so concurrent claimers never wait on, or take, the same row.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import partial
@@ -203,15 +204,15 @@ class SqlStore(KeyOperations):
     def wake_interval(self) -> float:
         return self.listener.interval if self.listener else SHARED_POLL_INTERVAL
 
-    async def listen(self, on_work: Callable[[], None]) -> None:
+    async def listen(self, on_work: Callable[[], None], waiting: threading.Event) -> None:
         """Call ``on_work`` whenever another process announces work (PostgreSQL LISTEN) or, on a
-        SQLite file, creates a task (``store/watch.py``)."""
+        SQLite file, creates a task while a claimer waits (``store/watch.py``)."""
         if self.listener is not None:
             return
         if self.db.dialect == "postgresql":
             self.listener = PgListener(self.db.url, WORK_CHANNEL, on_work)
         elif self.db.dialect == "sqlite" and self.db.url.database not in (None, "", ":memory:"):
-            self.listener = SqliteWatcher(self.db.url.database, on_work)
+            self.listener = SqliteWatcher(self.db.url.database, on_work, waiting)
         else:
             return
         await self.listener.start()
