@@ -238,6 +238,7 @@ def statement_counts(kind: str, batch: int = 100) -> dict[str, float]:
     counts: dict[str, float] = {}
     statements: list[str] = []
     event.listen(Engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    _count_asyncpg(statements)  # the PostgreSQL hot path (store/pg.py) runs on asyncpg directly
     with database(kind) as url:
         app = create_app(Settings(database_url=url, api_key=KEY))
         with TestClient(app, headers=HEADERS) as client:
@@ -251,6 +252,11 @@ def statement_counts(kind: str, batch: int = 100) -> dict[str, float]:
                 counts[name] = round(len(statements) / per, 2)
                 return response.json()["data"]
 
+            # One round first: connections are opened (and set up) on first use, not per task.
+            warm = client.post("/api/tasks", json={"type": "noop", "params": {"warm": 1}})
+            warm_claim = client.post("/api/tasks/claim", json={"worker_id": "w"}).json()["data"]
+            done = {"worker_id": "w", "success": True, "lease_token": warm_claim["lease_token"]}
+            client.post(f"/api/tasks/{warm.json()['data']['id']}/complete", json=done).raise_for_status()
             body = {"type": "noop", "params": {}}
             count("create (POST /tasks)", 1, lambda: client.post("/api/tasks", json=body))
             task = count(
@@ -278,6 +284,21 @@ def statement_counts(kind: str, batch: int = 100) -> dict[str, float]:
                 lambda: client.post("/api/tasks/complete-batch", json={"worker_id": "w", "results": results}),
             )
     return counts
+
+
+def _count_asyncpg(statements: list[str]) -> None:
+    """Note every statement sent through asyncpg's query methods (not a transaction's BEGIN and
+    COMMIT, which asyncpg sends itself: the same as the SQLAlchemy count)."""
+    import asyncpg
+
+    for name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
+        method = getattr(asyncpg.Connection, name)
+
+        async def counted(self: Any, query: str, *args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            statements.append(query)
+            return await _method(self, query, *args, **kwargs)
+
+        setattr(asyncpg.Connection, name, counted)
 
 
 if __name__ == "__main__":
