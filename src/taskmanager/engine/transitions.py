@@ -51,7 +51,8 @@ class Transitions:
         self._listening = False
 
     async def start(self) -> None:
-        """Begin hearing about work created by other processes (PostgreSQL LISTEN)."""
+        """Begin hearing about work created by other processes (PostgreSQL LISTEN, a SQLite file's
+        watcher)."""
         self._listening = True
         await self.store.listen(self.signal.notify, self.signal.waiting)
 
