@@ -21,7 +21,7 @@ class ExplodingStore:
     async def close(self) -> None:
         return None
 
-    async def listen(self, on_work: object) -> None:
+    async def listen(self, on_work: object, waiting: object) -> None:
         return None  # start-up works; the requests are what fail
 
     def __getattr__(self, name: str) -> Any:
