@@ -8,7 +8,8 @@
 ``run`` creates the bench environment (``.bench-venv``, from ``bench/requirements.txt``) if it is
 missing, measures every system on this machine's PostgreSQL and Redis in one run — then the claim
 latency as the table grows, TaskManager's end-to-end throughput with the CPU each process spends
-per task, and its long-poll latency (issue 4) — writes
+per task, its long-poll latency (issue 4) and a py-spy profile of its server (``bench.profile``,
+also written to ``profile_postgresql.json`` beside the results) — writes
 ``bench/results/side_by_side.json`` (``--output``) and its tables as markdown next to it, draws
 the plots into ``docs/img/`` and prints the tables.
 """
@@ -46,6 +47,7 @@ FULL = {
     "claims": 3_000,
     "long_poll_rounds": 50,
     "long_poll_tasks": 500,
+    "profile_tasks": 3_000,
 }
 QUICK = {
     "tasks": 500,
@@ -58,6 +60,7 @@ QUICK = {
     "claims": 300,
     "long_poll_rounds": 10,
     "long_poll_tasks": 50,
+    "profile_tasks": 300,
 }
 
 
@@ -153,6 +156,20 @@ def issue4_figures(config: dict[str, Any], errors: list[str]) -> dict[str, list[
         log(f"  {key} on {kind}: {result}")
         figures[key].append(result)
     return figures
+
+
+def server_profile(config: dict[str, Any], directory: Path, errors: list[str]) -> dict[str, Any]:
+    """``bench.profile``'s statement counts and py-spy profiles of the server under each load
+    (also written to ``profile_postgresql.json`` beside the results)."""
+    from bench import profile
+
+    try:
+        return profile.record("postgresql", config["profile_tasks"], directory)
+    except Exception as exc:
+        log(f"  profile FAILED: {exc!r}")
+        errors.append(f"profile: {exc!r}")
+        traceback.print_exc()
+        return {}
 
 
 def machine() -> dict[str, str]:
@@ -261,6 +278,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.skip_issue4 and not args.systems:
         log("issue 4: throughput with CPU per task, long-poll latency")
         results["issue4"] = issue4_figures(config, results["errors"])
+    if not args.skip_profile and not args.systems:
+        log("py-spy profile of the server on PostgreSQL (bench.profile)")
+        results["profile"] = server_profile(config, output.parent, results["errors"])
     results["seconds"] = round(time.monotonic() - started)
     results["machine"]["load average at end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     results["summary"] = report.summarize(results)
@@ -297,6 +317,9 @@ def main() -> int:
         "--skip-issue4",
         action="store_true",
         help="no throughput/CPU and long-poll figures (bench.throughput, bench.long_poll)",
+    )
+    run_parser.add_argument(
+        "--skip-profile", action="store_true", help="no py-spy profile of the server (bench.profile)"
     )
     run_parser.add_argument("--no-plots", action="store_true")
     run_parser.add_argument("--images", default=str(IMAGES), help="where the PNG plots go")

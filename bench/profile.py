@@ -216,13 +216,21 @@ def main() -> None:
     parser.add_argument("--statements-only", action="store_true", help="only count the SQL statements")
     args = parser.parse_args()
     os.chdir(ROOT)
-    counts = statement_counts(args.kind)
-    print("== SQL statements per task:", json.dumps(counts, indent=1), flush=True)
     if args.statements_only:
+        print("== SQL statements per task:", json.dumps(statement_counts(args.kind), indent=1), flush=True)
         return
-    results: dict[str, Any] = {"statements_per_task": counts, **run(args.kind, args.tasks)}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"profile_{args.kind}.json").write_text(json.dumps(results, indent=2) + "\n")
+    record(args.kind, args.tasks, RESULTS)
+
+
+def record(kind: str, tasks: int, directory: Path) -> dict[str, Any]:
+    """Count the statements, profile the four loads and write ``profile_<kind>.json`` into
+    ``directory`` (``python -m bench run`` calls this too); the results."""
+    counts = statement_counts(kind)
+    print("== SQL statements per task:", json.dumps(counts, indent=1), flush=True)
+    results: dict[str, Any] = {"statements_per_task": counts, **run(kind, tasks)}
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"profile_{kind}.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
 
 
 def statement_counts(kind: str, batch: int = 100) -> dict[str, float]:

@@ -192,6 +192,7 @@ def markdown(results: dict[str, Any]) -> str:
             cells = [f"{row[k]} ms" if k in row else "-" for k in ("p50_ms", "p95_ms", "p99_ms")]
             lines.append(f"| {row['rows']:,} | " + " | ".join(cells) + f" | {row['claims_per_s']:,} |")
     lines += _issue4(results.get("issue4", {}), config)
+    lines += _profile(results.get("profile", {}))
     if results.get("errors"):
         lines += ["", "Errors: " + "; ".join(results["errors"])]
     return "\n".join(lines) + "\n"
@@ -256,4 +257,32 @@ def _issue4(figures: dict[str, Any], config: dict[str, Any]) -> list[str]:
                 f"| {row['database']} | {row['concurrency']} | {row['tasks']:,} at {row['rate']:.0f}/s | "
                 f"{row['p50_ms']} ms | {row['p95_ms']} ms | {row['p99_ms']} ms |"
             )
+    return lines
+
+
+#: The loads of ``bench.profile``, in the order the report shows them.
+PROFILE_LOADS = ("create-single", "create-batch", "work-single", "work-batched")
+
+
+def _profile(profile: dict[str, Any]) -> list[str]:
+    """``bench.profile``: where the server's CPU goes under each load (py-spy, by package of the
+    innermost frame), and the SQL statements each route sends per task."""
+    loads = [name for name in PROFILE_LOADS if profile.get(name, {}).get("samples")]
+    if not loads:
+        return []
+    lines = [
+        "",
+        "**Where the server's CPU goes** (`bench.profile`: one `taskmanager serve --workers 1` on "
+        "PostgreSQL, py-spy at 100 Hz; share of samples by package of the innermost frame, top 6):",
+        "",
+        "| load | tasks/s (profiled) | server CPU per task | by package |",
+        "|---|---|---|---|",
+    ]
+    for name in loads:
+        row = profile[name]
+        shares = ", ".join(f"{pkg} {pct}%" for pkg, pct in list(row["by_package_pct"].items())[:6])
+        lines.append(f"| {name} | {row['per_s']:,} | {row['server_cpu_ms_per_task']} ms | {shares} |")
+    counts = profile.get("statements_per_task", {})
+    if counts:
+        lines += ["", "SQL statements per task: " + "; ".join(f"{k} {v:g}" for k, v in counts.items()) + "."]
     return lines

@@ -1,7 +1,8 @@
 """The side-by-side benchmark's smoke check: ``python -m bench run --quick`` works end to end.
 
 It asserts nothing about speed: only that the harness exits 0 and records every system and every
-figure of docs/performance.md (issue 4's throughput and long-poll tables included). The
+figure of docs/performance.md (issue 4's throughput and long-poll tables and the server's profile
+included). The
 first run creates the bench environment (``.bench-venv``: Celery, RQ, Dramatiq, procrastinate,
 matplotlib from PyPI), which takes a minute or two; the run itself stays under five minutes.
 Needs PostgreSQL on 5432 and Redis on 6379.
@@ -56,5 +57,11 @@ def test_quick_bench_runs_every_system(tmp_path: Path) -> None:
     )
     assert [row["database"] for row in issue4["long_poll"]] == ["sqlite", "postgresql"]
     assert len(issue4["long_poll_worker"]) == 4
-    assert "**End-to-end throughput**" in output.with_suffix(".md").read_text()
+    profile = results["profile"]  # bench.profile's, written beside the results too
+    assert profile["statements_per_task"]["claim (one task)"] >= 1
+    assert profile["work-single"]["samples"] > 0, "py-spy sampled the server"
+    assert json.loads((tmp_path / "profile_postgresql.json").read_text()) == profile
+    markdown = output.with_suffix(".md").read_text()
+    assert "**End-to-end throughput**" in markdown
+    assert "**Where the server's CPU goes**" in markdown
     assert (tmp_path / "bench_throughput.png").exists()
