@@ -65,7 +65,7 @@ def driver_url(url: str) -> URL:
     return parsed.set(drivername=driver)
 
 
-def is_memory(url: str) -> bool:
+def is_memory(url: str | URL) -> bool:
     """True for an in-memory SQLite URL: its database lives and dies with one process."""
     parsed = make_url(url)
     return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
@@ -169,8 +169,7 @@ def _sqlite_events(engine: Engine) -> None:
 
 
 def _sqlite(target: URL) -> Database:
-    memory = target.database in (None, "", ":memory:")
-    if memory:
+    if is_memory(target):
         # One connection shared by every thread, so one thread runs everything.
         engine = create_engine(target, poolclass=StaticPool, connect_args={"check_same_thread": False})
         single = ThreadPoolExecutor(1, thread_name_prefix="taskmanager-sqlite")

@@ -36,7 +36,7 @@ from sqlalchemy.types import TIMESTAMP
 
 from taskmanager.engine.policy import Defaults, compute_dedupe_key
 from taskmanager.engine.records import TERMINAL_STATUSES, DedupeScope, TaskStatus
-from taskmanager.store.database import Database, connect, driver_url
+from taskmanager.store.database import Database, connect, driver_url, is_memory
 from taskmanager.store.migrate import upgrade
 from taskmanager.store.tables import task_history, task_types, tasks
 
@@ -458,11 +458,7 @@ def _file_missing(url: str) -> bool:
     """A SQLite file that does not exist yet (opening it would create it)."""
     parsed = driver_url(url)
     name = parsed.database
-    return (
-        parsed.get_backend_name() == "sqlite"
-        and name not in (None, "", ":memory:")
-        and not Path(name).exists()
-    )
+    return parsed.get_backend_name() == "sqlite" and not is_memory(parsed) and not Path(str(name)).exists()
 
 
 async def import_prismq(source_url: str, target_url: str, options: ImportOptions) -> ImportReport:

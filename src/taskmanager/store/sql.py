@@ -34,7 +34,7 @@ from taskmanager.engine.store import (
     TaskQuery,
 )
 from taskmanager.store import operations as ops
-from taskmanager.store.database import Database
+from taskmanager.store.database import Database, is_memory
 from taskmanager.store.keys import KeyOperations
 from taskmanager.store.listen import PgListener
 from taskmanager.store.operations import SHARED_POLL_INTERVAL, WORK_CHANNEL
@@ -211,8 +211,8 @@ class SqlStore(KeyOperations):
             return
         if self.db.dialect == "postgresql":
             self.listener = PgListener(self.db.url, WORK_CHANNEL, on_work)
-        elif self.db.dialect == "sqlite" and self.db.url.database not in (None, "", ":memory:"):
-            self.listener = SqliteWatcher(self.db.url.database, on_work, waiting)
+        elif self.db.dialect == "sqlite" and not is_memory(self.db.url):
+            self.listener = SqliteWatcher(str(self.db.url.database), on_work, waiting)  # a file's path
         else:
             return
         await self.listener.start()
