@@ -24,6 +24,7 @@ from taskmanager.errors import NotFound, TaskManagerError, ValidationFailed
 from taskmanager.server.auth import Authenticator
 from taskmanager.server.docs import add_body_schemas
 from taskmanager.server.envelope import error
+from taskmanager.server.fastlane import FastLane
 from taskmanager.server.key_routes import router as key_router
 from taskmanager.server.middleware import EdgeMiddleware
 from taskmanager.server.network import AddressPolicy, parse_networks
@@ -121,6 +122,9 @@ def create_app(
         parse_networks(settings.allow_ips, "allow_ips"),
         parse_networks(settings.deny_ips, "deny_ips"),
     )
+    # Inside the edge (added first, so it runs after it): the edge's headers, size limit and 500s
+    # cover what the fast lane answers too.
+    app.add_middleware(FastLane, routes=[*router.routes, *key_router.routes])
     app.add_middleware(
         EdgeMiddleware,
         origins=settings.origins(),
