@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from operator import attrgetter
@@ -167,6 +168,18 @@ class _Params:
         return f"${len(self.args)}::{pg_type}"
 
 
+class _Placeholders:
+    """Numbered placeholders for a statement's text, when its parameters are gathered apart."""
+
+    def __init__(self, before: int) -> None:
+        self.count = before
+
+    def next(self, pg_type: str | None) -> str:
+        """The next placeholder, cast to ``pg_type`` (None: no cast)."""
+        self.count += 1
+        return f"${self.count}" if pg_type is None else f"${self.count}::{pg_type}"
+
+
 def _bind(params: _Params, values: list[Any], pg_type: str, *, array: bool = False) -> tuple[str, bool]:
     """One column of many rows: a scalar parameter when every row has the same value (most of a
     batch's changes: the status, the holder, the timestamps), else (or with ``array``) an array
@@ -225,60 +238,105 @@ def _write_sql(decided: Decided) -> tuple[str, list[Any]]:
 
 def _ahead_sql(ahead: Ahead, first: list[Any], now: datetime) -> tuple[str, list[Any]]:
     """The UPDATE … WHERE <expected> RETURNING of ``transition_ahead`` with its history rows
-    (``first``: the settings, $1-$3, and the task id, $4)."""
-    params = _Params()
-    params.args.extend(first)
+    (``first``: the settings, $1-$3, and the task id, $4). The text depends only on the shape of
+    the transition (which columns, which are NULL, how many events), so it is built once per shape
+    (`_ahead_text`) and only the parameters are gathered per call, in the text's order."""
     expected = ahead.expected
+    compared = encode_changes(expected.columns)
+    changes = encode_changes(ahead.transition.changes)
+    events = ahead.transition.events
+    args = list(first)
+    args += [naive(value) for value in compared.values() if value is not None]
+    if expected.lease_alive_at is not None:
+        args.append(naive_utc(expected.lease_alive_at))
+    if expected.dedupe_scopes:
+        args.append([scope.value for scope in expected.dedupe_scopes])
+    args += [naive(value) for value in changes.values()]
+    for event in events:
+        values = event_row(0, event, now)
+        args += [naive(values[c]) for c in _HISTORY_COLUMNS[1:]]
+    shape = (
+        len(first),
+        tuple((column, value is None) for column, value in compared.items()),
+        expected.lease_alive_at is not None,
+        bool(expected.dedupe_scopes),
+        tuple(changes),
+        len(events),
+    )
+    return _ahead_text(shape), args
+
+
+#: Shape of a transition decided ahead: (parameters before, (compared column, is NULL)…, lease
+#: compared, dedupe scopes compared, changed columns, events).
+_AheadShape = tuple[int, tuple[tuple[str, bool], ...], bool, bool, tuple[str, ...], int]
+
+
+@functools.lru_cache(maxsize=256)
+def _ahead_text(shape: _AheadShape) -> str:
+    """The SQL of `_ahead_sql` for one shape; placeholders numbered in its parameters' order."""
+    first, compared, lease_alive, scoped, changed, events = shape
+    params = _Placeholders(first)
     where = ["tasks.id = $4", "task_types.id = tasks.type_id"]
-    for column, value in encode_changes(expected.columns).items():
-        if value is None:
+    for column, is_null in compared:
+        if is_null:
             where.append(f'tasks."{column}" IS NULL')
         else:
-            where.append(f'tasks."{column}" = {params.add(naive(value), _COLUMN_TYPES[column])}')
-    if expected.lease_alive_at is not None:
-        alive = params.add(naive_utc(expected.lease_alive_at), "timestamp")
+            where.append(f'tasks."{column}" = {params.next(_COLUMN_TYPES[column])}')
+    if lease_alive:
+        alive = params.next("timestamp")
         where.append(f"(tasks.lease_expires_at IS NULL OR tasks.lease_expires_at > {alive})")
-    if expected.dedupe_scopes:
-        scopes = params.add([scope.value for scope in expected.dedupe_scopes], "varchar[]")
-        where.append(f"task_types.dedupe = ANY({scopes})")
-    sets = ", ".join(
-        f'"{column}" = {params.add(naive(value), _COLUMN_TYPES[column])}'
-        for column, value in encode_changes(ahead.transition.changes).items()
-    )
+    if scoped:
+        where.append(f"task_types.dedupe = ANY({params.next('varchar[]')})")
+    sets = ", ".join(f'"{column}" = {params.next(_COLUMN_TYPES[column])}' for column in changed)
     sql = (
         f"WITH changed AS (UPDATE tasks SET {sets} FROM task_types WHERE {' AND '.join(where)}"
         f" RETURNING {_TASK_COLUMNS})"
     )
-    if ahead.transition.events:
-        rows = []
-        for event in ahead.transition.events:
-            values = event_row(0, event, now)
-            rows.append(
-                "($4::bigint, "
-                + ", ".join(
-                    params.add(naive(values[c]), t)
-                    for c, t in zip(_HISTORY_COLUMNS[1:], _HISTORY_TYPES[1:], strict=True)
-                )
-                + ")"
-            )
+    if events:
+        rows = [
+            "($4::bigint, " + ", ".join(params.next(t) for t in _HISTORY_TYPES[1:]) + ")"
+            for _ in range(events)
+        ]
         sql += (
             f", history AS (INSERT INTO task_history ({', '.join(_HISTORY_COLUMNS)})"
             f" SELECT * FROM (VALUES {', '.join(rows)}) AS event WHERE EXISTS (SELECT 1 FROM changed))"
         )
-    return sql + " SELECT * FROM changed", params.args
+    return sql + " SELECT * FROM changed"
 
 
-def _claim_where(query: ClaimQuery) -> tuple[str, str, list[Any]]:
-    """The conditions and order of a claim, and their parameters from $4 ($4 now, $5 worker id,
-    $6 limit, then the filters; $1-$3 are the settings every task read starts with)."""
+#: Shape of a claim's conditions: (type LIKE, type names, type ids, order).
+_ClaimShape = tuple[bool, bool, bool, tuple[tuple[str, bool], ...]]
+
+
+def _claim_args(query: ClaimQuery) -> tuple[_ClaimShape, list[Any]]:
+    """The parameters of a claim's conditions from $4 ($4 now, $5 worker id, $6 limit, then the
+    filters given; $1-$3 are the settings every task read starts with), and their shape."""
     args: list[Any] = [naive(query.now), query.worker_id, query.limit]
-    active = "SELECT id FROM task_types WHERE is_active"
     if query.type_like is not None:
         args.append(query.type_like)
-        active += f" AND name LIKE ${len(args) + 3}"
     if query.type_names is not None:
         args.append(list(query.type_names))
-        active += f" AND name = ANY(${len(args) + 3}::varchar[])"
+    if query.type_ids is not None:
+        args.append(list(query.type_ids))
+    shape = (
+        query.type_like is not None,
+        query.type_names is not None,
+        query.type_ids is not None,
+        query.order,
+    )
+    return shape, args
+
+
+@functools.lru_cache(maxsize=256)
+def _claim_where_text(shape: _ClaimShape) -> tuple[str, str]:
+    """The conditions and order of a claim of this shape (placeholders as `_claim_args`)."""
+    like, names, ids, order_by = shape
+    params = _Placeholders(6)
+    active = "SELECT id FROM task_types WHERE is_active"
+    if like:
+        active += f" AND name LIKE {params.next(None)}"
+    if names:
+        active += f" AND name = ANY({params.next('varchar[]')})"
     conditions = [
         f"tasks.status = '{TaskStatus.PENDING.value}'",
         "(tasks.run_after IS NULL OR tasks.run_after <= $4)",
@@ -286,14 +344,19 @@ def _claim_where(query: ClaimQuery) -> tuple[str, str, list[Any]]:
         "(tasks.assigned_to IS NULL OR tasks.assigned_to = $5)",
         f"tasks.type_id IN ({active})",
     ]
-    if query.type_ids is not None:
-        args.append(list(query.type_ids))
-        conditions.append(f"tasks.type_id = ANY(${len(args) + 3}::bigint[])")
+    if ids:
+        conditions.append(f"tasks.type_id = ANY({params.next('bigint[]')})")
     order = ", ".join(
-        f"tasks.{tasks.columns[name].name} {'DESC' if descending else 'ASC'}"
-        for name, descending in query.order
+        f"tasks.{tasks.columns[name].name} {'DESC' if descending else 'ASC'}" for name, descending in order_by
     )
-    return " AND ".join(conditions), order, args
+    return " AND ".join(conditions), order
+
+
+def _claim_where(query: ClaimQuery) -> tuple[str, str, list[Any]]:
+    """The conditions and order of a claim, and their parameters (`_claim_args`)."""
+    shape, args = _claim_args(query)
+    where, order = _claim_where_text(shape)
+    return where, order, args
 
 
 def _claim_sql(query: ClaimQuery) -> tuple[str, list[Any]]:
@@ -313,16 +376,29 @@ _CLAIMED_EXTRA = ("claimed_id", "claimed_attempt")
 def _claim_ahead_sql(query: ClaimQuery, ahead: ClaimAhead, first: list[Any]) -> tuple[str, list[Any]]:
     """One statement picking, locking and claiming the rows (``lifecycle.claimed`` as SQL: the
     claim's changes, attempts + 1, the lease from the claim or the type, the n-th token, the
-    ``claimed`` event with the attempt), returning them (``first``: the settings, $1-$3)."""
-    where, order, args = _claim_where(query)
-    params = _Params()
-    params.args.extend([*first, *args])
-    sets = [
-        f'"{column}" = {params.add(naive(value), _COLUMN_TYPES[column])}'
-        for column, value in encode_changes(ahead.changes).items()
-    ]
-    lease = params.add(ahead.lease_seconds, "integer")
-    tokens = params.add(list(ahead.tokens), "varchar[]")
+    ``claimed`` event with the attempt), returning them (``first``: the settings, $1-$3). Its text
+    is built once per shape (`_claim_ahead_text`), as `_ahead_sql`'s."""
+    claim_shape, claim_args = _claim_args(query)
+    changes = encode_changes(ahead.changes)
+    event = ahead.event
+    args = [*first, *claim_args, *(naive(value) for value in changes.values())]
+    args += [ahead.lease_seconds, list(ahead.tokens)]
+    if event is not None:
+        args += [event.event.value, event.worker_id, event.message]
+    shape = (len(first) + len(claim_args), claim_shape, tuple(changes), event is not None)
+    return _claim_ahead_text(shape), args
+
+
+@functools.lru_cache(maxsize=256)
+def _claim_ahead_text(shape: tuple[int, _ClaimShape, tuple[str, ...], bool]) -> str:
+    """The SQL of `_claim_ahead_sql` for one shape (parameters before, claim, changed columns,
+    whether a history event is written); placeholders numbered in its parameters' order."""
+    before, claim_shape, changed, evented = shape
+    where, order = _claim_where_text(claim_shape)
+    params = _Placeholders(before)
+    sets = [f'"{column}" = {params.next(_COLUMN_TYPES[column])}' for column in changed]
+    lease = params.next("integer")
+    tokens = params.next("varchar[]")
     sets += [
         '"attempts" = tasks.attempts + 1',
         f'"lease_expires_at" = $4::timestamp'
@@ -337,19 +413,14 @@ def _claim_ahead_sql(query: ClaimQuery, ahead: ClaimAhead, first: list[Any]) -> 
         " WHERE tasks.id = numbered.id AND task_types.id = tasks.type_id"
         f" RETURNING {_TASK_COLUMNS}, tasks.id AS claimed_id, tasks.attempts AS claimed_attempt)"
     )
-    event = ahead.event
-    if event is not None:
-        values = [
-            params.add(event.event.value, "varchar"),
-            params.add(event.worker_id, "varchar"),
-            params.add(event.message, "text"),
-        ]
+    if evented:
+        values = [params.next("varchar"), params.next("varchar"), params.next("text")]
         sql += (
             f", history AS (INSERT INTO task_history ({', '.join(_HISTORY_COLUMNS)})"
             f" SELECT claimed_id, {', '.join(values)}, '{{\"attempt\":' || claimed_attempt || '}}',"
             " $4::timestamp FROM changed)"
         )
-    return sql + " SELECT * FROM changed", params.args
+    return sql + " SELECT * FROM changed"
 
 
 def _in_order(claimed: list[Task], order: tuple[tuple[str, bool], ...]) -> list[Task]:
