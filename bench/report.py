@@ -198,6 +198,14 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cpu(row: dict[str, Any], prefix: str, middle: str) -> str:
+    """``server / workers-or-load-generator / PostgreSQL`` µs per task of one path, or —."""
+    values = [row.get(f"{prefix}{k}_us_per_task") for k in ("server", middle, "postgres")]
+    if values[0] is None:
+        return "—"
+    return " / ".join(str(v or "—") for v in values) + " µs"
+
+
 def _issue4(figures: dict[str, Any], config: dict[str, Any]) -> list[str]:
     """Issue 4's tables: throughput with CPU per task, long-poll latency bare and via a worker."""
     lines: list[str] = []
@@ -206,28 +214,34 @@ def _issue4(figures: dict[str, Any], config: dict[str, Any]) -> list[str]:
             "",
             f"**End-to-end throughput** (`bench.throughput`: {config['tasks']:,} no-op tasks created with "
             "`POST /tasks/batch`, then processed by 2 worker processes, or by 8 threads doing one claim "
-            "and one complete request per task; `taskmanager serve --workers 2`; CPU per task while the "
-            "workers ran):",
+            "and one complete request per task — over `http.client` (a lean load generator) or over "
+            "`httpx`; `taskmanager serve --workers 2`; CPU per task while the workers ran, as server / "
+            "workers or load generator / PostgreSQL):",
             "",
-            "| database | batch create | worker runtime | single requests | CPU per task, worker runtime "
-            "(server / workers / PostgreSQL) | CPU per task, single requests (server / load generator / "
-            "PostgreSQL) |",
-            "|---|---|---|---|---|---|",
+            "| database | batch create | worker runtime | single requests | single requests, httpx "
+            "| CPU per task: worker runtime | single | single, httpx |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for row in figures["throughput"]:
-            postgres = row.get("postgres_us_per_task") or 0
-            cpu = f"{row['server_us_per_task']} / {row['workers_us_per_task']} / {postgres or '—'} µs"
-            if "single_server_us_per_task" in row:
-                single = [row.get(f"single_{k}_us_per_task") or "—" for k in ("server", "client", "postgres")]
-                cpu += " | " + " / ".join(str(v) for v in single) + " µs"
-            else:
-                cpu += " | —"
             rates = [
-                row[k]
-                for k in ("worker_runtime_create_per_s", "worker_runtime_per_s", "single_requests_per_s")
+                row.get(k)
+                for k in (
+                    "worker_runtime_create_per_s",
+                    "worker_runtime_per_s",
+                    "single_requests_per_s",
+                    "single_requests_httpx_per_s",
+                )
+            ]
+            cpu = [
+                _cpu(row, prefix, middle)
+                for prefix, middle in (("", "workers"), ("single_", "client"), ("single_httpx_", "client"))
             ]
             lines.append(
-                f"| {row['database']} | " + " | ".join(f"{r:,} tasks/s" for r in rates) + f" | {cpu} |"
+                f"| {row['database']} | "
+                + " | ".join("—" if r is None else f"{r:,} tasks/s" for r in rates)
+                + " | "
+                + " | ".join(cpu)
+                + " |"
             )
     if figures.get("long_poll"):
         lines += [

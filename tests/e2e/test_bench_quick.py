@@ -52,9 +52,11 @@ def test_quick_bench_runs_every_system(tmp_path: Path) -> None:
     assert results["raw_pg"]["cycle_per_s"]
     issue4 = results["issue4"]  # the figures bench.throughput and bench.long_poll give alone
     assert [row["database"] for row in issue4["throughput"]] == ["sqlite", "postgresql"]
-    assert all(
-        row["worker_runtime_per_s"] > 0 and row["single_requests_per_s"] > 0 for row in issue4["throughput"]
-    )
+    for row in issue4["throughput"]:
+        rates = ("worker_runtime_per_s", "single_requests_per_s", "single_requests_httpx_per_s")
+        assert all(row[rate] > 0 for rate in rates), row
+        assert row["single_client_us_per_task"] > 0
+        assert row["single_httpx_client_us_per_task"] > 0
     assert [row["database"] for row in issue4["long_poll"]] == ["sqlite", "postgresql"]
     assert len(issue4["long_poll_worker"]) == 4
     profile = results["profile"]  # bench.profile's, written beside the results too
