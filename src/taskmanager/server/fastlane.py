@@ -43,7 +43,6 @@ class Lane:
     pattern: re.Pattern[str]
     convertors: dict[str, Convertor[Any]]
     endpoint: Endpoint | None
-    name: str
 
 
 def direct(route: APIRoute) -> bool:
@@ -67,7 +66,7 @@ def lanes(routes: Iterable[BaseRoute]) -> dict[str, list[Lane]]:
         if not isinstance(route, APIRoute):
             raise TypeError(f"the fast lane knows FastAPI routes only, not {route!r}")
         endpoint = route.endpoint if direct(route) else None
-        lane = Lane(route.path_regex, dict(route.param_convertors), endpoint, route.name)
+        lane = Lane(route.path_regex, dict(route.param_convertors), endpoint)
         for method in route.methods or ():
             table.setdefault(method, []).append(lane)
     return table
@@ -98,14 +97,14 @@ class FastLane:
         if root and path.startswith(root):
             path = path[len(root) :]
         hit = self.match(scope["method"], path)
-        if hit is None or hit[0].endpoint is None:
+        endpoint = None if hit is None else hit[0].endpoint
+        if hit is None or endpoint is None:
             await self.app(scope, receive, send)
             return
-        lane, values = hit
-        assert lane.endpoint is not None
+        values = hit[1]
         request = Request({**scope, "path_params": values}, receive)
         try:
-            response = await lane.endpoint(request, **values)
+            response = await endpoint(request, **values)
         except TaskManagerError as exc:
             response = error(exc)
         await response(scope, receive, send)
