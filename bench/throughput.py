@@ -19,11 +19,14 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -57,16 +60,29 @@ def _completed(client: httpx.Client) -> int:
     return int(data["total"])
 
 
+def _wait_completed(client: httpx.Client, tasks: int, done: int, since: float) -> None:
+    """Until ``tasks`` are completed (``done`` were at ``since``). Each count costs the server ~3 ms
+    of CPU, so it asks rarely while the end is far and often near it: it sleeps half the time the
+    rate so far says the rest needs (5-200 ms), ending within ~5 ms of the last completion."""
+    start_done, start_time = done, since
+    while done < tasks:
+        rate = (done - start_done) / max(time.time() - start_time, 1e-3)
+        time.sleep(min(0.2, max(0.005, (tasks - done) / rate / 2 if rate > 0 else 0.05)))
+        done = _completed(client)
+
+
 def worker_runtime(
     base: str, tasks: int, processes: int, concurrency: int = 100, cpu: dict[str, float] | None = None
 ) -> float:
     """Tasks per second processed by ``processes`` worker processes; ``cpu`` (when given) gets the
     CPU microseconds per task spent by the server, the workers and PostgreSQL meanwhile."""
+    ready = Path(tempfile.mkdtemp(prefix="bench-ready-"))
     env = {
         **os.environ,
         "TASKMANAGER_API_URL": base,
         "TASKMANAGER_API_KEY": KEY,
         "BENCH_CONCURRENCY": str(concurrency),
+        "BENCH_READY_DIR": str(ready),
     }
     server_pid, url = SERVERS[base]
     procs = [
@@ -79,23 +95,29 @@ def worker_runtime(
         for _ in range(processes)
     ]
     try:
-        # Timed from the first completion, so the workers' start (imports, registering the
-        # type) is left out: the rate is the steady processing rate.
+        # Timed from the moment every worker process is past its imports (each leaves a file in
+        # BENCH_READY_DIR; the first to start may be working already), so neither process's
+        # start-up is in the rate: it is the steady rate of all of them, to the last completion.
+        # (A run too small to outlast the start-up is timed from the first process's.)
         with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
-            while (first := _completed(client)) == 0:
+            done = 0
+            while len(list(ready.iterdir())) < processes and done < tasks:
                 time.sleep(0.01)
-            started = time.perf_counter()
+                done = _completed(client)
+            first, started = _completed(client), time.time()
+            whole = first < tasks
+            if not whole:
+                first, started = 0, min(stamp.stat().st_mtime for stamp in ready.iterdir())
             groups = {
                 "server": process_tree(server_pid),
                 "workers": [p.pid for p in procs],
                 "postgres": database_processes(url),
             }
             at_start = {name: cpu_by_process(pids) for name, pids in groups.items()}
-            while _completed(client) < tasks:
-                time.sleep(0.05)
-        elapsed = time.perf_counter() - started
+            _wait_completed(client, tasks, first, started)
+        elapsed = time.time() - started
         timed = tasks - first
-        if cpu is not None:
+        if cpu is not None and whole:
             for name, pids in groups.items():
                 cpu[f"{name}_us_per_task"] = round(cpu_used(at_start[name], pids) / timed * 1e6)
         return timed / elapsed
@@ -104,6 +126,7 @@ def worker_runtime(
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
             proc.wait(timeout=60)
+        shutil.rmtree(ready, ignore_errors=True)
 
 
 def _stdlib_loop(base: str, n: int) -> None:
