@@ -102,6 +102,8 @@ def worker_runtime(
         with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
             done = 0
             while len(list(ready.iterdir())) < processes and done < tasks:
+                if any(proc.poll() is not None for proc in procs):
+                    raise RuntimeError("a worker process exited before it was up")
                 time.sleep(0.01)
                 done = _completed(client)
             first, started = _completed(client), time.time()
