@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taskmanager.errors import TaskManagerError
 from taskmanager.server.envelope import error
+from taskmanager.server.middleware import route_path
 
 Endpoint = Callable[..., Awaitable[Response]]
 
@@ -92,11 +93,7 @@ class FastLane:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        hit = self.match(scope["method"], path)
+        hit = self.match(scope["method"], route_path(scope))
         endpoint = None if hit is None else hit[0].endpoint
         if hit is None or endpoint is None:
             await self.app(scope, receive, send)

@@ -50,6 +50,14 @@ def api_path(path: str) -> str:
     return API_PREFIX + (path if path != "/" else "")
 
 
+def route_path(scope: Scope) -> str:
+    """The request's path below its root path: under a sub-path mount (``root_path``, e.g.
+    Passenger's base URI) only the part after it names a route."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 class EdgeMiddleware:
     def __init__(
         self,
@@ -86,11 +94,7 @@ class EdgeMiddleware:
             return
         incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex[:16]
-        # Under a sub-path mount (root_path, e.g. Passenger's base URI) only the part after it
-        # is the API path.
-        root = scope.get("root_path", "")
-        inner = scope["path"][len(root) :] if root and scope["path"].startswith(root) else scope["path"]
-        path = root + api_path(inner)
+        path = scope.get("root_path", "") + api_path(route_path(scope))
         late: list[tuple[bytes, bytes]] = []
         scope = {
             **scope,
