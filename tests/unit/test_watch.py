@@ -93,6 +93,17 @@ async def test_a_create_made_while_nobody_waited_wakes_the_next_claimer(watched:
     assert watched.wakes == 1
 
 
+async def test_a_create_before_the_first_claimer_ever_waits_wakes_it(watched: Watched) -> None:
+    """No claimer has waited since the start (the watcher has slept all along); a create made
+    then — after the first claimer's own claim found nothing, before it began to wait — still
+    wakes it: the watcher's first look, at the start, is what it compares with."""
+    assert await asyncio.to_thread(watched.watcher._asleep.wait, 5)
+    watched.commit("INSERT INTO tasks (n) VALUES (0)")
+    watched.waiting.set()
+    await watched.woken_up()
+    assert watched.wakes == 1
+
+
 async def test_a_file_that_cannot_be_opened_leaves_claimers_re_checking(tmp_path: Path) -> None:
     watcher = SqliteWatcher(str(tmp_path / "no-such-dir" / "x.db"), lambda: None, threading.Event())
     await watcher.start()  # returns: the watcher gave up, it does not hang the start-up

@@ -32,9 +32,12 @@ log = logging.getLogger("taskmanager.store")
 
 #: Seconds between two looks at ``PRAGMA data_version`` (the cross-process wake-up delay).
 WATCH_INTERVAL = 0.01
-#: Seconds ``start`` waits for the watcher's connection (a locked file may delay it).
+#: Seconds ``start`` waits for the watcher's connection and first look (a locked file may delay
+#: them).
 START_TIMEOUT = 5.0
 _UNSEEN = object()  # the newest task id before the first look (None is an empty table's)
+#: What a look saw: ``PRAGMA data_version`` and the newest task id.
+_Seen = tuple[int | None, object]
 
 
 class SqliteWatcher:
@@ -46,7 +49,7 @@ class SqliteWatcher:
         self._on_work = on_work
         self._waiting = waiting
         self._stop = threading.Event()
-        self._ready = threading.Event()  # the connection is open (or cannot be)
+        self._ready = threading.Event()  # the first look is taken (or cannot be)
         self._looked = threading.Event()  # set after every look (a test clears it to await one)
         self._asleep = threading.Event()  # set while it sleeps for want of a waiting claimer
         self._thread: threading.Thread | None = None
@@ -76,15 +79,34 @@ class SqliteWatcher:
             log.warning("cannot watch %s for new tasks: %s", self._path, exc)
             self._ready.set()
             return
-        self._ready.set()
         try:
-            self._watch(conn, loop)
+            # The first look, before start returns, whether or not a claimer waits: it is what
+            # later looks compare with, so a create from then on wakes the first claimer to wait
+            # (were it taken only then, a create just before that wait would be the baseline).
+            seen = self._look(conn, loop, (None, _UNSEEN))
+            self._ready.set()
+            self._watch(conn, loop, seen)
         finally:
+            self._ready.set()
             conn.close()
 
-    def _watch(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
-        version: int | None = None
-        newest: object = _UNSEEN
+    def _look(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop, seen: _Seen) -> _Seen:
+        """One look: wake the claimers if tasks were created since ``seen`` (the data version and
+        newest id of the last look); what this look saw."""
+        version, newest = seen
+        try:
+            (now,) = conn.execute("PRAGMA data_version").fetchone()
+            if now != version:
+                (latest,) = conn.execute("SELECT max(id) FROM tasks").fetchone()
+                if newest is not _UNSEEN and latest != newest:
+                    with contextlib.suppress(RuntimeError):  # the loop closed under us
+                        loop.call_soon_threadsafe(self._on_work)
+                return now, latest
+        except sqlite3.Error as exc:  # busy, or not migrated yet: look again next time
+            log.debug("sqlite watcher: %s", exc)
+        return seen
+
+    def _watch(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop, seen: _Seen) -> None:
         while not self._stop.is_set():
             if not self._waiting.is_set():
                 # Nobody to wake. Looks resume from the last ones seen, so a create made
@@ -93,15 +115,6 @@ class SqliteWatcher:
                 self._waiting.wait()
                 self._asleep.clear()
                 continue
-            try:
-                (now,) = conn.execute("PRAGMA data_version").fetchone()
-                if now != version:
-                    (latest,) = conn.execute("SELECT max(id) FROM tasks").fetchone()
-                    if newest is not _UNSEEN and latest != newest:
-                        with contextlib.suppress(RuntimeError):  # the loop closed under us
-                            loop.call_soon_threadsafe(self._on_work)
-                    version, newest = now, latest
-            except sqlite3.Error as exc:  # busy, or not migrated yet: look again next time
-                log.debug("sqlite watcher: %s", exc)
+            seen = self._look(conn, loop, seen)
             self._looked.set()
             self._stop.wait(WATCH_INTERVAL)
