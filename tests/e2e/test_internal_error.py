@@ -52,3 +52,24 @@ def test_unexpected_error_is_a_bare_500_logged_with_the_request_id(
     assert logged, "the failure is logged with the request id"
     assert logged[0].exc_info is not None
     assert SECRET in str(logged[0].exc_info[1])
+
+
+def test_unexpected_error_behind_the_fast_lane_is_the_same_500(caplog: pytest.LogCaptureFixture) -> None:
+    """A route FastAPI serves itself (query parameters): its server-error middleware answers with
+    the envelope, and the edge logs the error once, with the request id."""
+    app = create_app(Settings(api_key=None), store=ExplodingStore())  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, logger="taskmanager.server"), RunningServer(app) as server:
+        response = httpx.get(
+            f"{server.url}/api/tasks", params={"status": "pending"}, headers={"X-Request-ID": "req-456"}
+        )
+
+    assert response.status_code == 500
+    body = response.json()
+    assert body["code"] == "internal"
+    assert body["error"] == body["message"] == "Internal server error"
+    assert "secret" not in response.text.lower()
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-request-id"] == "req-456"
+    logged = [r for r in caplog.records if "req-456" in r.getMessage()]
+    assert len(logged) == 1
+    assert SECRET in str(logged[0].exc_info[1])  # type: ignore[index]

@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taskmanager import __version__, models
 from taskmanager.engine.access import KeyService
@@ -20,7 +21,7 @@ from taskmanager.engine.clock import Clock, SystemClock
 from taskmanager.engine.keys import KeyStore
 from taskmanager.engine.service import TaskService
 from taskmanager.engine.store import Store
-from taskmanager.errors import NotFound, TaskManagerError, ValidationFailed
+from taskmanager.errors import InternalError, NotFound, TaskManagerError, ValidationFailed
 from taskmanager.server.auth import Authenticator
 from taskmanager.server.docs import add_body_schemas
 from taskmanager.server.envelope import error
@@ -45,6 +46,34 @@ Every response is an envelope: `{"success": true, "message", "data", "timestamp"
 """
 
 
+class TaskManagerAPI(FastAPI):
+    """FastAPI behind TaskManager's own front door.
+
+    Every HTTP request meets ``front`` first — the edge middleware, then the fast lane (ADR 0010)
+    — and only what the lane does not answer goes on to FastAPI's own stack (its server-error,
+    telemetry and body-limit middleware, the exception handlers, the router). Added as ordinary
+    middleware, the two would sit inside that stack, whose outer layers cost every request ~6 % of
+    its CPU (docs/performance.md) and do nothing here: the edge already turns an unexpected error
+    into the 500 envelope, and bodies are limited at the edge. Lifespan and anything else not HTTP
+    go to FastAPI as they are.
+    """
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.front is None:
+            await super().__call__(scope, receive, send)
+            return
+        if self.root_path:
+            scope["root_path"] = self.root_path
+        scope["app"] = self  # what Starlette sets for ``request.app``
+        await self.front(scope, receive, send)
+
+    async def behind(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """FastAPI's own handling of a request the fast lane passed on."""
+        await super().__call__(scope, receive, send)
+
+
 def _on_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TaskManagerError)
     return error(exc)
@@ -57,6 +86,12 @@ def _on_http_error(_request: Request, exc: Exception) -> Response:
     return error(NotFound("Endpoint not found") if exc.status_code == 404 else TaskManagerError())
 
 
+def _on_crash(_request: Request, _exc: Exception) -> Response:
+    """The envelope FastAPI's server-error middleware sends for an error no handler took; it then
+    raises the error again, and the edge logs it (the response has started, so it sends none)."""
+    return error(InternalError())
+
+
 def _on_validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     details = [f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in exc.errors()]
@@ -65,7 +100,7 @@ def _on_validation_error(_request: Request, exc: Exception) -> Response:
 
 def create_app(
     settings: Settings | None = None, *, store: Store | None = None, clock: Clock | None = None
-) -> FastAPI:
+) -> TaskManagerAPI:
     """Build the application. ``store`` and ``clock`` may be injected (tests, embedding)."""
     settings = settings or Settings()
     owned = store is None
@@ -92,7 +127,7 @@ def create_app(
         if owned:
             await active_store.close()
 
-    app = FastAPI(
+    app = TaskManagerAPI(
         title="TaskManager API",
         version=__version__,
         description=DESCRIPTION,
@@ -117,16 +152,15 @@ def create_app(
     app.add_exception_handler(TaskManagerError, _on_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(Exception, _on_crash)
     addresses = AddressPolicy(
         parse_networks(settings.trusted_proxies, "trusted_proxies"),
         parse_networks(settings.allow_ips, "allow_ips"),
         parse_networks(settings.deny_ips, "deny_ips"),
     )
-    # Inside the edge (added first, so it runs after it): the edge's headers, size limit and 500s
-    # cover what the fast lane answers too.
-    app.add_middleware(FastLane, routes=[*router.routes, *key_router.routes])
-    app.add_middleware(
-        EdgeMiddleware,
+    # The edge's headers, size limit and 500s cover what the fast lane answers too.
+    app.front = EdgeMiddleware(
+        FastLane(app.behind, routes=[*router.routes, *key_router.routes]),
         origins=settings.origins(),
         max_body=settings.max_request_bytes,
         addresses=addresses,
@@ -149,6 +183,6 @@ def create_app(
     return app
 
 
-def create_app_from_env() -> FastAPI:
+def create_app_from_env() -> TaskManagerAPI:
     """Factory for ``uvicorn --factory`` and process managers: settings from the environment."""
     return create_app(Settings())
