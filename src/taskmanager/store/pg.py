@@ -26,7 +26,6 @@ matches ``Selects`` so one converter (``rows.task_from_row``) serves both paths.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -52,6 +51,7 @@ from taskmanager.engine.store import (
 from taskmanager.errors import Unavailable
 from taskmanager.store.database import CONNECT_TIMEOUT, DEADLOCK_RETRIES, STATEMENT_TIMEOUT
 from taskmanager.store.operations import WORK_CHANNEL, created, dedupes
+from taskmanager.store.pgpool import ConnectionPool
 from taskmanager.store.rows import (
     Decided,
     decide_all,
@@ -442,69 +442,51 @@ _CONNECTION_ERRORS = (
 )
 
 
-async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
-    """The hot path's connections need no reset on their way back to the pool: its statements
-    take no advisory locks, open no cursors, LISTEN to nothing and SET nothing (the planner
-    settings are the connection's own, from its start). asyncpg's default reset sends a query
-    for all four on every release, one round trip per operation; an open transaction is still
-    rolled back before this is called."""
-
-
 class PgHotPath:
-    """Create, claim and complete on PostgreSQL through an asyncpg pool of their own."""
+    """Create, claim and complete on PostgreSQL through a connection pool of their own."""
 
     def __init__(self, url: URL, defaults: Defaults, pool_size: int) -> None:
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._settings = (defaults.claim_timeout, defaults.retry_delay, defaults.retry_max_delay)
         self._max_attempts = defaults.max_attempts
-        self._pool_size = pool_size
-        self._pool: asyncpg.Pool | None = None
-        self._opening: asyncio.Lock | None = None
+        self._pool = ConnectionPool(self._connect, pool_size, timeout=CONNECT_TIMEOUT)
 
-    async def _get_pool(self) -> asyncpg.Pool:
-        if self._pool is not None:
-            return self._pool
-        self._opening = self._opening or asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    self._dsn,
-                    min_size=0,
-                    max_size=self._pool_size,
-                    timeout=CONNECT_TIMEOUT,
-                    command_timeout=STATEMENT_TIMEOUT,
-                    server_settings=PLANNER_SETTINGS,
-                    reset=_nothing_to_reset,
-                )
-        return self._pool
+    async def _connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            self._dsn,
+            timeout=CONNECT_TIMEOUT,
+            command_timeout=STATEMENT_TIMEOUT,
+            server_settings=PLANNER_SETTINGS,
+        )
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        await self._pool.close()
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; a database that cannot be reached is 503 ``unavailable``."""
+        """A pooled connection; a database that cannot be reached is 503 ``unavailable``.
+
+        An error the database reported for a statement leaves the connection usable (a
+        transaction it was in has been rolled back by then), so it goes back to the pool; after
+        anything else — the connection dropped, the operation cancelled, an error of ours —
+        its state is unknown, and it is closed (the pool opens a fresh one when needed)."""
+        pool = self._pool
         try:
-            pool = await self._get_pool()
-            conn = await pool.acquire(timeout=CONNECT_TIMEOUT)
+            conn = await pool.acquire()
         except _CONNECTION_ERRORS as exc:
             raise Unavailable("Database unavailable") from exc
         try:
             yield conn
         except _CONNECTION_ERRORS as exc:
-            # A connection the database dropped mid-operation can be left in a state no later
-            # request could use: close it (unless the pool already has), and the pool opens a
-            # fresh one.
-            with contextlib.suppress(Exception):
-                conn.terminate()
+            pool.release(conn, discard=True)
             raise Unavailable("Database unavailable") from exc
-        finally:
-            # Releasing resets the connection; on a dropped one that fails after the pool has
-            # closed it. The request's work is done (or failed with its own error) either way.
-            with contextlib.suppress(Exception):
-                await pool.release(conn)
+        except asyncpg.PostgresError:
+            pool.release(conn)
+            raise
+        except BaseException:
+            pool.release(conn, discard=True)
+            raise
+        pool.release(conn)
 
     async def _transaction(self, fn: Callable[[asyncpg.Connection], Awaitable[R]]) -> R:
         """``fn`` in one transaction; run again if PostgreSQL chose it as a deadlock victim."""
