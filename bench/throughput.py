@@ -5,10 +5,10 @@ Two paths, each on SQLite and PostgreSQL, against real ``taskmanager serve`` pro
 * **worker runtime** — ``taskmanager worker`` processes (batch claims with long-poll, batched
   completes): the path a user of the Python SDK gets;
 * **single requests** — threads that claim one task and complete it, one HTTP request each, as
-  PrismQ workers do; measured twice, with a lean load generator (``http.client``: what the server
-  sustains, the target's figure) and with ``httpx`` clients (the Python SDK's transport, which on
-  this machine costs about four times the CPU per request and shares the two cores with the
-  server).
+  PrismQ workers do; measured twice, with a lean load generator (keep-alive HTTP/1.1 over a
+  plain socket: what the server sustains, the target's figure) and with ``httpx`` clients (the
+  Python SDK's transport, which on this machine costs about ten times the CPU per request, on the
+  same two cores as the server).
 
     python -m bench.throughput [--tasks 10000] [--workers 2]
 """
@@ -16,11 +16,11 @@ Two paths, each on SQLite and PostgreSQL, against real ``taskmanager serve`` pro
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -131,29 +131,66 @@ def worker_runtime(
         shutil.rmtree(ready, ignore_errors=True)
 
 
-def _stdlib_loop(base: str, n: int) -> None:
+class _Keepalive:
+    """One keep-alive HTTP/1.1 connection speaking just enough HTTP for this loop: a POST with a
+    JSON body out, the status and a ``Content-Length`` body back (the server sends nothing else:
+    a chunked or unframed reply is refused). About 40 µs of CPU per request here (against a bare
+    ASGI app on uvicorn), against ~150 for ``http.client`` (which parses every header through
+    ``email``) and ~500 for httpx, so on a two-core machine the figure is the server's rather
+    than the load generator's."""
+
+    def __init__(self, base: str) -> None:
+        url = urlsplit(base)
+        self.sock = socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=60)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        fixed = "".join(f"{name}: {value}\r\n" for name, value in HEADERS.items())
+        self.head = f"Host: {url.netloc}\r\n{fixed}Content-Type: application/json\r\n"
+        self.pending = b""
+
+    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        request = f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n"
+        self.sock.sendall(request.encode() + body)
+        data = self.pending
+        while (end := data.find(b"\r\n\r\n")) < 0:
+            data += self._more()
+        lines = data[:end].decode("latin-1").split("\r\n")
+        fields = dict(line.lower().split(":", 1) for line in lines[1:])
+        if "content-length" not in fields:
+            raise RuntimeError(f"a reply without Content-Length: {lines}")
+        stop = end + 4 + int(fields["content-length"])
+        while len(data) < stop:
+            data += self._more()
+        self.pending = data[stop:]
+        return int(lines[0].split(" ", 2)[1]), data[end + 4 : stop]
+
+    def _more(self) -> bytes:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        return chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _lean_loop(base: str, n: int) -> None:
     """Claim one task and complete it, one request each, until none is left — over one keep-alive
-    ``http.client`` connection: a lean client (about 130 µs of CPU per request on this machine
-    against a bare ASGI app, httpx about 510), so the figure is the server's more than the load
-    generator's."""
-    url = urlsplit(base)
-    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=60)
-    headers = {**HEADERS, "Content-Type": "application/json"}
+    connection of the lean client above."""
+    connection = _Keepalive(base)
     worker = f"t{n}"
+    claim = json.dumps({"worker_id": worker}).encode()
     try:
         while True:
-            connection.request("POST", "/api/tasks/claim", json.dumps({"worker_id": worker}), headers)
-            claim = connection.getresponse()
-            data = claim.read()
-            if claim.status == 404:
+            status, data = connection.post("/api/tasks/claim", claim)
+            if status == 404:
                 return
+            if status != 200:
+                raise RuntimeError(f"claim answered {status}")
             task = json.loads(data)["data"]
             body = {"worker_id": worker, "success": True, "lease_token": task["lease_token"]}
-            connection.request("POST", f"/api/tasks/{task['id']}/complete", json.dumps(body), headers)
-            done = connection.getresponse()
-            done.read()
-            if done.status != 200:
-                raise RuntimeError(f"complete answered {done.status}")
+            status, _ = connection.post(f"/api/tasks/{task['id']}/complete", json.dumps(body).encode())
+            if status != 200:
+                raise RuntimeError(f"complete answered {status}")
     finally:
         connection.close()
 
@@ -178,11 +215,11 @@ def _httpx_loop(base: str, n: int) -> None:
 
 
 #: The single-request load generators: the target figure's, and the Python SDK's transport.
-CLIENTS = {"stdlib": _stdlib_loop, "httpx": _httpx_loop}
+CLIENTS = {"lean": _lean_loop, "httpx": _httpx_loop}
 
 
 def single_requests(
-    base: str, tasks: int, threads: int, cpu: dict[str, float] | None = None, client: str = "stdlib"
+    base: str, tasks: int, threads: int, cpu: dict[str, float] | None = None, client: str = "lean"
 ) -> float:
     """Tasks per second claimed and completed by ``threads`` threads of this process, one request
     each, with the ``client`` load generator (`CLIENTS`); ``cpu`` (when given) gets the CPU
@@ -201,7 +238,7 @@ def single_requests(
         list(pool.map(lambda n: loop(base, n), range(threads)))
     elapsed = time.perf_counter() - started
     if cpu is not None:
-        prefix = "single" if client == "stdlib" else f"single_{client}"
+        prefix = "single" if client == "lean" else f"single_{client}"
         for name, pids in groups.items():
             cpu[f"{prefix}_{name}_us_per_task"] = round(cpu_used(at_start[name], pids) / tasks * 1e6)
     return tasks / elapsed
@@ -218,7 +255,7 @@ def measure(kind: str, tasks: int, processes: int, threads: int, concurrency: in
             if path == "worker_runtime":
                 rate = worker_runtime(base, tasks, processes, concurrency, cpu)
             else:
-                client = "httpx" if path.endswith("httpx") else "stdlib"
+                client = "httpx" if path.endswith("httpx") else "lean"
                 rate = single_requests(base, tasks, threads, cpu, client)
             result[f"{path}_per_s"] = round(rate)
             result.update(cpu)
