@@ -214,8 +214,8 @@ def _issue4(figures: dict[str, Any], config: dict[str, Any]) -> list[str]:
             "",
             f"**End-to-end throughput** (`bench.throughput`: {config['tasks']:,} no-op tasks created with "
             "`POST /tasks/batch`, then processed by 2 worker processes, or by 8 threads doing one claim "
-            "and one complete request per task — over `http.client` (a lean load generator) or over "
-            "`httpx`; `taskmanager serve --workers 2`; CPU per task while the workers ran, as server / "
+            "and one complete request per task — over keep-alive sockets (a lean load generator) or "
+            "over `httpx`; `taskmanager serve --workers 2`; CPU per task while the workers ran, as server / "
             "workers or load generator / PostgreSQL):",
             "",
             "| database | batch create | worker runtime | single requests | single requests, httpx "
