@@ -108,9 +108,11 @@ def cpu_by_process(pids: list[int]) -> dict[int, float]:
 
 
 def cpu_used(before: dict[int, float], pids: list[int]) -> float:
-    """CPU seconds the processes of ``before`` used since, counting those still running."""
+    """CPU seconds ``pids`` (those still running) used since ``before`` was taken; one missing
+    from ``before`` — started since, like a database backend a pool opened meanwhile — counts
+    from zero."""
     after = cpu_by_process(pids)
-    return sum(after[pid] - start for pid, start in before.items() if pid in after)
+    return sum(spent - before.get(pid, 0.0) for pid, spent in after.items())
 
 
 @contextlib.contextmanager

@@ -120,6 +120,7 @@ def worker_runtime(
         elapsed = time.time() - started
         timed = tasks - first
         if cpu is not None and whole:
+            groups["postgres"] = database_processes(url)  # with the backends opened meanwhile
             for name, pids in groups.items():
                 cpu[f"{name}_us_per_task"] = round(cpu_used(at_start[name], pids) / timed * 1e6)
         return timed / elapsed
@@ -239,6 +240,7 @@ def single_requests(
     elapsed = time.perf_counter() - started
     if cpu is not None:
         prefix = "single" if client == "lean" else f"single_{client}"
+        groups["postgres"] = database_processes(url)  # with the backends opened meanwhile
         for name, pids in groups.items():
             cpu[f"{prefix}_{name}_us_per_task"] = round(cpu_used(at_start[name], pids) / tasks * 1e6)
     return tasks / elapsed
