@@ -97,10 +97,7 @@ class ConnectionPool:
                 waiter.set_exception(PoolClosed("the connection pool is closed"))
         self._waiters.clear()
         for conn, _ in idle:
-            try:
-                await conn.close(timeout=self._timeout)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-                conn.terminate()
+            await self._close_quietly(conn)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
