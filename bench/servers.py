@@ -115,6 +115,22 @@ def cpu_used(before: dict[int, float], pids: list[int]) -> float:
     return sum(spent - before.get(pid, 0.0) for pid, spent in after.items())
 
 
+class CpuMeter:
+    """The CPU each process group of a measurement spends from now on: the server's process tree
+    (the server at ``base``), the ``others`` named, and the PostgreSQL backends of the server's
+    database — listed again at the end, so those a pool opened meanwhile count too."""
+
+    def __init__(self, base: str, others: dict[str, list[int]]) -> None:
+        server_pid, self.url = SERVERS[base]
+        self.groups = {"server": process_tree(server_pid), **others, "postgres": database_processes(self.url)}
+        self.start = {name: cpu_by_process(pids) for name, pids in self.groups.items()}
+
+    def per_task(self, tasks: int) -> dict[str, int]:
+        """Microseconds of CPU per task each group has spent since the start."""
+        groups = {**self.groups, "postgres": database_processes(self.url)}
+        return {name: round(cpu_used(self.start[name], pids) / tasks * 1e6) for name, pids in groups.items()}
+
+
 @contextlib.contextmanager
 def server(url: str, *, workers: int = 1) -> Iterator[str]:
     """``taskmanager serve`` on a free port; yields its base URL."""

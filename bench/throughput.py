@@ -34,12 +34,8 @@ import httpx
 from bench.servers import (
     HEADERS,
     KEY,
-    SERVERS,
-    cpu_by_process,
-    cpu_used,
+    CpuMeter,
     database,
-    database_processes,
-    process_tree,
     register,
     server,
     tm_worker,
@@ -84,7 +80,6 @@ def worker_runtime(
         "BENCH_CONCURRENCY": str(concurrency),
         "BENCH_READY_DIR": str(ready),
     }
-    server_pid, url = SERVERS[base]
     procs = [
         subprocess.Popen(
             tm_worker("bench.noop_worker:worker"),
@@ -110,19 +105,12 @@ def worker_runtime(
             whole = first < tasks
             if not whole:
                 first, started = 0, min(stamp.stat().st_mtime for stamp in ready.iterdir())
-            groups = {
-                "server": process_tree(server_pid),
-                "workers": [p.pid for p in procs],
-                "postgres": database_processes(url),
-            }
-            at_start = {name: cpu_by_process(pids) for name, pids in groups.items()}
+            meter = CpuMeter(base, {"workers": [p.pid for p in procs]})
             _wait_completed(client, tasks, first, started)
         elapsed = time.time() - started
         timed = tasks - first
         if cpu is not None and whole:
-            groups["postgres"] = database_processes(url)  # with the backends opened meanwhile
-            for name, pids in groups.items():
-                cpu[f"{name}_us_per_task"] = round(cpu_used(at_start[name], pids) / timed * 1e6)
+            cpu.update({f"{name}_us_per_task": spent for name, spent in meter.per_task(timed).items()})
         return timed / elapsed
     finally:
         for proc in procs:
@@ -227,22 +215,14 @@ def single_requests(
     microseconds per task spent meanwhile by the server, this process (the load generator) and
     PostgreSQL."""
     loop = CLIENTS[client]
-    server_pid, url = SERVERS[base]
-    groups = {
-        "server": process_tree(server_pid),
-        "client": [os.getpid()],  # the load generator: these threads' clients
-        "postgres": database_processes(url),
-    }
-    at_start = {name: cpu_by_process(pids) for name, pids in groups.items()}
+    meter = CpuMeter(base, {"client": [os.getpid()]})  # the load generator: these threads' clients
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda n: loop(base, n), range(threads)))
     elapsed = time.perf_counter() - started
     if cpu is not None:
         prefix = "single" if client == "lean" else f"single_{client}"
-        groups["postgres"] = database_processes(url)  # with the backends opened meanwhile
-        for name, pids in groups.items():
-            cpu[f"{prefix}_{name}_us_per_task"] = round(cpu_used(at_start[name], pids) / tasks * 1e6)
+        cpu.update({f"{prefix}_{name}_us_per_task": spent for name, spent in meter.per_task(tasks).items()})
     return tasks / elapsed
 
 
