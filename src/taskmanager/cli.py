@@ -389,6 +389,10 @@ def worker(
     log_format: Annotated[str, typer.Option(help="text or json (one object per line).")] = "text",
 ) -> None:
     """Run a worker: claim tasks of its types and run its handlers until SIGTERM/SIGINT."""
+    from taskmanager.client.config import is_database_url
+
+    if is_database_url(api_url or os.environ.get("TASKMANAGER_API_URL", "")):
+        _require_server("worker with a database URL")  # the embedded engine, in the worker
     from taskmanager.worker.command import run_worker
 
     code = run_worker(

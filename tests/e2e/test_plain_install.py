@@ -136,24 +136,25 @@ def test_the_command_runs_worker_and_version_without_the_server(
 
 
 @pytest.mark.parametrize(
-    ("name", "args"),
+    ("argv", "command"),
     [
-        ("serve", []),
-        ("db upgrade", []),
-        ("db downgrade", ["base"]),
-        ("db current", []),
-        ("keys create", ["ops", "--scope", "admin"]),
-        ("keys list", []),
-        ("keys revoke", ["1"]),
-        ("import-prismq", ["--from", "mysql://nobody@127.0.0.1/none"]),
+        (["serve"], "serve"),
+        (["db", "upgrade"], "db upgrade"),
+        (["db", "downgrade", "base"], "db downgrade"),
+        (["db", "current"], "db current"),
+        (["keys", "create", "ops", "--scope", "admin"], "keys create"),
+        (["keys", "list"], "keys list"),
+        (["keys", "revoke", "1"], "keys revoke"),
+        (["import-prismq", "--from", "mysql://nobody@127.0.0.1/none"], "import-prismq"),
+        (["worker", "app:worker", "--api-url", "sqlite:///queue.db"], "worker with a database URL"),
     ],
 )
 def test_server_commands_name_the_install_command_in_one_line(
-    plain_env: dict[str, str], tmp_path: Path, name: str, args: list[str]
+    plain_env: dict[str, str], tmp_path: Path, argv: list[str], command: str
 ) -> None:
     workdir = tmp_path / "work"
     workdir.mkdir()
-    done = run([TASKMANAGER, *name.split(), *args], plain_env, workdir)
+    done = run([TASKMANAGER, *argv], plain_env, workdir)
     assert (done.returncode, done.stdout) == (1, "")
-    assert done.stderr == f"taskmanager {name} needs the server: {INSTALL_SERVER}\n"
+    assert done.stderr == f"taskmanager {command} needs the server: {INSTALL_SERVER}\n"
     assert list(workdir.iterdir()) == [], "nothing is created"
