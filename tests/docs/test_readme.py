@@ -40,7 +40,12 @@ SETUP_COMMANDS = [
 #: The install table: what each form of ``pip install`` in a checkout gives.
 INSTALL_FORMS = ["pip install .", "pip install '.[server]'", "pip install '.[all]'", "pip install '.[dev]'"]
 #: Every page whose commands a reader copies.
-DOCUMENTED = [README, *sorted((ROOT / "docs").rglob("*.md")), ROOT / "scripts" / "test.sh"]
+DOCUMENTED = [
+    README,
+    *sorted((ROOT / "docs").rglob("*.md")),
+    ROOT / "examples" / "README.md",
+    ROOT / "scripts" / "test.sh",
+]
 SERVER_COMMAND = re.compile(r"taskmanager (serve|db|keys|import-prismq)\b")
 PIP_INSTALL = re.compile(r"pip install ([^`|\n#&]+)")
 START_TIMEOUT = 60.0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from taskmanager._server_extra import INSTALL_SERVER
+from taskmanager._server_extra import INSTALL_SERVER, OPTIONAL_SERVER_MODULES, SERVER_MODULES
 from taskmanager._version import __version__
 from tests.e2e.process import TASKMANAGER
 
@@ -104,6 +104,10 @@ def plain_env(tmp_path: Path) -> dict[str, str]:
 
 def run(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_blocked_modules_are_the_ones_the_command_checks() -> None:
+    assert set(SERVER_STACK) == set(SERVER_MODULES + OPTIONAL_SERVER_MODULES)
 
 
 def test_the_blocker_refuses_the_server_stack(plain_env: dict[str, str], tmp_path: Path) -> None:
