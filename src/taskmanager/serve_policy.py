@@ -25,7 +25,7 @@ class ServePlan:
     migrate_on_start: bool = False
 
 
-def refused(reason: str) -> ServePlan:
+def _refused(reason: str) -> ServePlan:
     return ServePlan(refusal=reason)
 
 
@@ -39,10 +39,10 @@ def plan_serve(
     nothing behind.
     """
     if in_memory and workers > 1:
-        return refused("An in-memory SQLite database cannot be shared by several workers.")
+        return _refused("An in-memory SQLite database cannot be shared by several workers.")
     auth_on = settings.api_key is not None or (not in_memory and stored_keys() > 0)
     if not auth_on and not is_loopback(settings.host) and not settings.allow_open:
-        return refused(
+        return _refused(
             f"Refusing to serve in open mode on {settings.host}: no API key is set. "
             "Set TASKMANAGER_API_KEY, create a key (taskmanager keys create), bind to 127.0.0.1, "
             "or pass --allow-open."
