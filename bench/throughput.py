@@ -7,8 +7,8 @@ Two paths, each on SQLite and PostgreSQL, against real ``taskmanager serve`` pro
 * **single requests** — threads that claim one task and complete it, one HTTP request each, as
   PrismQ workers do; measured twice, with a lean load generator (keep-alive HTTP/1.1 over a
   plain socket: what the server sustains, the target's figure) and with ``httpx`` clients (the
-  Python SDK's transport, which on this machine costs about ten times the CPU per request, on the
-  same two cores as the server).
+  Python SDK's transport, which costs several times the lean one's CPU per request, on the same
+  cores as the server; ADR 0013).
 
     python -m bench.throughput [--tasks 10000] [--workers 2]
 """
@@ -57,9 +57,9 @@ def _completed(client: httpx.Client) -> int:
 
 
 def _wait_completed(client: httpx.Client, tasks: int, done: int, since: float) -> None:
-    """Until ``tasks`` are completed (``done`` were at ``since``). Each count costs the server ~3 ms
-    of CPU, so it asks rarely while the end is far and often near it: it sleeps half the time the
-    rate so far says the rest needs (5-200 ms), ending within ~5 ms of the last completion."""
+    """Until ``tasks`` are completed (``done`` were at ``since``). A count is a query the server
+    pays for, so it asks rarely while the end is far and often near it: it sleeps half the time the
+    rate so far says the rest needs (5-200 ms), so it ends within 5 ms of the last completion."""
     start_done, start_time = done, since
     while done < tasks:
         rate = (done - start_done) / max(time.time() - start_time, 1e-3)
@@ -123,10 +123,9 @@ def worker_runtime(
 class _Keepalive:
     """One keep-alive HTTP/1.1 connection speaking just enough HTTP for this loop: a POST with a
     JSON body out, the status and a ``Content-Length`` body back (the server sends nothing else:
-    a chunked or unframed reply is refused). About 40 µs of CPU per request here (against a bare
-    ASGI app on uvicorn), against ~150 for ``http.client`` (which parses every header through
-    ``email``) and ~500 for httpx, so on a two-core machine the figure is the server's rather
-    than the load generator's."""
+    a chunked or unframed reply is refused). It costs a fraction of the CPU per request of
+    ``http.client`` (which parses every header through ``email``) or httpx, so on a machine of a
+    few cores the figure is the server's rather than the load generator's (ADR 0013)."""
 
     def __init__(self, base: str) -> None:
         url = urlsplit(base)

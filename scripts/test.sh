@@ -10,6 +10,9 @@ if [ ! -x .venv/bin/python ]; then
   "${PYTHON:-python3}" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
+# Before 0.2.0 the distribution was called taskmanager: uninstall such an install first, or it and
+# taskmanager-queue would both own the taskmanager command (and removing one would remove it).
+.venv/bin/python -m pip uninstall --quiet --yes taskmanager 2>/dev/null || true
 .venv/bin/python -m pip install --quiet -e '.[dev]'
 
 echo "== ruff";          .venv/bin/ruff check src tests bench examples

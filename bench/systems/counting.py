@@ -4,8 +4,8 @@ Every benchmark handler — TaskManager's, Celery's, RQ's, Dramatiq's, procrasti
 ``hit(created)`` once. ``hit`` only takes a lock and updates four numbers in memory; a daemon
 thread in each worker process flushes them to Redis every ``FLUSH_SECONDS`` (one pipelined
 round trip: ``INCRBY`` the count, keep the process's first and last handler time, push the
-latency samples). So counting costs each task well under a microsecond of the worker's time and
-one Redis round trip per process per 10 ms, whatever the task rate.
+latency samples). So counting costs each task a lock and four additions in the worker, and one
+Redis round trip per process per ``FLUSH_SECONDS``, whatever the task rate.
 
 The harness then computes a processing rate as ``count / (last handler time - first handler
 time)`` over all processes: worker start-up (which differs from one system to another by

@@ -5,8 +5,7 @@ The Python client and the worker runtime are importable from here::
     from taskmanager import TaskManagerClient, AsyncTaskManagerClient, Worker, TaskContext
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
+from taskmanager._version import __version__
 from taskmanager.client import (
     APIError,
     AsyncTaskManagerClient,
@@ -33,11 +32,6 @@ from taskmanager.client import (
     ValidationError,
 )
 from taskmanager.worker import TaskCancelled, TaskContext, Worker
-
-try:
-    __version__ = version("taskmanager")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0"
 
 __all__ = [
     "APIError",

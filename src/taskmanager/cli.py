@@ -1,4 +1,8 @@
-"""The ``taskmanager`` command: serve, worker, db upgrade|downgrade|current, import-prismq, version."""
+"""The ``taskmanager`` command: serve, worker, db upgrade|downgrade|current, keys, import-prismq, version.
+
+``worker`` and ``version`` need only a plain install; the commands that run the server or open a
+database need the ``[server]`` extra, and say so in one line when it is missing.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from taskmanager import __version__
-from taskmanager.settings import Settings, is_loopback
+from taskmanager._server_extra import INSTALL_SERVER, missing_server_module
+from taskmanager._version import __version__
 
 if TYPE_CHECKING:
     from taskmanager.engine.access import KeyService
     from taskmanager.engine.replies import Reply
+    from taskmanager.settings import Settings
     from taskmanager.store import Database
 
 app = typer.Typer(
@@ -41,8 +46,17 @@ DatabaseOption = Annotated[
 
 
 def _settings(**overrides: object) -> Settings:
+    from taskmanager.settings import Settings
+
     given = {k: v for k, v in overrides.items() if v is not None}
     return Settings(**given)  # type: ignore[arg-type]
+
+
+def _require_server(command: str) -> None:
+    """Exit 1 with one line naming the install command when the server extra is missing."""
+    if missing_server_module() is not None:
+        typer.echo(f"taskmanager {command} needs the server: {INSTALL_SERVER}", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -108,6 +122,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the API server (migrating the database first)."""
+    _require_server("serve")
     settings = _settings(
         host=host,
         port=port,
@@ -128,46 +143,34 @@ def serve(
         allow_ips=allow_ips,
         deny_ips=deny_ips,
     )
-    from taskmanager.store import display_url, open_store
+    from taskmanager.serve_policy import plan_serve
+    from taskmanager.store import display_url
     from taskmanager.store.database import is_memory
     from taskmanager.store.keys import stored_key_count
     from taskmanager.store.migrate import upgrade
 
-    async def migrate() -> None:
-        store = open_store(settings.database_url, pool_size=1)
-        try:
-            await upgrade(store.db)
-        finally:
-            await store.close()
-
-    memory = is_memory(settings.database_url)
-    if memory and workers > 1:
-        console.print("[red]An in-memory SQLite database cannot be shared by several workers.[/red]")
+    plan = plan_serve(
+        settings,
+        workers=workers,
+        in_memory=is_memory(settings.database_url),
+        stored_keys=lambda: stored_key_count(settings.database_url),
+    )
+    if plan.refusal is not None:
+        console.print(f"[red]{plan.refusal}[/red]")
         raise typer.Exit(2)
-    # Stored keys turn auth on too; they are counted without creating the database, so a
-    # server that refuses to start leaves nothing behind.
-    stored_keys = 0 if memory or settings.api_key else stored_key_count(settings.database_url)
-    auth_on = settings.api_key is not None or stored_keys > 0
-    if not auth_on and not is_loopback(settings.host) and not settings.allow_open:
-        console.print(
-            f"[red]Refusing to serve in open mode on {settings.host}:[/red] no API key is set. "
-            "Set TASKMANAGER_API_KEY, create a key (taskmanager keys create), bind to 127.0.0.1, "
-            "or pass --allow-open."
-        )
-        raise typer.Exit(2)
-    if not memory:  # an in-memory database lives in the server process: it migrates there
-        asyncio.run(migrate())
-    # Worker processes read their settings from the environment, already migrated.
+    if plan.migrate_first:
+        asyncio.run(_on_store(settings.database_url, upgrade))
+    # Worker processes read their settings from the environment.
     env = {
         f"TASKMANAGER_{name.upper()}": str(value)
         for name, value in settings.model_dump().items()
         if value is not None
     }
-    env["TASKMANAGER_MIGRATE_ON_START"] = str(memory).lower()
+    env["TASKMANAGER_MIGRATE_ON_START"] = str(plan.migrate_on_start).lower()
     os.environ.update(env)
     console.print(f"TaskManager {__version__} listening on http://{settings.host}:{settings.port}")
     console.print(f"  database: {display_url(settings.database_url)}")
-    console.print(f"  auth: {'on (API key required)' if auth_on else 'OFF (open mode)'}")
+    console.print(f"  auth: {'on (API key required)' if plan.auth_on else 'OFF (open mode)'}")
     limits = f"{settings.rate_limit}/min per key" if settings.rate_limit else "per key only"
     shared = " (shared through Redis)" if settings.redis_url else ""
     console.print(f"  rate limits: {limits}{shared}")
@@ -212,6 +215,7 @@ def db_upgrade(
     database_url: DatabaseOption = None,
 ) -> None:
     """Migrate the schema up to REVISION (default: the latest)."""
+    _require_server("db upgrade")
     from taskmanager.store.migrate import upgrade
 
     found = asyncio.run(_on_store(database_url, lambda db: upgrade(db, revision)))
@@ -224,6 +228,7 @@ def db_downgrade(
     database_url: DatabaseOption = None,
 ) -> None:
     """Roll the schema back to REVISION (``base`` drops every table)."""
+    _require_server("db downgrade")
     from taskmanager.store.migrate import downgrade
 
     found = asyncio.run(_on_store(database_url, lambda db: downgrade(db, revision)))
@@ -233,6 +238,7 @@ def db_downgrade(
 @db_app.command("current")
 def db_current(database_url: DatabaseOption = None) -> None:
     """Print the database's schema revision and the latest one."""
+    _require_server("db current")
     from taskmanager.store.migrate import head_revision
 
     found = asyncio.run(_on_store(database_url, _nothing))
@@ -278,6 +284,7 @@ def keys_create(
     database_url: DatabaseOption = None,
 ) -> None:
     """Create a key and print it once (to stdout; nothing else goes there)."""
+    _require_server("keys create")
     from taskmanager import models
     from taskmanager.errors import TaskManagerError
 
@@ -297,6 +304,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(database_url: DatabaseOption = None) -> None:
     """List keys (id, prefix, state, name, scopes, limit, last use); never their secrets."""
+    _require_server("keys list")
     reply = asyncio.run(_with_keys(database_url, lambda keys: keys.list()))
     for key in reply.data["items"]:
         typer.echo(_key_line(key))
@@ -310,6 +318,7 @@ def keys_revoke(
     database_url: DatabaseOption = None,
 ) -> None:
     """Revoke a key: servers stop accepting it within their key cache time (5 s by default)."""
+    _require_server("keys revoke")
     from taskmanager.errors import NotFound
 
     try:
@@ -335,11 +344,12 @@ def import_prismq(
     ] = False,
 ) -> None:
     """Copy a PrismQ database's task types and tasks (ids kept) into this one, migrated first."""
+    _require_server("import-prismq")
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     from taskmanager.errors import Unavailable
-    from taskmanager.store.prismq import IdsTaken, ImportOptions, ImportRefused, PrismqImportError
-    from taskmanager.store.prismq import import_prismq as run_import
+    from taskmanager.prismq import IdsTaken, ImportOptions, ImportRefused, PrismqImportError
+    from taskmanager.prismq import import_prismq as run_import
 
     try:
         zone = ZoneInfo(source_timezone)
@@ -379,6 +389,10 @@ def worker(
     log_format: Annotated[str, typer.Option(help="text or json (one object per line).")] = "text",
 ) -> None:
     """Run a worker: claim tasks of its types and run its handlers until SIGTERM/SIGINT."""
+    from taskmanager.client.config import is_database_url
+
+    if is_database_url(api_url or os.environ.get("TASKMANAGER_API_URL", "")):
+        _require_server("worker with a database URL")  # the embedded engine, in the worker
     from taskmanager.worker.command import run_worker
 
     code = run_worker(

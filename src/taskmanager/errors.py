@@ -17,8 +17,10 @@ The tree::
     ├── Unavailable                  503 unavailable        the database cannot be reached
     └── InternalError                500 internal           anything unexpected (never leaks internals)
 
-The engine raises these; the server turns them into the error envelope of API.md A.1 and the
-client raises its own subclasses, so ``code`` and ``status`` mean the same on both sides.
+The engine raises these; the server turns them into the error envelope (docs/reference/api.md,
+Conventions) and the client raises its own subclasses, so ``code`` and ``status`` mean the same
+on both sides. The PrismQ importer's errors (``taskmanager.prismq.errors``: ``PrismqImportError``,
+``ImportRefused``, ``IdsTaken``) are under the same root; they stop a command, not a request.
 """
 
 from __future__ import annotations

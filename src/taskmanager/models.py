@@ -1,7 +1,8 @@
 """Wire models shared by the server and the client: request bodies and response shapes. No I/O.
 
 Request models are parsed with :func:`parse_body`, which turns pydantic's errors into the
-messages of API.md (``details`` entries of the form ``"<field>: <problem>"``).
+messages of the API reference, docs/reference/api.md (``details`` entries of the form
+``"<field>: <problem>"``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Server settings, read once at the edge from ``TASKMANAGER_*`` variables or CLI flags (API.md C)."""
+"""Server settings, read once at the edge from ``TASKMANAGER_*`` variables or CLI flags.
+
+The table of them, with their defaults, is docs/reference/configuration.md.
+"""
 
 from __future__ import annotations
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
 import time
+from importlib.metadata import metadata
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 
+from taskmanager._version import DISTRIBUTION
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,9 +34,20 @@ DOC_ADDRESS = "127.0.0.1:8000"
 #: How the docs call the installed command (README set-up installs into ./.venv).
 DOC_COMMAND = ".venv/bin/taskmanager"
 SETUP_COMMANDS = [
-    "python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/taskmanager serve",
+    "python3 -m venv .venv && .venv/bin/pip install '.[server]' && .venv/bin/taskmanager serve",
     "bash scripts/test.sh",
 ]
+#: The install table: what each form of ``pip install`` in a checkout gives.
+INSTALL_FORMS = ["pip install .", "pip install '.[server]'", "pip install '.[all]'", "pip install '.[dev]'"]
+#: Every page whose commands a reader copies.
+DOCUMENTED = [
+    README,
+    *sorted((ROOT / "docs").rglob("*.md")),
+    ROOT / "examples" / "README.md",
+    ROOT / "scripts" / "test.sh",
+]
+SERVER_COMMAND = re.compile(r"taskmanager (serve|db|keys|import-prismq)\b")
+PIP_INSTALL = re.compile(r"pip install ([^`|\n#&]+)")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 BLOCK_TIMEOUT = 60.0
@@ -148,6 +162,50 @@ def run_block(block: str, *, port: int, cwd: Path) -> str:
 def test_readme_sets_up_with_exactly_the_two_commands() -> None:
     setup = section(README.read_text(), "Set up on a fresh machine")
     assert [block.strip() for block in code_blocks(setup)] == SETUP_COMMANDS
+
+
+def test_readme_install_table_gives_each_extra_once() -> None:
+    table = section(README.read_text(), "What to install where")
+    assert re.findall(r"^\| `(pip install [^`]+)` \|", table, flags=re.MULTILINE) == INSTALL_FORMS
+    assert f"`{DISTRIBUTION}`" in table
+
+
+def documented_installs() -> list[tuple[str, str]]:
+    """Every ``pip install ...`` argument list written in the docs, with the page it is on."""
+    return [
+        (page.name, found.strip()) for page in DOCUMENTED for found in PIP_INSTALL.findall(page.read_text())
+    ]
+
+
+def test_every_documented_install_names_this_checkout_and_real_extras() -> None:
+    """``pip install taskmanager`` would install another project: the docs install the checkout,
+    with extras the distribution declares."""
+    extras = set(metadata(DISTRIBUTION).get_all("Provides-Extra") or [])
+    assert extras == {"server", "all", "dev"}
+    installs = documented_installs()
+    assert len(installs) >= 8, installs
+    for page, arguments in installs:
+        for word in shlex.split(arguments):
+            if word.startswith("-") or word.startswith("$"):
+                continue  # an option, or a shell variable in a script
+            assert word != "taskmanager", f"{page}: pip install {arguments}"
+            if word.startswith("."):
+                named = re.fullmatch(r"\.(?:\[([a-z,]+)\])?", word)
+                assert named is not None, f"{page}: pip install {arguments}"
+                assert set(filter(None, (named.group(1) or "").split(","))) <= extras, page
+
+
+def test_documented_installs_before_a_server_command_install_the_server() -> None:
+    """A block (or inline command) that installs and then runs the server installs the extra:
+    a plain ``pip install .`` has no server."""
+    checked = 0
+    for page in DOCUMENTED:
+        text = page.read_text()
+        for unit in [*code_blocks(text), *re.findall(r"`([^`\n]+)`", text)]:
+            if "pip install" in unit and SERVER_COMMAND.search(unit):
+                checked += 1
+                assert re.search(r"pip install [^\n]*'\.\[(server|all|dev)\]'", unit), f"{page.name}:\n{unit}"
+    assert checked >= 2, "the README's and the deployment guide's installs were not found"
 
 
 def test_readme_walkthrough_runs_verbatim(tmp_path: Path) -> None:

@@ -461,3 +461,17 @@ def test_refuses_a_database_that_is_not_prismq(fresh: Callable[[str], TestDataba
         assert "Not a PrismQ database" in result.stderr
     finally:
         _drop(source)
+
+
+def test_the_importer_is_a_package_whose_errors_share_the_one_root() -> None:
+    """``taskmanager.prismq``'s errors are ``TaskManagerError``s, most specific last."""
+    import taskmanager.prismq as prismq
+    from taskmanager.errors import TaskManagerError
+
+    assert issubclass(prismq.IdsTaken, prismq.ImportRefused)
+    assert issubclass(prismq.ImportRefused, prismq.PrismqImportError)
+    assert issubclass(prismq.PrismqImportError, TaskManagerError)
+    codes = {error.code for error in (prismq.IdsTaken, prismq.ImportRefused, prismq.PrismqImportError)}
+    assert len(codes) == 3
+    assert str(prismq.IdsTaken("ids 1, 2 taken")) == "ids 1, 2 taken"
+    assert all(hasattr(prismq, name) for name in prismq.__all__)

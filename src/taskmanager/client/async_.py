@@ -12,6 +12,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 
+from taskmanager._server_extra import embedded_needs_server, is_server_module
 from taskmanager.client.base import ClientBase
 from taskmanager.client.config import TaskManagerConfig
 from taskmanager.client.core import ClientCore
@@ -72,8 +73,12 @@ class AsyncTaskManagerClient(ClientBase[AsyncTransport]):
 
     def _default_transport(self) -> AsyncTransport:
         if self.config.embedded:
-            from taskmanager.client.embedded import EmbeddedTransport
-
+            try:
+                from taskmanager.client.embedded import EmbeddedTransport
+            except ModuleNotFoundError as exc:
+                if not is_server_module(exc.name):
+                    raise
+                raise embedded_needs_server(exc) from exc
             return EmbeddedTransport(self.config.api_url or "")
         return AsyncHTTPTransport(self.config, self.core.headers())
 

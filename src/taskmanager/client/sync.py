@@ -12,6 +12,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import httpx
 
+from taskmanager._server_extra import embedded_needs_server, is_server_module
 from taskmanager.client.base import ClientBase
 from taskmanager.client.config import TaskManagerConfig
 from taskmanager.client.core import ClientCore
@@ -84,8 +85,12 @@ class TaskManagerClient(ClientBase[SyncTransport]):
 
     def _default_transport(self) -> SyncTransport:
         if self.config.embedded:
-            from taskmanager.client.embedded import SyncEmbeddedTransport
-
+            try:
+                from taskmanager.client.embedded import SyncEmbeddedTransport
+            except ModuleNotFoundError as exc:
+                if not is_server_module(exc.name):
+                    raise
+                raise embedded_needs_server(exc) from exc
             return SyncEmbeddedTransport(self.config.api_url or "")
         return HTTPTransport(self.config, self.core.headers())
 

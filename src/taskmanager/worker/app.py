@@ -95,9 +95,9 @@ class Worker:
     def run(self) -> int:
         """Run until SIGTERM/SIGINT (blocking); the exit code (0, or 1 when tasks were abandoned).
 
-        The event loop is uvloop's where it is installed (it comes with the server's
-        ``uvicorn[standard]``): a worker's own CPU per task is mostly event-loop work — timers,
-        futures and socket calls for every claim, handler and report — which uvloop does in C.
+        The event loop is uvloop's where it is installed (a dependency of the package on CPython
+        outside Windows): a worker's own CPU per task is mostly event-loop work — timers, futures
+        and socket calls for every claim, handler and report — which uvloop does in C.
         """
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(self.run_async(handle_signals=True))

@@ -24,10 +24,10 @@ from taskmanager.worker.reporting import Reporter
 
 log = logging.getLogger("taskmanager.worker")
 
-#: Seconds a claim waits on the server for work (long-poll, API.md B.4): a new task starts at
-#: once, and a stopping worker waits at most this long for the claim in flight to return (it
-#: may hold tasks, so it is never dropped). Short, so shutdown is quick; an idle worker then
-#: sends one claim per this many seconds.
+#: Seconds a claim waits on the server for work (long-poll, the claim's ``wait``): a new task
+#: starts at once, and a stopping worker waits at most this long for the claim in flight to
+#: return (it may hold tasks, so it is never dropped). Short, so shutdown is quick; an idle
+#: worker then sends one claim per this many seconds.
 DEFAULT_CLAIM_WAIT = 2.0
 #: Without long-poll, an empty claim is followed by a sleep this long, doubling each time...
 IDLE_MIN_DELAY = 0.05
