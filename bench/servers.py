@@ -31,7 +31,7 @@ def tm_worker(target: str) -> list[str]:
     """The command running a TaskManager worker as every benchmark does: warnings and errors
     logged, not one line per task — as the side-by-side run starts Celery (``--loglevel
     WARNING``), RQ (``--quiet``) and the server (``--log-level warning``): the line per task is a
-    visible share of a worker's CPU (ADR 0013)."""
+    visible share of a worker's CPU (ADR 0015)."""
     return [TASKMANAGER, "worker", target, "--log-level", "warning"]
 
 

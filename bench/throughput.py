@@ -8,7 +8,7 @@ Two paths, each on SQLite and PostgreSQL, against real ``taskmanager serve`` pro
   PrismQ workers do; measured twice, with a lean load generator (keep-alive HTTP/1.1 over a
   plain socket: what the server sustains, the target's figure) and with ``httpx`` clients (the
   Python SDK's transport, which costs several times the lean one's CPU per request, on the same
-  cores as the server; ADR 0013).
+  cores as the server; ADR 0015).
 
     python -m bench.throughput [--tasks 10000] [--workers 2]
 """
@@ -125,7 +125,7 @@ class _Keepalive:
     JSON body out, the status and a ``Content-Length`` body back (the server sends nothing else:
     a chunked or unframed reply is refused). It costs a fraction of the CPU per request of
     ``http.client`` (which parses every header through ``email``) or httpx, so on a machine of a
-    few cores the figure is the server's rather than the load generator's (ADR 0013)."""
+    few cores the figure is the server's rather than the load generator's (ADR 0015)."""
 
     def __init__(self, base: str) -> None:
         url = urlsplit(base)
