@@ -97,14 +97,10 @@ def _type_row(row: RowMapping, cols: _Columns, defaults: Defaults, now: datetime
         "version": row["version"],
         "param_schema": row["param_schema_json"],
         "is_active": row.get("is_active") is None or bool(row["is_active"]),
-        "description": None,
-        # Settings left NULL follow the server's defaults (section C), as for a registered type.
-        "max_attempts": None,
-        "claim_timeout": None,
-        "retry_delay": None,
-        "retry_max_delay": None,
+        # The settings (models.TypeSettings) are left out, so they are stored NULL and follow the
+        # server's defaults (section C) as for a type registered without them; only the dedupe
+        # scope is PrismQ's own.
         "dedupe": DedupeScope.ALL.value,
-        "max_pending": None,
         "created_at": created,
         "updated_at": cols.time(row, "updated_at") or created,
     }

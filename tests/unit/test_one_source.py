@@ -1,0 +1,102 @@
+"""Each record is declared once; every other list of its fields is checked against that source.
+
+- a **task type setting** is declared by ``models.TypeSettings`` (the wire); the type record, the
+  wire's type object, the stored columns, the client's ``register_task_type`` keywords and the
+  importer must list the same settings;
+- a **task field** on the wire is declared by ``models.TaskOut``; ``engine.wire.task_data``, the
+  client's ``Task`` and the engine's ``Task`` record must agree with it;
+- a **status** is declared by ``engine.records.TaskStatus``; the wire models' literals must list
+  exactly its values, and a **dedupe scope** by ``DedupeScope``.
+
+A field added in one place and forgotten in another fails here, naming both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from datetime import UTC, datetime
+
+from taskmanager import models
+from taskmanager.client import models as client_models
+from taskmanager.client.core import ClientCore
+from taskmanager.engine import records
+from taskmanager.engine.wire import task_data, type_data
+from taskmanager.store.tables import task_types, tasks
+
+SETTINGS = set(models.TypeSettings.model_fields)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _keywords(function: typing.Callable[..., object]) -> set[str]:
+    return {
+        name
+        for name, parameter in inspect.signature(function).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def _literal_values(annotation: object) -> set[str]:
+    """The values of a ``Literal[...]`` (or ``Literal[...] | None``) annotation."""
+    found: set[str] = set()
+    for arg in typing.get_args(annotation) or ():
+        if typing.get_origin(arg) is typing.Literal:
+            found |= set(typing.get_args(arg))
+        elif isinstance(arg, str):
+            found.add(arg)
+    return found
+
+
+def test_every_type_setting_is_on_the_record_the_wire_the_table_and_the_client() -> None:
+    record = {f.name for f in dataclasses.fields(records.TaskType)}
+    assert record >= SETTINGS, f"TaskType record lacks {SETTINGS - record}"
+    assert set(models.TaskTypeOut.model_fields) >= SETTINGS
+    assert set(task_types.c.keys()) >= SETTINGS, f"task_types lacks {SETTINGS - set(task_types.c.keys())}"
+    assert _keywords(ClientCore.register_task_type) == SETTINGS
+
+
+def test_the_type_object_on_the_wire_is_its_model() -> None:
+    fields = {f.name: f for f in dataclasses.fields(records.TaskType)}
+    values = {
+        name: NOW if name.endswith("_at") else records.DedupeScope.ALL if name == "dedupe" else None
+        for name in fields
+    }
+    assert set(type_data(records.TaskType(**values))) == set(models.TaskTypeOut.model_fields)
+
+
+def test_a_task_on_the_wire_is_its_model_and_the_clients() -> None:
+    wire = set(models.TaskOut.model_fields)
+    policy = records.TypePolicy(300, 2.0, 3600.0, records.DedupeScope.ALL)
+    values: dict[str, object] = {f.name: None for f in dataclasses.fields(records.Task)}
+    values.update(status=records.TaskStatus.PENDING, policy=policy, created_at=NOW, updated_at=NOW)
+    assert set(task_data(records.Task(**values))) == wire  # type: ignore[arg-type]
+    assert set(client_models.Task.model_fields) >= wire
+    record = {f.name for f in dataclasses.fields(records.Task)}
+    assert record >= wire, f"the Task record lacks {wire - record}"
+
+
+def test_every_stored_task_column_is_a_field_of_the_record() -> None:
+    record = {f.name for f in dataclasses.fields(records.Task)}
+    # dedupe_lock is the store's means of enforcing the dedupe scope (ADR 0002), not a field.
+    assert set(tasks.c.keys()) - {"dedupe_lock"} <= record
+
+
+def test_statuses_and_scopes_are_declared_once() -> None:
+    statuses = {s.value for s in records.TaskStatus}
+    assert _literal_values(models.TaskOut.model_fields["status"].annotation) == statuses
+    scopes = {s.value for s in records.DedupeScope}
+    assert _literal_values(models.TaskTypeOut.model_fields["dedupe"].annotation) == scopes
+    assert _literal_values(models.TypeSettings.model_fields["dedupe"].annotation) == scopes
+    register = inspect.signature(ClientCore.register_task_type).parameters["dedupe"]
+    assert _literal_values(typing.get_type_hints(ClientCore.register_task_type)["dedupe"]) == scopes
+    assert register.default is None
+
+
+def test_a_create_takes_the_same_options_on_the_wire_and_in_the_client() -> None:
+    # Part B features refused until they exist stay out of the client's keywords.
+    refused = {"depends_on", "callback_url"}
+    wire = set(models.CreateTask.model_fields) - refused
+    client = set(inspect.signature(ClientCore.create_task).parameters) - {"self", "extra"}
+    # The client names the type ``task_type`` (as PrismQ's client does); the wire calls it ``type``.
+    assert client - {"task_type"} | {"type"} == wire
