@@ -32,6 +32,7 @@ from taskmanager.engine.store import (
     TaskQuery,
 )
 from taskmanager.store import operations as ops
+from taskmanager.store import verbs
 from taskmanager.store.database import Database
 from taskmanager.store.keys import SqlKeyStore
 from taskmanager.store.operations import SHARED_POLL_INTERVAL
@@ -130,8 +131,8 @@ class SqlStore:
     def claim_statement(self, query: ClaimQuery) -> Select[Any]:
         """The statement that picks a claim's rows (here, and read with them)."""
         return (
-            self.q.task.where(*ops.claim_conditions(query))
-            .order_by(*ops.claim_order(query))
+            self.q.task.where(*verbs.claim_conditions(query))
+            .order_by(*verbs.claim_order(query))
             .limit(query.limit)
         )
 
@@ -140,7 +141,7 @@ class SqlStore:
         return [task_from_row(row) for row in conn.execute(self.claim_statement(query))]
 
     async def claim_tasks(self, query: ClaimQuery, params: ClaimParams) -> list[Task]:
-        return await self._write(lambda conn: ops.write_claims(conn, self.pick(conn, query), params))
+        return await self._write(lambda conn: verbs.write_claims(conn, self.pick(conn, query), params))
 
     async def explain_claim(self, query: ClaimQuery, params: ClaimParams) -> list[tuple[Any, ...]]:
         """The database's plan for the statement that picks a claim's rows, as it is sent."""
@@ -162,15 +163,15 @@ class SqlStore:
     # -- compare-and-set and expiry -------------------------------------------------------------
 
     async def update_task(self, change: TaskChange) -> Task | None:
-        return await self._write(partial(ops.update_task, self.q, change))
+        return await self._write(partial(verbs.update_task, self.q, change))
 
     async def update_tasks(self, changes: Sequence[TaskChange]) -> list[Task | None]:
         if not changes:
             return []
-        return await self._write(partial(ops.update_tasks, self.q, changes))
+        return await self._write(partial(verbs.update_tasks, self.q, changes))
 
     async def due_tasks(self, query: DueQuery) -> list[Task]:
-        return await self._read(partial(ops.due_tasks, self.q, query))
+        return await self._read(partial(verbs.due_tasks, self.q, query))
 
     # -- hearing about work ---------------------------------------------------------------------
 

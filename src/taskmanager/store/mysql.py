@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from taskmanager.engine.records import Task
 from taskmanager.engine.store import ClaimQuery
 from taskmanager.store import operations as ops
+from taskmanager.store import verbs
 from taskmanager.store.base import SqlStore
 from taskmanager.store.rows import T
 
@@ -27,8 +28,8 @@ class MySQLStore(SqlStore):
         return (
             select(T.id)
             .prefix_with("STRAIGHT_JOIN")
-            .where(*ops.claim_conditions(query))
-            .order_by(*ops.claim_order(query))
+            .where(*verbs.claim_conditions(query))
+            .order_by(*verbs.claim_order(query))
             .limit(query.limit)
             .with_for_update(skip_locked=True)
         )

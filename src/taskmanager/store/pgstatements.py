@@ -44,15 +44,10 @@ from sqlalchemy.sql.expression import Grouping
 from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import TaskStatus
 from taskmanager.engine.store import ClaimParams, ClaimQuery, InsertTask, TaskChange
-from taskmanager.store.operations import (
-    WORK_CHANNEL,
-    ClaimValues,
-    claim_conditions,
-    claim_order,
-    task_values,
-)
+from taskmanager.store.operations import WORK_CHANNEL, task_values
 from taskmanager.store.rows import TASKS_JOIN, TT, H, T, dump, encode_changes, task_columns, type_columns
 from taskmanager.store.tables import UTCDateTime, naive_utc, task_history, tasks
+from taskmanager.store.verbs import ClaimValues, claim_conditions, claim_order
 
 _DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
 #: History columns a statement writes, in order (``id`` is the database's).
