@@ -46,7 +46,7 @@ class Transitions:
     backoff: Backoff
     signal: WorkSignal = field(default_factory=WorkSignal)
     listening: bool = False
-    _settled_at: tuple[datetime, float] | None = None
+    _settled_at: tuple[datetime, float] | None = field(default=None, init=False, repr=False)
 
     async def start(self) -> None:
         """Begin hearing about work created by other processes (PostgreSQL LISTEN, a SQLite file's
