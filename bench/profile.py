@@ -246,7 +246,7 @@ def statement_counts(kind: str, batch: int = 100) -> dict[str, float]:
     counts: dict[str, float] = {}
     statements: list[str] = []
     event.listen(Engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-    _count_asyncpg(statements)  # the PostgreSQL hot path (store/pg.py) runs on asyncpg directly
+    _count_asyncpg(statements)  # PostgresStore runs its busiest statements on asyncpg directly
     with database(kind) as url:
         app = create_app(Settings(database_url=url, api_key=KEY))
         with TestClient(app, headers=HEADERS) as client:

@@ -254,7 +254,7 @@ async def _with_keys(database_url: str | None, action: Callable[[KeyService], Aw
     store = open_store(_settings(database_url=database_url).database_url, pool_size=1)
     try:
         await upgrade(store.db)
-        return await action(KeyService(store))
+        return await action(KeyService(store.keys))
     finally:
         await store.close()
 

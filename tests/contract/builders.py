@@ -14,17 +14,18 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from taskmanager.engine import lifecycle
-from taskmanager.engine.policy import compute_dedupe_key
+from taskmanager.engine.policy import compute_dedupe_key, dedupe_lock
 from taskmanager.engine.queries import DEFAULT_ORDER
 from taskmanager.engine.records import DedupeScope, HistoryEvent, NewEvent, Task, TaskType, TypePolicy
 from taskmanager.engine.store import (
+    ClaimParams,
     ClaimQuery,
-    Decide,
+    Expected,
     InsertOutcome,
     InsertTask,
     SaveType,
     Store,
-    Transition,
+    TaskChange,
 )
 
 R = TypeVar("R")
@@ -83,7 +84,7 @@ def new_task(
         params=params,
         params_json=compact(params),
         dedupe_key=key,
-        dedupe_scope=task_type.dedupe if scope is None else scope,
+        dedupe_lock=dedupe_lock(task_type.dedupe if scope is None else scope, key),
         type_name=task_type.name,
         policy=TypePolicy(
             task_type.claim_timeout, task_type.retry_delay, task_type.retry_max_delay, task_type.dedupe
@@ -111,18 +112,33 @@ def claim_query(now: datetime, worker_id: str = "w1", limit: int = 1, **fields: 
     )
 
 
-def claim_by(worker_id: str, now: datetime, lease_seconds: int | None = None) -> Decide:
-    def decide(task: Task) -> Transition:
-        return lifecycle.claim(task, now=now, worker_id=worker_id, lease_seconds=lease_seconds)
+def claim_params(
+    now: datetime, worker_id: str = "w1", *, lease_seconds: int | None = None, count: int = 10
+) -> ClaimParams:
+    return lifecycle.claim_params(now=now, worker_id=worker_id, lease_seconds=lease_seconds, count=count)
 
-    return decide
+
+async def claim(
+    store: Store, now: datetime, worker_id: str = "w1", limit: int = 1, **fields: Any
+) -> list[Task]:
+    """Claim as the engine does (``lease_seconds`` in ``fields`` goes to the params)."""
+    lease_seconds = fields.pop("lease_seconds", None)
+    params = claim_params(now, worker_id, lease_seconds=lease_seconds, count=limit)
+    return await store.claim_tasks(claim_query(now, worker_id, limit, **fields), params)
 
 
-def set_columns(**changes: Any) -> Decide:
-    def decide(task: Task) -> Transition:
-        return Transition(changes)
+def change(
+    task_id: int, now: datetime, *, expected: dict[str, Any] | None = None, events: Any = (), **changes: Any
+) -> TaskChange:
+    """A compare-and-set of ``changes`` on a row holding ``expected`` (default: any row)."""
+    return TaskChange(task_id, Expected(expected or {}), changes, tuple(events), now)
 
-    return decide
+
+async def set_columns(store: Store, task_id: int, now: datetime, **changes: Any) -> Task:
+    """Write ``changes`` to the task whatever its row holds (test setup)."""
+    after = await store.update_task(change(task_id, now, **changes))
+    assert after is not None
+    return after
 
 
 # -- raw access, on connections of their own ------------------------------------------------------

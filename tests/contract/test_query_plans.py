@@ -1,7 +1,8 @@
 """The default claim query walks the ix_tasks_claim index instead of scanning and sorting tasks.
 
-The statement checked is the one the store really sends (captured while it claims); the table is
-filled first so the planner has a reason to prefer an index.
+The statement checked is the one the store really sends (its ``explain_claim`` runs EXPLAIN on
+it, on the store's own connections); the table is filled first so the planner has a reason to
+prefer an index.
 """
 
 from __future__ import annotations
@@ -9,42 +10,22 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, event, insert
+from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 
-from taskmanager.engine import lifecycle
 from taskmanager.engine.clock import FrozenClock
-from taskmanager.store import SqlStore, open_store
+from taskmanager.store import PostgresStore, SqlStore, open_store
 from taskmanager.store.tables import tasks
 from tests.conftest import TestDatabase
-from tests.contract.builders import claim_query, make_type, run_raw
+from tests.contract.builders import claim_params, claim_query, make_type, run_raw
 
 ROWS = 5000
 
 
-async def captured_claim_statement(store: SqlStore, clock: FrozenClock) -> tuple[str, Any]:
-    if store.hot is not None:  # PostgreSQL claims on asyncpg directly: ask for its statement
-        return store.hot.claim_statement(claim_query(clock.now()))
-    seen: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        if "FROM tasks" in statement and "ORDER BY tasks.priority DESC" in statement:
-            seen.append((statement, parameters))
-
-    event.listen(Engine, "before_cursor_execute", capture)
-    try:
-        await store.claim_tasks(claim_query(clock.now()), lambda _: None)
-    finally:
-        event.remove(Engine, "before_cursor_execute", capture)
-    assert len(seen) == 1, seen
-    return seen[0]
-
-
-def ahead_claim_statement(store: SqlStore, clock: FrozenClock) -> tuple[str, Any]:
-    """The one statement PostgreSQL claims with when the engine decides the claim ahead."""
-    assert store.hot is not None
-    ahead = lifecycle.claim_ahead(now=clock.now(), worker_id="w1", lease_seconds=None, count=1)
-    return store.hot.claim_ahead_statement(claim_query(clock.now()), ahead)
+async def claim_plan(store: SqlStore, clock: FrozenClock) -> list[tuple[Any, ...]]:
+    """The plan of the statement the store sends to pick a default claim's rows (on PostgreSQL,
+    the one statement that picks and claims them)."""
+    return await store.explain_claim(claim_query(clock.now()), claim_params(clock.now(), count=1))
 
 
 def fill(type_id: int, clock: FrozenClock, kind: str, *, analyze: bool = True) -> Any:
@@ -77,15 +58,6 @@ def fill(type_id: int, clock: FrozenClock, kind: str, *, analyze: bool = True) -
     return run
 
 
-def explain(statement: str, parameters: Any, kind: str) -> Any:
-    prefix = "EXPLAIN QUERY PLAN " if kind == "sqlite" else "EXPLAIN "
-
-    def run(conn: Connection) -> list[tuple[Any, ...]]:
-        return [tuple(row) for row in conn.exec_driver_sql(prefix + statement, parameters)]
-
-    return run
-
-
 def churn(conn: Connection) -> None:
     conn.exec_driver_sql("UPDATE tasks SET status = 'pending'")
     conn.exec_driver_sql("UPDATE tasks SET status = 'completed' WHERE id % 2 = 0")
@@ -110,14 +82,11 @@ async def test_claim_walks_the_index_before_statistics_catch_up(
         # A busy queue before autovacuum first analyses it: half pending, half worked through.
         await run_raw(pg_database.url, fill(task_type.id, clock, "postgresql", analyze=False))
         await run_raw(pg_database.url, churn)
-        assert store.hot is not None
-        statement, parameters = await captured_claim_statement(store, clock)
-        plan = await store.hot.explain(statement, parameters)
-        ahead_plan = await store.hot.explain(*ahead_claim_statement(store, clock))
+        assert isinstance(store, PostgresStore)
+        plan = await claim_plan(store, clock)
     finally:
         await store.close()
-    _assert_postgres_walks_the_index([(line,) for line in plan])
-    _assert_postgres_walks_the_index([(line,) for line in ahead_plan])
+    _assert_postgres_walks_the_index(plan)
 
 
 async def test_default_claim_query_uses_the_claim_index(
@@ -126,14 +95,7 @@ async def test_default_claim_query_uses_the_claim_index(
     kind = clean_database.kind
     task_type = await make_type(store, "t", clock.now())
     await run_raw(clean_database.url, fill(task_type.id, clock, kind))
-    statement, parameters = await captured_claim_statement(store, clock)
-    if store.hot is not None:
-        plan = [(line,) for line in await store.hot.explain(statement, parameters)]
-        # The engine's claims pick and write in one statement there: it must walk the index too.
-        ahead = await store.hot.explain(*ahead_claim_statement(store, clock))
-        _assert_postgres_walks_the_index([(line,) for line in ahead])
-    else:
-        plan = await run_raw(clean_database.url, explain(statement, parameters, kind))
+    plan = await claim_plan(store, clock)
     if kind == "sqlite":
         details = [str(row[-1]) for row in plan]
         assert any("tasks USING INDEX ix_tasks_claim" in d for d in details), details

@@ -15,6 +15,7 @@ from taskmanager.engine.clock import FrozenClock
 from taskmanager.engine.policy import Defaults, compute_dedupe_key
 from taskmanager.engine.service import Reply, TaskService
 from taskmanager.errors import (
+    Conflict,
     Forbidden,
     LeaseLost,
     NoTasks,
@@ -537,3 +538,91 @@ async def test_a_whole_lifecycle_without_history(store: SqlStore, clock: FrozenC
     await complete(service, done)
     assert (await service.get_task(done)).data["status"] == "completed"
     assert await store.list_events(done) == []
+
+
+# -- composition: the retry policy, and changes that lose a race -----------------------------------
+
+
+async def test_the_retry_policy_is_injectable(store: SqlStore, clock: FrozenClock) -> None:
+    seen: list[int] = []
+
+    def fixed(policy: Any, attempts: int, rng: random.Random) -> float:
+        seen.append(attempts)
+        return 7.0
+
+    service = TaskService(store, clock=clock, retry_policy=fixed)
+    await register(service)
+    task = await create(service)
+    await claim(service)
+    reply = await complete(service, task["id"], success=False, error="boom")
+    assert reply.data["run_after"] == iso(clock.now() + timedelta(seconds=7))
+    assert seen == [1]
+
+
+class Interfering:
+    """A store whose ``update_task`` first lets another request change the row (``times`` times),
+    as a request racing this one would."""
+
+    def __init__(self, store: SqlStore, clock: FrozenClock, times: int) -> None:
+        self.store, self.clock, self.times, self.calls = store, clock, times, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def update_task(self, change: Any) -> Any:
+        self.calls += 1
+        if self.times:
+            self.times -= 1
+            current = await self.store.get_task(change.task_id)
+            assert current is not None
+            racing = TaskService(self.store, clock=self.clock)  # another request: a heartbeat
+            await racing.heartbeat(
+                change.task_id,
+                models.Heartbeat(worker_id=current.claimed_by or "w1", lease_seconds=900 + self.calls),
+            )
+        return await self.store.update_task(change)
+
+    async def update_tasks(self, changes: Any) -> Any:
+        if self.times:  # the racing request changes the first row; the rest go through
+            await self.update_task(changes[0])
+            return [None, *await self.store.update_tasks(changes[1:])]
+        return await self.store.update_tasks(changes)
+
+
+async def test_a_change_that_loses_a_race_is_read_and_decided_again(
+    store: SqlStore, clock: FrozenClock
+) -> None:
+    interfering = Interfering(store, clock, times=1)
+    service = TaskService(interfering, clock=clock)  # type: ignore[arg-type]
+    await register(service)
+    task = await create(service)
+    await claim(service)
+    reply = await service.progress(task["id"], models.ReportProgress(worker_id="w1", progress=40))
+    assert reply.data["progress"] == 40
+    assert interfering.calls == 2  # the first compare-and-set missed: the heartbeat moved the lease
+    assert await history(service, task["id"]) == ["created", "claimed", "progress"]
+
+
+async def test_a_change_that_keeps_losing_is_a_conflict(store: SqlStore, clock: FrozenClock) -> None:
+    service = TaskService(Interfering(store, clock, times=100), clock=clock)  # type: ignore[arg-type]
+    await register(service)
+    task = await create(service)
+    await claim(service)
+    await raises(Conflict, lambda: service.cancel(task["id"], models.CancelTask(reason="stop")))
+    assert (await service.get_task(task["id"])).data["status"] == "claimed"
+
+
+async def test_a_batch_complete_judges_a_row_changed_meanwhile_again(
+    store: SqlStore, clock: FrozenClock
+) -> None:
+    interfering = Interfering(store, clock, times=0)
+    service = TaskService(interfering, clock=clock)  # type: ignore[arg-type]
+    await register(service)
+    ids = [(await create(service, {"topic": str(n)}))["id"] for n in range(3)]
+    await claim(service, limit=3)
+    interfering.times = 1
+    items = [{"id": i, "success": True, "result": {"n": i}} for i in ids]
+    reply = await service.complete_batch(models.CompleteBatch(worker_id="w1", results=items))
+    assert [r["error"] for r in reply.data["results"]] == [None, None, None]
+    for task_id in ids:
+        assert (await service.get_task(task_id)).data["status"] == "completed"

@@ -12,17 +12,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from taskmanager.engine import lifecycle
 from taskmanager.engine.clock import FrozenClock
 from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import HistoryEvent, Task, TaskStatus
-from taskmanager.engine.store import TaskQuery, Transition
+from taskmanager.engine.store import TaskQuery
 from taskmanager.store import SqlStore, open_store
 from taskmanager.store.tables import tasks
 from tests.conftest import TestDatabase
 from tests.contract.builders import (
     add_task,
-    claim_by,
+    claim_params,
     claim_query,
     make_type,
     raw_async_engine,
@@ -34,11 +33,11 @@ def ids(found: list[Task]) -> list[int]:
     return [t.id for t in found]
 
 
-async def test_claim_applies_the_decision_and_records_it(store: SqlStore, clock: FrozenClock) -> None:
+async def test_claim_takes_the_task_and_records_it(store: SqlStore, clock: FrozenClock) -> None:
     task_type = await make_type(store, "t", clock.now(), claim_timeout=60)
     task = await add_task(store, task_type, clock.now())
     clock.advance(5)
-    (claimed,) = await store.claim_tasks(claim_query(clock.now()), claim_by("w1", clock.now()))
+    (claimed,) = await store.claim_tasks(claim_query(clock.now()), claim_params(clock.now(), "w1"))
     assert claimed.id == task.id
     assert (claimed.status, claimed.claimed_by, claimed.attempts) == (TaskStatus.CLAIMED, "w1", 1)
     assert claimed.claimed_at == clock.now()
@@ -56,39 +55,32 @@ async def test_claim_applies_the_decision_and_records_it(store: SqlStore, clock:
 
 @pytest.mark.parametrize("lease_seconds", [None, 45])
 @pytest.mark.parametrize("history", [True, False])
-async def test_a_claim_decided_ahead_claims_each_row_as_lifecycle_claimed_does(
+async def test_a_claim_applies_its_params_to_each_row_as_the_engine_states_them(
     store: SqlStore, clock: FrozenClock, lease_seconds: int | None, history: bool
 ) -> None:
-    """``ahead`` describes ``lifecycle.claimed`` for rows not yet picked: PostgreSQL applies it in
-    the statement that picks them (without calling ``decide``), the others through ``decide``;
-    either way each row gets the same changes, in the claim's order."""
+    """Each row picked gets what ``ClaimParams.applied`` makes of it (PostgreSQL applies it in
+    SQL, in the statement that picks the rows), in the claim's order."""
     short = await make_type(store, "short", clock.now(), claim_timeout=60)
     default = await make_type(store, "default", clock.now(), claim_timeout=None)  # the server's
     start = clock.now()
     low = await add_task(store, short, start, priority=0)
     high = await add_task(store, default, start, priority=5)
     retried = await add_task(store, short, start, priority=5)
-    await store.transition_task(retried.id, set_columns(attempts=2), start)
+    await set_columns(store, retried.id, start, attempts=2)
+    before = {task.id: await _get(store, task.id) for task in (low, high, retried)}
     clock.advance(7)
     now = clock.now()
-    ahead = lifecycle.claim_ahead(now=now, worker_id="w1", lease_seconds=lease_seconds, count=10)
+    params = claim_params(now, lease_seconds=lease_seconds)
     if not history:
-        ahead = replace(ahead, event=None)
-    index = iter(range(10))
-    calls: list[int] = []
-
-    def decide(task: Task) -> Transition:
-        calls.append(task.id)
-        return lifecycle.claimed(task, ahead, next(index))
-
-    claimed = await store.claim_tasks(claim_query(now, limit=10), decide, ahead)
+        params = replace(params, event=None)
+    claimed = await store.claim_tasks(claim_query(now, limit=10), params)
     assert ids(claimed) == [high.id, retried.id, low.id]  # priority first, then first in
-    if store.hot is not None:
-        assert calls == []
     default_timeout = Defaults().claim_timeout
     timeouts = {high.id: default_timeout, retried.id: 60, low.id: 60}
     attempts = {high.id: 1, retried.id: 3, low.id: 1}
-    for task in claimed:
+    for index, task in enumerate(claimed):
+        applied = params.applied(before[task.id], index)
+        assert task == replace(before[task.id], **applied.changes)
         assert (task.status, task.claimed_by, task.claimed_at, task.progress) == (
             TaskStatus.CLAIMED,
             "w1",
@@ -97,7 +89,7 @@ async def test_a_claim_decided_ahead_claims_each_row_as_lifecycle_claimed_does(
         )
         assert task.attempts == attempts[task.id]
         assert task.lease_expires_at == now + timedelta(seconds=lease_seconds or timeouts[task.id])
-        assert task.lease_token in ahead.tokens
+        assert task.lease_token == params.tokens[index]
         assert await store.get_task(task.id) == task
         events = await store.list_events(task.id)
         if history:
@@ -111,7 +103,7 @@ async def test_a_claim_decided_ahead_claims_each_row_as_lifecycle_claimed_does(
 
 async def test_claim_of_an_empty_queue_is_empty(store: SqlStore, clock: FrozenClock) -> None:
     await make_type(store, "t", clock.now())
-    assert await store.claim_tasks(claim_query(clock.now()), claim_by("w1", clock.now())) == []
+    assert await store.claim_tasks(claim_query(clock.now()), claim_params(clock.now(), "w1")) == []
 
 
 async def test_default_order_is_priority_first_then_first_in_first_out(
@@ -127,7 +119,7 @@ async def test_default_order_is_priority_first_then_first_in_first_out(
     negative = await add_task(store, task_type, clock.now() - timedelta(hours=1), priority=-3)
     same_time = [await add_task(store, task_type, clock.now(), priority=1) for _ in range(2)]
     expected = [high_old.id, high_new.id, low_old.id, low_new.id, *ids(same_time), negative.id]
-    claimed = await store.claim_tasks(claim_query(clock.now(), limit=10), claim_by("w1", clock.now()))
+    claimed = await store.claim_tasks(claim_query(clock.now(), limit=10), claim_params(clock.now(), "w1"))
     assert ids(claimed) == expected
 
 
@@ -137,7 +129,7 @@ async def test_default_order_one_claim_at_a_time(store: SqlStore, clock: FrozenC
     second = await add_task(store, task_type, clock.now(), priority=9)
     got = []
     for _ in range(3):
-        got.append(ids(await store.claim_tasks(claim_query(clock.now()), claim_by("w1", clock.now()))))
+        got.append(ids(await store.claim_tasks(claim_query(clock.now()), claim_params(clock.now(), "w1"))))
     assert got == [[second.id], [first.id], []]
 
 
@@ -168,10 +160,10 @@ async def test_claim_follows_the_requested_order(
     for name, priority, attempts in (("a", 1, 1), ("b", 2, 0), ("c", 0, 2), ("d", 1, 0)):
         made[name] = await add_task(store, task_type, clock.now(), priority=priority)
         if attempts:
-            await store.transition_task(made[name].id, set_columns(attempts=attempts), clock.now())
+            await set_columns(store, made[name].id, clock.now(), attempts=attempts)
         clock.advance(1)
     claimed = await store.claim_tasks(
-        claim_query(clock.now(), limit=4, order=order), claim_by("w", clock.now())
+        claim_query(clock.now(), limit=4, order=order), claim_params(clock.now(), "w")
     )
     by_id = {task.id: name for name, task in made.items()}
     assert [by_id[i] for i in ids(claimed)] == expected
@@ -181,8 +173,12 @@ async def test_claim_takes_at_most_limit_tasks(store: SqlStore, clock: FrozenClo
     task_type = await make_type(store, "t", clock.now())
     for _ in range(5):
         await add_task(store, task_type, clock.now())
-    assert len(await store.claim_tasks(claim_query(clock.now(), limit=3), claim_by("w1", clock.now()))) == 3
-    assert len(await store.claim_tasks(claim_query(clock.now(), limit=3), claim_by("w1", clock.now()))) == 2
+    assert (
+        len(await store.claim_tasks(claim_query(clock.now(), limit=3), claim_params(clock.now(), "w1"))) == 3
+    )
+    assert (
+        len(await store.claim_tasks(claim_query(clock.now(), limit=3), claim_params(clock.now(), "w1"))) == 2
+    )
     pending = await store.list_tasks(TaskQuery(statuses=(TaskStatus.PENDING,)))
     assert pending.total == 0
 
@@ -194,26 +190,28 @@ async def test_only_pending_tasks_are_claimed(store: SqlStore, clock: FrozenCloc
         other = await add_task(store, task_type, clock.now())
         # An expired lease on a claimed row is settled by the engine first, never claimed directly.
         past = clock.now() - timedelta(hours=1)
-        await store.transition_task(other.id, set_columns(status=status, lease_expires_at=past), clock.now())
-    claimed = await store.claim_tasks(claim_query(clock.now(), limit=10), claim_by("w1", clock.now()))
+        await set_columns(store, other.id, clock.now(), status=status, lease_expires_at=past)
+    claimed = await store.claim_tasks(claim_query(clock.now(), limit=10), claim_params(clock.now(), "w1"))
     assert ids(claimed) == [pending.id]
 
 
 async def test_a_task_is_not_claimed_before_run_after(store: SqlStore, clock: FrozenClock) -> None:
     task_type = await make_type(store, "t", clock.now())
     later = await add_task(store, task_type, clock.now(), run_after=clock.now() + timedelta(seconds=30))
-    assert await store.claim_tasks(claim_query(clock.now()), claim_by("w1", clock.now())) == []
+    assert await store.claim_tasks(claim_query(clock.now()), claim_params(clock.now(), "w1")) == []
     clock.advance(29)
-    assert await store.claim_tasks(claim_query(clock.now()), claim_by("w1", clock.now())) == []
+    assert await store.claim_tasks(claim_query(clock.now()), claim_params(clock.now(), "w1")) == []
     clock.advance(1)
-    assert ids(await store.claim_tasks(claim_query(clock.now()), claim_by("w1", clock.now()))) == [later.id]
+    assert ids(await store.claim_tasks(claim_query(clock.now()), claim_params(clock.now(), "w1"))) == [
+        later.id
+    ]
 
 
 async def test_a_task_is_not_claimed_from_expires_at_on(store: SqlStore, clock: FrozenClock) -> None:
     task_type = await make_type(store, "t", clock.now())
     await add_task(store, task_type, clock.now(), expires_at=clock.now())
     live = await add_task(store, task_type, clock.now(), expires_at=clock.now() + timedelta(microseconds=1))
-    claimed = await store.claim_tasks(claim_query(clock.now(), limit=5), claim_by("w1", clock.now()))
+    claimed = await store.claim_tasks(claim_query(clock.now(), limit=5), claim_params(clock.now(), "w1"))
     assert ids(claimed) == [live.id]
 
 
@@ -221,9 +219,9 @@ async def test_an_assigned_task_goes_only_to_its_worker(store: SqlStore, clock: 
     task_type = await make_type(store, "t", clock.now())
     mine = await add_task(store, task_type, clock.now(), assigned_to="w2", priority=5)
     anyones = await add_task(store, task_type, clock.now())
-    first = await store.claim_tasks(claim_query(clock.now(), "w1", limit=5), claim_by("w1", clock.now()))
+    first = await store.claim_tasks(claim_query(clock.now(), "w1", limit=5), claim_params(clock.now(), "w1"))
     assert ids(first) == [anyones.id]
-    second = await store.claim_tasks(claim_query(clock.now(), "w2", limit=5), claim_by("w2", clock.now()))
+    second = await store.claim_tasks(claim_query(clock.now(), "w2", limit=5), claim_params(clock.now(), "w2"))
     assert ids(second) == [mine.id]
 
 
@@ -231,11 +229,11 @@ async def test_tasks_of_an_inactive_type_are_not_claimed(store: SqlStore, clock:
     paused = await make_type(store, "paused", clock.now())
     await add_task(store, paused, clock.now())
     await store.set_type_active("paused", False, clock.now())
-    assert await store.claim_tasks(claim_query(clock.now()), claim_by("w1", clock.now())) == []
+    assert await store.claim_tasks(claim_query(clock.now()), claim_params(clock.now(), "w1")) == []
     by_id = claim_query(clock.now(), type_ids=(paused.id,))
-    assert await store.claim_tasks(by_id, claim_by("w1", clock.now())) == []
+    assert await store.claim_tasks(by_id, claim_params(clock.now(), "w1")) == []
     await store.set_type_active("paused", True, clock.now())
-    assert len(await store.claim_tasks(claim_query(clock.now()), claim_by("w1", clock.now()))) == 1
+    assert len(await store.claim_tasks(claim_query(clock.now()), claim_params(clock.now(), "w1"))) == 1
 
 
 async def test_claim_filters_by_type(store: SqlStore, clock: FrozenClock) -> None:
@@ -246,7 +244,9 @@ async def test_claim_filters_by_type(store: SqlStore, clock: FrozenClock) -> Non
 
     async def claim(**filters: Any) -> list[str]:
         query = claim_query(clock.now(), limit=5, **filters)
-        claimed = await store.claim_tasks(query, lambda _: None)  # look, do not take
+        claimed = await store.claim_tasks(query, claim_params(clock.now()))
+        for task in claimed:  # put it back for the next look
+            await set_columns(store, task.id, clock.now(), status=TaskStatus.PENDING)
         return sorted(t.type for t in claimed)
 
     assert await claim(type_ids=(audio.id,)) == ["PrismQ.Audio.Render"]
@@ -267,33 +267,6 @@ async def _get(store: SqlStore, task_id: int) -> Task:
     return found
 
 
-async def test_a_decision_of_none_leaves_the_task_pending(store: SqlStore, clock: FrozenClock) -> None:
-    task_type = await make_type(store, "t", clock.now())
-    task = await add_task(store, task_type, clock.now())
-    (seen,) = await store.claim_tasks(claim_query(clock.now()), lambda _: None)
-    assert seen == task
-    assert await store.get_task(task.id) == task
-    assert len(await store.list_events(task.id)) == 1
-
-
-async def test_a_failing_decision_rolls_the_whole_claim_back(store: SqlStore, clock: FrozenClock) -> None:
-    task_type = await make_type(store, "t", clock.now())
-    first = await add_task(store, task_type, clock.now(), priority=2)
-    second = await add_task(store, task_type, clock.now(), priority=1)
-    take = claim_by("w1", clock.now())
-
-    def decide(task: Task) -> Transition | None:
-        if task.id == second.id:
-            raise RuntimeError("the rules refused")
-        return take(task)
-
-    with pytest.raises(RuntimeError, match="the rules refused"):
-        await store.claim_tasks(claim_query(clock.now(), limit=2), decide)
-    assert await store.get_task(first.id) == first
-    assert await store.get_task(second.id) == second
-    assert [e.event for e in await store.list_events(first.id)] == [HistoryEvent.CREATED]
-
-
 async def test_concurrent_claims_never_return_the_same_task(
     store: SqlStore, clock: FrozenClock, clean_database: TestDatabase
 ) -> None:
@@ -307,7 +280,7 @@ async def test_concurrent_claims_never_return_the_same_task(
         taken: list[Task] = []
         for _ in range(4):
             taken += await own.claim_tasks(
-                claim_query(clock.now(), worker, limit=2), claim_by(worker, clock.now())
+                claim_query(clock.now(), worker, limit=2), claim_params(clock.now(), worker)
             )
         return taken
 
@@ -335,13 +308,15 @@ async def test_claim_skips_a_row_another_transaction_holds(
     first = await add_task(store, task_type, clock.now(), priority=1)
     second = await add_task(store, task_type, clock.now(), priority=0)
     query = claim_query(clock.now())
-    if store.db.locks_rows:
+    if clean_database.kind != "sqlite":
         # PostgreSQL and MySQL: FOR UPDATE SKIP LOCKED passes over the held row without waiting.
         holder = raw_async_engine(clean_database.url)
         try:
             async with holder.connect() as conn, conn.begin():
                 await conn.execute(select(tasks.c.id).where(tasks.c.id == first.id).with_for_update())
-                claimed = await asyncio.wait_for(store.claim_tasks(query, claim_by("w1", clock.now())), 20)
+                claimed = await asyncio.wait_for(
+                    store.claim_tasks(query, claim_params(clock.now(), "w1")), 20
+                )
                 assert ids(claimed) == [second.id]
         finally:
             await holder.dispose()
@@ -356,7 +331,7 @@ async def test_claim_skips_a_row_another_transaction_holds(
             writer.execute(
                 "UPDATE tasks SET status = 'claimed', claimed_by = 'other' WHERE id = ?", (first.id,)
             )
-            racing = asyncio.ensure_future(store.claim_tasks(query, claim_by("w1", clock.now())))
+            racing = asyncio.ensure_future(store.claim_tasks(query, claim_params(clock.now(), "w1")))
             await asyncio.to_thread(writer.execute, "COMMIT")
             claimed = await asyncio.wait_for(racing, 20)
         finally:

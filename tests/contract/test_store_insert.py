@@ -10,7 +10,7 @@ from taskmanager.engine.records import DedupeScope, HistoryEvent, TaskStatus
 from taskmanager.engine.store import InsertOutcome, TaskQuery
 from taskmanager.store import SqlStore, open_store
 from tests.conftest import TestDatabase
-from tests.contract.builders import add_task, claim_by, claim_query, make_type, new_task, set_columns
+from tests.contract.builders import add_task, claim_params, claim_query, make_type, new_task, set_columns
 
 
 async def test_inserted_task_reads_back_field_for_field(store: SqlStore, clock: FrozenClock) -> None:
@@ -74,7 +74,7 @@ async def test_same_key_returns_the_existing_task(store: SqlStore, clock: Frozen
 async def test_scope_all_deduplicates_against_finished_tasks(store: SqlStore, clock: FrozenClock) -> None:
     task_type = await make_type(store, "t", clock.now(), dedupe="all")
     first = await add_task(store, task_type, clock.now(), params={"x": 1})
-    await store.transition_task(first.id, set_columns(status=TaskStatus.COMPLETED), clock.now())
+    await set_columns(store, first.id, clock.now(), status=TaskStatus.COMPLETED)
     (again,) = await store.insert_tasks([new_task(task_type, clock.now(), params={"x": 1})])
     assert again.outcome == InsertOutcome.DUPLICATE
     assert again.task is not None
@@ -88,8 +88,7 @@ async def test_scope_active_frees_the_key_once_the_lock_is_released(
     first = await add_task(store, task_type, clock.now(), params={"x": 1})
     (while_pending,) = await store.insert_tasks([new_task(task_type, clock.now(), params={"x": 1})])
     assert while_pending.outcome == InsertOutcome.DUPLICATE
-    released = set_columns(status=TaskStatus.COMPLETED, dedupe_lock=None)
-    await store.transition_task(first.id, released, clock.now())
+    await set_columns(store, first.id, clock.now(), status=TaskStatus.COMPLETED, dedupe_lock=None)
     (after,) = await store.insert_tasks([new_task(task_type, clock.now(), params={"x": 1})])
     assert after.outcome == InsertOutcome.CREATED
     assert after.task is not None
@@ -204,7 +203,7 @@ async def test_only_pending_tasks_count_against_the_queue_limit(store: SqlStore,
     await add_task(store, task_type, clock.now())
     (full,) = await store.insert_tasks([new_task(task_type, clock.now())])
     assert full.outcome == InsertOutcome.QUEUE_FULL
-    assert len(await store.claim_tasks(claim_query(clock.now()), claim_by("w1", clock.now()))) == 1
+    assert len(await store.claim_tasks(claim_query(clock.now()), claim_params(clock.now(), "w1"))) == 1
     (room,) = await store.insert_tasks([new_task(task_type, clock.now())])
     assert room.outcome == InsertOutcome.CREATED
 

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from taskmanager.engine.clock import FrozenClock
 from taskmanager.engine.records import HistoryEvent, NewEvent, TaskStatus, TaskType
-from taskmanager.engine.store import ListResult, TaskQuery, Transition
+from taskmanager.engine.store import ListResult, TaskQuery
 from taskmanager.store import SqlStore
-from tests.contract.builders import add_task, claim_by, claim_query, make_type, set_columns
+from tests.contract.builders import add_task, change, claim_params, claim_query, make_type, set_columns
 
 
 async def test_get_task_of_an_unknown_id_is_none(store: SqlStore, clock: FrozenClock) -> None:
@@ -102,7 +102,7 @@ async def test_list_tasks_combines_filters_and_counts_all_matches(
         await add_task(store, one, clock.now())
         await add_task(store, two, clock.now())
     await store.claim_tasks(
-        claim_query(clock.now(), limit=1, type_ids=(one.id,)), claim_by("w1", clock.now())
+        claim_query(clock.now(), limit=1, type_ids=(one.id,)), claim_params(clock.now(), "w1")
     )
     query = TaskQuery(statuses=(TaskStatus.PENDING,), type_name="one", limit=2)
     page = await store.list_tasks(query)
@@ -116,14 +116,11 @@ async def test_list_events_in_order_with_their_fields(store: SqlStore, clock: Fr
     task = await add_task(store, task_type, clock.now())
     other = await add_task(store, task_type, clock.now())
     clock.advance(2)
-    transition = Transition(
-        {"progress": 10},
-        (
-            NewEvent(HistoryEvent.PROGRESS, "w1", "Zpráva ✓", {"progress": 10, "nested": {"a": [1]}}),
-            NewEvent(HistoryEvent.HEARTBEAT, "w1"),
-        ),
+    events = (
+        NewEvent(HistoryEvent.PROGRESS, "w1", "Zpráva ✓", {"progress": 10, "nested": {"a": [1]}}),
+        NewEvent(HistoryEvent.HEARTBEAT, "w1"),
     )
-    await store.transition_task(task.id, lambda _: transition, clock.now())
+    assert await store.update_task(change(task.id, clock.now(), events=events, progress=10)) is not None
     events = await store.list_events(task.id)
     assert [e.event for e in events] == ["created", "progress", "heartbeat"]
     assert [e.id for e in events] == sorted(e.id for e in events)
@@ -149,11 +146,7 @@ async def _four(store: SqlStore, task_type: TaskType, clock: FrozenClock) -> tup
     ids = [(await add_task(store, task_type, clock.now())).id for _ in range(4)]
     now = clock.now()
     for task_id, worker in zip(ids[1:], ("w1", "w1", "w2"), strict=True):
-        await store.transition_task(
-            task_id,
-            set_columns(status=TaskStatus.CLAIMED, claimed_by=worker, attempts=1),
-            now,
-        )
-    await store.transition_task(ids[2], set_columns(status=TaskStatus.COMPLETED), now)
-    await store.transition_task(ids[3], set_columns(status=TaskStatus.FAILED), now)
+        await set_columns(store, task_id, now, status=TaskStatus.CLAIMED, claimed_by=worker, attempts=1)
+    await set_columns(store, ids[2], now, status=TaskStatus.COMPLETED)
+    await set_columns(store, ids[3], now, status=TaskStatus.FAILED)
     return ids[0], ids[1], ids[2], ids[3]

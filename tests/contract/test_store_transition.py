@@ -1,19 +1,17 @@
-"""Store contract: transition_task, settle_tasks and delete_task."""
+"""Store contract: update_task (compare-and-set), update_tasks, due_tasks and delete_task."""
 
 from __future__ import annotations
 
-import random
 from datetime import timedelta
 
 import pytest
 
 from taskmanager.engine import lifecycle
 from taskmanager.engine.clock import FrozenClock
-from taskmanager.engine.records import HistoryEvent, NewEvent, Task, TaskStatus, TaskType
-from taskmanager.engine.store import SettleQuery, TaskQuery, Transition
-from taskmanager.errors import LeaseLost, ValidationFailed
+from taskmanager.engine.records import DedupeScope, HistoryEvent, NewEvent, Task, TaskStatus, TaskType
+from taskmanager.engine.store import DueQuery, Expected, TaskChange, TaskQuery
 from taskmanager.store import SqlStore
-from tests.contract.builders import add_task, claim_by, claim_query, make_type, set_columns
+from tests.contract.builders import add_task, change, claim, make_type, set_columns
 
 
 async def _get(store: SqlStore, task_id: int) -> Task:
@@ -22,32 +20,28 @@ async def _get(store: SqlStore, task_id: int) -> Task:
     return found
 
 
-# -- transition_task -------------------------------------------------------------------------------
+# -- update_task -----------------------------------------------------------------------------------
 
 
-async def test_transition_applies_changes_and_events(store: SqlStore, clock: FrozenClock) -> None:
+async def test_update_applies_changes_and_events(store: SqlStore, clock: FrozenClock) -> None:
     task_type = await make_type(store, "t", clock.now())
     task = await add_task(store, task_type, clock.now())
     clock.advance(3)
     now = clock.now()
-    seen: list[Task] = []
-
-    def decide(current: Task) -> Transition:
-        seen.append(current)
-        return Transition(
-            {
-                "status": TaskStatus.COMPLETED,
-                "result": {"words": ["ahoj", "světe"], "n": 2},
-                "error_message": "warning ⚠",
-                "progress": 100,
-                "completed_at": now,
-                "updated_at": now,
-            },
-            (NewEvent(HistoryEvent.COMPLETED, "w1", "done", {"k": 1}),),
+    after = await store.update_task(
+        change(
+            task.id,
+            now,
+            expected={"status": TaskStatus.PENDING, "claimed_by": None},
+            events=(NewEvent(HistoryEvent.COMPLETED, "w1", "done", {"k": 1}),),
+            status=TaskStatus.COMPLETED,
+            result={"words": ["ahoj", "světe"], "n": 2},
+            error_message="warning ⚠",
+            progress=100,
+            completed_at=now,
+            updated_at=now,
         )
-
-    after = await store.transition_task(task.id, decide, now)
-    assert seen == [task]
+    )
     assert after is not None
     assert after.status == TaskStatus.COMPLETED
     assert after.result == {"words": ["ahoj", "světe"], "n": 2}
@@ -60,33 +54,188 @@ async def test_transition_applies_changes_and_events(store: SqlStore, clock: Fro
     assert events[1].created_at == now
 
 
-async def test_transition_of_many_writes_each_row_what_it_was_given(
+async def test_update_writes_several_events_in_order(store: SqlStore, clock: FrozenClock) -> None:
+    task_type = await make_type(store, "t", clock.now())
+    task = await add_task(store, task_type, clock.now())
+    events = (
+        NewEvent(HistoryEvent.FAILED, "w1", "no"),
+        NewEvent(HistoryEvent.RETRY_SCHEDULED, "w1", None, {"a": 1}),
+    )
+    assert await store.update_task(change(task.id, clock.now(), events=events, progress=1)) is not None
+    stored = await store.list_events(task.id)
+    assert [(e.event, e.message, e.metadata) for e in stored[1:]] == [
+        ("failed", "no", None),
+        ("retry_scheduled", None, {"a": 1}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("expected", "matches"),
+    [
+        pytest.param({"status": TaskStatus.CLAIMED, "claimed_by": "w1"}, True, id="holder"),
+        pytest.param({"status": TaskStatus.CLAIMED, "claimed_by": "w2"}, False, id="other-worker"),
+        pytest.param({"status": TaskStatus.PENDING}, False, id="other-status"),
+        pytest.param({"lease_token": "stale"}, False, id="other-token"),
+        pytest.param({"attempts": 1, "expires_at": None}, True, id="null-compared"),
+        pytest.param({"attempts": 2}, False, id="other-attempts"),
+        pytest.param({"completed_at": None, "run_after": None}, True, id="nulls"),
+    ],
+)
+async def test_update_writes_only_where_the_row_holds_what_it_expects(
+    store: SqlStore, clock: FrozenClock, expected: dict[str, object], matches: bool
+) -> None:
+    task_type = await make_type(store, "t", clock.now())
+    task = await add_task(store, task_type, clock.now())
+    (claimed,) = await claim(store, clock.now())
+    after = await store.update_task(change(task.id, clock.now(), expected=expected, progress=42))
+    if matches:
+        assert after is not None
+        assert after.progress == 42
+        assert after == await _get(store, task.id)
+    else:
+        assert after is None
+        assert await _get(store, task.id) == claimed
+
+
+async def test_update_compares_timestamps_and_the_lease(store: SqlStore, clock: FrozenClock) -> None:
+    task_type = await make_type(store, "t", clock.now())
+    task = await add_task(store, task_type, clock.now())
+    (claimed,) = await claim(store, clock.now())
+    assert claimed.lease_expires_at is not None
+    until = claimed.lease_expires_at
+    stale = Expected({"lease_expires_at": until - timedelta(microseconds=1)})
+    assert await store.update_task(TaskChange(task.id, stale, {"progress": 1}, (), clock.now())) is None
+    same = Expected({"lease_expires_at": until})
+    assert await store.update_task(TaskChange(task.id, same, {"progress": 2}, (), clock.now())) is not None
+    over = Expected({}, lease_alive_at=until)
+    assert await store.update_task(TaskChange(task.id, over, {"progress": 3}, (), clock.now())) is None
+    alive = Expected({}, lease_alive_at=until - timedelta(microseconds=1))
+    after = await store.update_task(TaskChange(task.id, alive, {"progress": 4}, (), clock.now()))
+    assert after is not None
+    assert after.progress == 4
+    # A row without a lease has none to run out.
+    await set_columns(store, task.id, clock.now(), lease_expires_at=None)
+    assert await store.update_task(TaskChange(task.id, over, {"progress": 5}, (), clock.now())) is not None
+
+
+@pytest.mark.parametrize("scope", list(DedupeScope))
+async def test_update_compares_the_type_dedupe_scope(
+    store: SqlStore, clock: FrozenClock, scope: DedupeScope
+) -> None:
+    task_type = await make_type(store, "t", clock.now(), dedupe=scope.value)
+    task = await add_task(store, task_type, clock.now())
+    expected = Expected({}, dedupe_scopes=(DedupeScope.ALL, DedupeScope.NONE))
+    after = await store.update_task(TaskChange(task.id, expected, {"progress": 7}, (), clock.now()))
+    assert (after is not None) == (scope != DedupeScope.ACTIVE)
+
+
+async def test_a_missed_update_writes_no_events(store: SqlStore, clock: FrozenClock) -> None:
+    task_type = await make_type(store, "t", clock.now())
+    task = await add_task(store, task_type, clock.now())
+    missed = change(
+        task.id,
+        clock.now(),
+        expected={"status": TaskStatus.CLAIMED},
+        events=(NewEvent(HistoryEvent.COMPLETED, "w1"),),
+        status=TaskStatus.COMPLETED,
+    )
+    assert await store.update_task(missed) is None
+    assert await store.get_task(task.id) == task
+    assert len(await store.list_events(task.id)) == 1
+
+
+async def test_update_of_an_unknown_task_is_none(store: SqlStore, clock: FrozenClock) -> None:
+    assert await store.update_task(change(999, clock.now(), progress=1)) is None
+
+
+async def test_an_update_back_to_pending_with_a_wake_is_written(store: SqlStore, clock: FrozenClock) -> None:
+    """``wakes`` tells claimers in other processes to look again (PostgreSQL NOTIFY); the change
+    is written as any other."""
+    task_type = await make_type(store, "t", clock.now())
+    task = await add_task(store, task_type, clock.now())
+    await claim(store, clock.now())
+    back = TaskChange(
+        task.id,
+        Expected({"status": TaskStatus.CLAIMED}),
+        {"status": TaskStatus.PENDING, "claimed_by": None, "lease_token": None},
+        (NewEvent(HistoryEvent.LEASE_EXPIRED),),
+        clock.now(),
+        wakes=True,
+    )
+    after = await store.update_task(back)
+    assert after is not None
+    assert (after.status, after.claimed_by) == (TaskStatus.PENDING, None)
+    assert [t.id for t in await claim(store, clock.now())] == [task.id]
+
+
+async def test_a_change_to_an_unknown_column_is_refused(store: SqlStore, clock: FrozenClock) -> None:
+    task_type = await make_type(store, "t", clock.now())
+    task = await add_task(store, task_type, clock.now())
+    with pytest.raises(ValueError, match="not writable"):
+        await store.update_task(change(task.id, clock.now(), progress=5, type_id=2))
+    assert await store.get_task(task.id) == task
+
+
+async def test_the_dedupe_lock_is_writable_but_not_part_of_the_task(
     store: SqlStore, clock: FrozenClock
 ) -> None:
-    """Values some rows share and values that differ, in the same columns, land on the right rows
-    (PostgreSQL binds a value every row shares once and unnests the rest)."""
+    task_type = await make_type(store, "t", clock.now())
+    task = await add_task(store, task_type, clock.now())
+    after = await set_columns(store, task.id, clock.now(), dedupe_lock=None, progress=1)
+    assert after.progress == 1
+    assert after.dedupe_key == task.dedupe_key
+
+
+async def test_lifecycle_through_updates(store: SqlStore, clock: FrozenClock) -> None:
+    task_type = await make_type(store, "t", clock.now())
+    task = await add_task(store, task_type, clock.now())
+    (claimed,) = await claim(store, clock.now())
+    clock.advance(10)
+    now = clock.now()
+    transition = lifecycle.progress(
+        claimed, worker_id="w1", value=50, message="half", lease_token=None, now=now
+    )
+    progressed = await store.update_task(
+        TaskChange(task.id, lifecycle.as_read(claimed), transition.changes, transition.events, now)
+    )
+    assert progressed is not None
+    assert progressed.progress == 50
+    assert progressed.lease_expires_at == now + timedelta(seconds=300)
+    assert progressed.lease_token == claimed.lease_token
+    events = [e.event for e in await store.list_events(task.id)]
+    assert events == ["created", "claimed", "progress"]
+    # Decided on the row as it read before the progress: the row moved on, so it misses.
+    again = await store.update_task(
+        TaskChange(task.id, lifecycle.as_read(claimed), {"progress": 60}, (), now)
+    )
+    assert again is None
+
+
+# -- update_tasks ----------------------------------------------------------------------------------
+
+
+async def test_update_many_writes_each_row_what_it_was_given(store: SqlStore, clock: FrozenClock) -> None:
     task_type = await make_type(store, "t", clock.now())
     tasks = [await add_task(store, task_type, clock.now(), params={"n": n}) for n in range(4)]
     clock.advance(2)
     now = clock.now()
-    results = {tasks[0].id: {"same": 1}, tasks[1].id: {"same": 1}, tasks[2].id: [2], tasks[3].id: {"same": 1}}
-
-    def decide(current: Task) -> Transition | None:
-        if current.id == tasks[3].id:
-            return None  # left as it is
-        n = current.params["n"]
-        return Transition(
-            {
-                "status": TaskStatus.COMPLETED,
-                "result": results[current.id],
-                "progress": 100,
-                "updated_at": now,
-            },
-            (NewEvent(HistoryEvent.COMPLETED, "w1", None, {"n": n} if n == 2 else None),),
+    results = {tasks[0].id: {"same": 1}, tasks[1].id: {"same": 1}, tasks[2].id: [2]}
+    changes = [
+        change(
+            t.id,
+            now,
+            expected={"status": TaskStatus.PENDING},
+            events=(NewEvent(HistoryEvent.COMPLETED, "w1", None, {"n": 2} if t.id == tasks[2].id else None),),
+            status=TaskStatus.COMPLETED,
+            result=results[t.id],
+            progress=100,
+            updated_at=now,
         )
-
-    after = await store.transition_tasks([t.id for t in reversed(tasks)], decide, now)
-    assert [t.id for t in after] == [t.id for t in tasks]
+        for t in reversed(tasks[:3])
+    ]
+    changes.append(change(tasks[3].id, now, expected={"status": TaskStatus.CLAIMED}, progress=9))  # misses
+    after = await store.update_tasks(changes)
+    assert [t.id if t is not None else None for t in after] == [tasks[2].id, tasks[1].id, tasks[0].id, None]
     for task in tasks[:3]:
         stored = await _get(store, task.id)
         assert (stored.status, stored.result, stored.progress, stored.updated_at) == (
@@ -100,127 +249,20 @@ async def test_transition_of_many_writes_each_row_what_it_was_given(
         assert (completed.event, completed.worker_id, completed.created_at) == ("completed", "w1", now)
         assert completed.metadata == ({"n": 2} if task.id == tasks[2].id else None)
     untouched = await _get(store, tasks[3].id)
-    assert (untouched.status, untouched.result) == (TaskStatus.PENDING, None)
+    assert (untouched.status, untouched.progress) == (TaskStatus.PENDING, 0)
     assert len(await store.list_events(tasks[3].id)) == 1
+    assert await store.update_tasks([]) == []
 
 
-async def test_a_transition_decided_ahead_is_applied_only_where_the_row_matches(
-    store: SqlStore, clock: FrozenClock
-) -> None:
-    """``ahead`` is what ``decide`` gives on a matching row: where the row matches, the store
-    writes it (PostgreSQL in one statement, without calling ``decide``); where it does not,
-    ``decide`` judges the row and nothing of ``ahead`` is written."""
+async def test_get_tasks_reads_those_that_exist_in_id_order(store: SqlStore, clock: FrozenClock) -> None:
     task_type = await make_type(store, "t", clock.now())
-    now = clock.now()
-    held = await add_task(store, task_type, now, params={"n": 1})
-    other = await add_task(store, task_type, now, params={"n": 2})
-    for task in (held, other):
-        await store.transition_task(task.id, claim_by("w1", now), now)
-    token = (await _get(store, held.id)).lease_token
-    request = lifecycle.Completion("w1", True, {"done": True}, None, token)
-    ahead = lifecycle.complete_ahead(request, now=now)
-    assert ahead is not None
-    calls: list[int] = []
-
-    def decide(current: Task) -> Transition | None:
-        calls.append(current.id)
-        return lifecycle.complete(current, request, now=now, rng=random.Random(1))
-
-    done = await store.transition_task(held.id, decide, now, ahead)
-    assert done is not None
-    assert (done.status, done.result, done.progress, done.completed_at) == (
-        TaskStatus.COMPLETED,
-        {"done": True},
-        100,
-        now,
-    )
-    assert done == await _get(store, held.id)
-    assert [e.event for e in await store.list_events(held.id)] == ["created", "claimed", "completed"]
-    if store.hot is not None:
-        assert calls == []  # one statement, no lock-and-decide
-    # The other task is held under another token: ``ahead`` does not match, ``decide`` refuses.
-    calls.clear()
-    with pytest.raises(LeaseLost):
-        await store.transition_task(other.id, decide, now, ahead)
-    assert calls == [other.id]
-    unchanged = await _get(store, other.id)
-    assert (unchanged.status, unchanged.result) == (TaskStatus.CLAIMED, None)
-    assert [e.event for e in await store.list_events(other.id)] == ["created", "claimed"]
+    made = [await add_task(store, task_type, clock.now()) for _ in range(3)]
+    found = await store.get_tasks([made[2].id, 999, made[0].id, made[2].id])
+    assert found == [made[0], made[2]]
+    assert await store.get_tasks([]) == []
 
 
-async def test_transition_of_an_unknown_task_is_none(store: SqlStore, clock: FrozenClock) -> None:
-    calls: list[Task] = []
-
-    def decide(task: Task) -> None:
-        calls.append(task)
-
-    assert await store.transition_task(999, decide, clock.now()) is None
-    assert calls == []
-
-
-async def test_a_decision_of_none_changes_nothing(store: SqlStore, clock: FrozenClock) -> None:
-    task_type = await make_type(store, "t", clock.now())
-    task = await add_task(store, task_type, clock.now())
-    assert await store.transition_task(task.id, lambda _: None, clock.now()) == task
-    assert await store.get_task(task.id) == task
-    assert len(await store.list_events(task.id)) == 1
-
-
-async def test_a_raising_decision_rolls_back(store: SqlStore, clock: FrozenClock) -> None:
-    task_type = await make_type(store, "t", clock.now())
-    task = await add_task(store, task_type, clock.now())
-    request = lifecycle.Completion("w1", True)
-    with pytest.raises(ValidationFailed, match="Task is not in claimed state"):
-        await store.transition_task(
-            task.id,
-            lambda t: lifecycle.complete(t, request, now=clock.now(), rng=random.Random(0)),
-            clock.now(),
-        )
-    assert await store.get_task(task.id) == task
-    assert len(await store.list_events(task.id)) == 1
-
-
-async def test_a_change_to_an_unknown_column_is_refused_and_rolled_back(
-    store: SqlStore, clock: FrozenClock
-) -> None:
-    task_type = await make_type(store, "t", clock.now())
-    task = await add_task(store, task_type, clock.now())
-    with pytest.raises(ValueError, match="not writable"):
-        await store.transition_task(task.id, set_columns(progress=5, type_id=2), clock.now())
-    assert await store.get_task(task.id) == task
-
-
-async def test_the_dedupe_lock_is_writable_but_not_part_of_the_task(
-    store: SqlStore, clock: FrozenClock
-) -> None:
-    task_type = await make_type(store, "t", clock.now())
-    task = await add_task(store, task_type, clock.now())
-    after = await store.transition_task(task.id, set_columns(dedupe_lock=None, progress=1), clock.now())
-    assert after is not None
-    assert after.progress == 1
-    assert after.dedupe_key == task.dedupe_key
-
-
-async def test_lifecycle_through_transitions(store: SqlStore, clock: FrozenClock) -> None:
-    task_type = await make_type(store, "t", clock.now())
-    task = await add_task(store, task_type, clock.now())
-    (claimed,) = await store.claim_tasks(claim_query(clock.now()), claim_by("w1", clock.now()))
-    clock.advance(10)
-    now = clock.now()
-    progressed = await store.transition_task(
-        task.id,
-        lambda t: lifecycle.progress(t, worker_id="w1", value=50, message="half", lease_token=None, now=now),
-        now,
-    )
-    assert progressed is not None
-    assert progressed.progress == 50
-    assert progressed.lease_expires_at == now + timedelta(seconds=300)
-    assert progressed.lease_token == claimed.lease_token
-    events = [e.event for e in await store.list_events(task.id)]
-    assert events == ["created", "claimed", "progress"]
-
-
-# -- settle_tasks ----------------------------------------------------------------------------------
+# -- due_tasks -------------------------------------------------------------------------------------
 
 
 async def _due_and_not_due(store: SqlStore, task_type: TaskType, clock: FrozenClock) -> dict[str, Task]:
@@ -233,108 +275,53 @@ async def _due_and_not_due(store: SqlStore, task_type: TaskType, clock: FrozenCl
             ("expires_later", now + timedelta(seconds=1)),
             ("no_deadline", None),
             ("lease_over", None),
+            ("lease_ends_now", None),
             ("lease_running", None),
             ("done", now - timedelta(hours=1)),
         )
     }
-    lease = {"lease_over": now - timedelta(seconds=1), "lease_running": now + timedelta(seconds=1)}
+    lease = {
+        "lease_over": now - timedelta(seconds=1),
+        "lease_ends_now": now,
+        "lease_running": now + timedelta(seconds=1),
+    }
     for name, until in lease.items():
-        await store.transition_task(
+        await set_columns(
+            store,
             made[name].id,
-            set_columns(status=TaskStatus.CLAIMED, claimed_by="w1", attempts=1, lease_expires_at=until),
             now,
+            status=TaskStatus.CLAIMED,
+            claimed_by="w1",
+            attempts=1,
+            lease_expires_at=until,
         )
-    await store.transition_task(made["done"].id, set_columns(status=TaskStatus.COMPLETED), now)
+    await set_columns(store, made["done"].id, now, status=TaskStatus.COMPLETED)
     return made
 
 
-async def test_settle_visits_only_rows_whose_time_is_up(store: SqlStore, clock: FrozenClock) -> None:
+async def test_due_tasks_are_the_rows_whose_time_is_up(store: SqlStore, clock: FrozenClock) -> None:
     task_type = await make_type(store, "t", clock.now())
     made = await _due_and_not_due(store, task_type, clock)
-    before = {name: await _get(store, task.id) for name, task in made.items()}
-    visited: list[int] = []
-
-    def decide(task: Task) -> Transition | None:
-        visited.append(task.id)
-        return lifecycle.settle(task, now=clock.now())
-
-    assert await store.settle_tasks(SettleQuery(clock.now()), decide) == 3
     names = {task.id: name for name, task in made.items()}
-    assert sorted(names[i] for i in visited) == ["expired", "expires_now", "lease_over"]
-    assert (await _get(store, made["expired"].id)).status == TaskStatus.CANCELLED
-    assert (await _get(store, made["expires_now"].id)).error_message == "expired"
-    over = await _get(store, made["lease_over"].id)
-    assert (over.status, over.claimed_by) == (TaskStatus.PENDING, None)
-    assert [e.event for e in await store.list_events(over.id)] == ["created", "lease_expired"]
-    for name in ("expires_later", "no_deadline", "lease_running", "done"):
-        assert await store.get_task(made[name].id) == before[name]
-    # Once settled, nothing is due any more.
-    assert await store.settle_tasks(SettleQuery(clock.now()), decide) == 0
-    assert len(visited) == 3
+    due = await store.due_tasks(DueQuery(clock.now()))
+    assert sorted(names[t.id] for t in due) == ["expired", "expires_now", "lease_ends_now", "lease_over"]
+    for task in due:
+        assert task == await _get(store, task.id)
+        assert lifecycle.settle(task, now=clock.now()) is not None
 
 
-async def test_settle_of_one_task(store: SqlStore, clock: FrozenClock) -> None:
-    task_type = await make_type(store, "t", clock.now())
-    made = await _due_and_not_due(store, task_type, clock)
-    decide = lambda t: lifecycle.settle(t, now=clock.now())  # noqa: E731
-    assert await store.settle_tasks(SettleQuery(clock.now(), task_id=made["lease_running"].id), decide) == 0
-    assert await store.settle_tasks(SettleQuery(clock.now(), task_id=made["lease_over"].id), decide) == 1
-    assert (await _get(store, made["expired"].id)).status == TaskStatus.PENDING
-    cancelled = await store.list_tasks(TaskQuery(statuses=(TaskStatus.CANCELLED,)))
-    assert cancelled.total == 0
-
-
-async def test_settle_takes_at_most_limit_rows(store: SqlStore, clock: FrozenClock) -> None:
+async def test_due_tasks_takes_at_most_limit_rows(store: SqlStore, clock: FrozenClock) -> None:
     task_type = await make_type(store, "t", clock.now())
     for _ in range(5):
         await add_task(store, task_type, clock.now(), expires_at=clock.now())
-    decide = lambda t: lifecycle.settle(t, now=clock.now())  # noqa: E731
-    assert await store.settle_tasks(SettleQuery(clock.now(), limit=2), decide) == 2
-    assert await store.settle_tasks(SettleQuery(clock.now(), limit=2), decide) == 2
-    assert await store.settle_tasks(SettleQuery(clock.now(), limit=2), decide) == 1
-    assert (await store.list_tasks(TaskQuery(statuses=(TaskStatus.CANCELLED,)))).total == 5
+    assert len(await store.due_tasks(DueQuery(clock.now(), limit=2))) == 2
+    assert len(await store.due_tasks(DueQuery(clock.now()))) == 5
 
 
-async def test_settle_counts_only_rows_it_changed(store: SqlStore, clock: FrozenClock) -> None:
-    task_type = await make_type(store, "t", clock.now())
-    task = await add_task(store, task_type, clock.now(), expires_at=clock.now())
-    visited: list[int] = []
-
-    def decide(current: Task) -> None:
-        visited.append(current.id)
-
-    assert await store.settle_tasks(SettleQuery(clock.now()), decide) == 0
-    assert visited == [task.id]
-    assert await store.get_task(task.id) == task
-
-
-async def test_settle_with_nothing_due_does_not_call_decide(store: SqlStore, clock: FrozenClock) -> None:
+async def test_nothing_due_is_empty(store: SqlStore, clock: FrozenClock) -> None:
     task_type = await make_type(store, "t", clock.now())
     await add_task(store, task_type, clock.now(), expires_at=clock.now() + timedelta(minutes=1))
-
-    def decide(task: Task) -> None:
-        raise AssertionError("nothing is due")
-
-    assert await store.settle_tasks(SettleQuery(clock.now()), decide) == 0
-
-
-async def test_a_raising_settle_rolls_back_every_row(store: SqlStore, clock: FrozenClock) -> None:
-    task_type = await make_type(store, "t", clock.now())
-    made = [await add_task(store, task_type, clock.now(), expires_at=clock.now()) for _ in range(3)]
-    calls: list[int] = []
-
-    def decide(task: Task) -> Transition | None:
-        calls.append(task.id)
-        if len(calls) == 2:
-            raise RuntimeError("stop")
-        return lifecycle.settle(task, now=clock.now())
-
-    with pytest.raises(RuntimeError, match="stop"):
-        await store.settle_tasks(SettleQuery(clock.now()), decide)
-    assert len(calls) == 2
-    for task in made:
-        assert await store.get_task(task.id) == task
-        assert len(await store.list_events(task.id)) == 1
+    assert await store.due_tasks(DueQuery(clock.now())) == []
 
 
 # -- delete_task -----------------------------------------------------------------------------------
@@ -344,7 +331,7 @@ async def test_delete_removes_the_task_and_its_history(store: SqlStore, clock: F
     task_type = await make_type(store, "t", clock.now())
     doomed = await add_task(store, task_type, clock.now())
     kept = await add_task(store, task_type, clock.now())
-    await store.claim_tasks(claim_query(clock.now(), limit=2), claim_by("w1", clock.now()))
+    await claim(store, clock.now(), limit=2)
     assert len(await store.list_events(doomed.id)) == 2
     assert await store.delete_task(doomed.id) is True
     assert await store.get_task(doomed.id) is None

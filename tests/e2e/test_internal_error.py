@@ -24,6 +24,10 @@ class ExplodingStore:
     async def listen(self, on_work: object, waiting: object) -> None:
         return None  # start-up works; the requests are what fail
 
+    @property
+    def keys(self) -> ExplodingStore:
+        return self  # its API keys fail the same way
+
     def __getattr__(self, name: str) -> Any:
         async def explode(*_args: object, **_kwargs: object) -> None:
             raise RuntimeError(SECRET)

@@ -360,7 +360,7 @@ def test_repeat_with_the_other_outcome_is_not_idempotent(now: datetime) -> None:
         lifecycle.complete(done, Completion("w1", False, lease_token=TOKEN), now=now, rng=random.Random(1))
 
 
-# -- complete decided ahead of the row (ADR 0008) ---------------------------------------------------
+# -- a successful complete decided before its row is read (ADR 0008, 0012) ----------------------
 
 REQUESTS = [
     Completion("w1", True, {"n": 1}, None, TOKEN),
@@ -399,38 +399,78 @@ def _on_the_row(task: Task, request: Completion) -> Transition | TaskManagerErro
 
 
 @pytest.mark.parametrize("request_", REQUESTS, ids=lambda r: f"{r.worker_id}-{r.success}-{r.lease_token}")
-def test_complete_ahead_matches_exactly_the_rows_where_complete_would_decide_the_same(
-    request_: Completion,
+@pytest.mark.parametrize("scope", list(DedupeScope))
+def test_complete_unread_matches_exactly_the_rows_where_complete_would_decide_the_same(
+    request_: Completion, scope: DedupeScope
 ) -> None:
-    ahead = lifecycle.complete_ahead(request_, now=START)
+    unread = lifecycle.complete_unread(request_, now=START)
     if not request_.success:
-        assert ahead is None  # a failure's retry depends on the row: decided on it
+        assert unread is None  # a failure's retry depends on the row: decided on it
         return
-    assert ahead is not None
+    assert unread is not None
+    expected, transition = unread
     matched = 0
-    for task in ROWS:
+    for row in ROWS:
+        task = replace(row, policy=replace(POLICY, dedupe=scope))
         on_the_row = _on_the_row(task, request_)
-        if ahead.expected.matches(task):
+        if expected.matches(task):
             matched += 1
-            assert on_the_row == ahead.transition, task
+            assert on_the_row == transition, task
         else:
-            assert on_the_row != ahead.transition, task
+            # A task whose key is released when it ends: the engine must decide on the row.
+            assert on_the_row != transition or scope == DedupeScope.ACTIVE, task
     # Every request names a holder and token that some row has (the grid is not all misses).
-    assert matched >= 1 or request_.lease_token == "a-stale-token"
+    assert matched >= 1 or request_.lease_token == "a-stale-token" or scope == DedupeScope.ACTIVE
 
 
-def test_complete_ahead_expects_the_holder_its_token_and_a_live_lease() -> None:
-    ahead = lifecycle.complete_ahead(Completion("w1", True, None, None, TOKEN), now=START)
-    assert ahead is not None
-    assert ahead.expected.columns == {"status": TaskStatus.CLAIMED, "claimed_by": "w1", "lease_token": TOKEN}
-    assert ahead.expected.lease_alive_at == START
-    assert ahead.expected.matches(claimed(START))
-    assert ahead.expected.matches(claimed(START, lease_expires_at=None))
-    assert not ahead.expected.matches(claimed(START, lease_expires_at=START))
-    without_token = lifecycle.complete_ahead(Completion("w1", True), now=START)
+def test_complete_unread_expects_the_holder_its_token_a_live_lease_and_a_key_that_stays() -> None:
+    unread = lifecycle.complete_unread(Completion("w1", True, None, None, TOKEN), now=START)
+    assert unread is not None
+    expected, _ = unread
+    assert expected.columns == {"status": TaskStatus.CLAIMED, "claimed_by": "w1", "lease_token": TOKEN}
+    assert expected.lease_alive_at == START
+    assert expected.dedupe_scopes == (DedupeScope.ALL, DedupeScope.NONE)
+    assert expected.matches(claimed(START))
+    assert expected.matches(claimed(START, lease_expires_at=None))
+    assert not expected.matches(claimed(START, lease_expires_at=START))
+    assert not expected.matches(claimed(START, policy=replace(POLICY, dedupe=DedupeScope.ACTIVE)))
+    without_token = lifecycle.complete_unread(Completion("w1", True), now=START)
     assert without_token is not None
-    assert "lease_token" not in without_token.expected.columns
-    assert without_token.expected.matches(claimed(START, lease_token="any"))
+    assert "lease_token" not in without_token[0].columns
+    assert without_token[0].matches(claimed(START, lease_token="any"))
+
+
+def test_as_read_expects_every_column_a_rule_reads(now: datetime) -> None:
+    task = claimed(now)
+    expected = lifecycle.as_read(task)
+    assert set(expected.columns) == set(lifecycle.READ_COLUMNS)
+    assert expected.matches(task)
+    for name, value in (("status", TaskStatus.PENDING), ("lease_token", "x"), ("attempts", 2)):
+        assert not expected.matches(replace(task, **{name: value}))
+
+
+def test_a_claim_applies_its_params_to_each_row(now: datetime) -> None:
+    params = lifecycle.claim_params(now=now, worker_id="w1", lease_seconds=None, count=2)
+    first = apply(PENDING, params.applied(PENDING, 0))
+    second = apply(PENDING, params.applied(replace(PENDING, attempts=1), 1))
+    assert (first.lease_token, second.lease_token) == params.tokens
+    assert (first.attempts, second.attempts) == (1, 2)
+    assert params.applied(PENDING, 1).events[0].metadata == {"attempt": 1}
+
+
+def test_the_retry_backoff_is_injectable(now: datetime) -> None:
+    seen: list[tuple[TypePolicy, int]] = []
+
+    def backoff(policy: TypePolicy, attempts: int, rng: random.Random) -> float:
+        seen.append((policy, attempts))
+        return 42.0
+
+    task = claimed(now, attempts=2)
+    transition = lifecycle.complete(
+        task, Completion("w1", False), now=now, rng=random.Random(1), backoff=backoff
+    )
+    assert apply(task, transition).run_after == now + timedelta(seconds=42)
+    assert seen == [(POLICY, 2)]
 
 
 # -- progress --------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The hot path's connection pool, on a real PostgreSQL: it lends at most ``size`` connections,
+"""PostgresStore's connection pool, on a real PostgreSQL: it lends at most ``size`` connections,
 reuses the ones given back, hands them to waiters in turn, and never lends one an operation left
 in an unknown state, an idle-expired one or one of a closed pool."""
 

@@ -122,7 +122,7 @@ async def test_a_create_through_another_store_wakes_a_waiting_claim(
 ) -> None:
     """Two stores on one file, as two server processes hold: the claim waiting on one returns
     the task the other created, though it would not look again by itself for an hour."""
-    monkeypatch.setattr("taskmanager.store.sql.SHARED_POLL_INTERVAL", NEVER)
+    monkeypatch.setattr("taskmanager.store.base.SHARED_POLL_INTERVAL", NEVER)
     monkeypatch.setattr("taskmanager.store.watch.SHARED_POLL_INTERVAL", NEVER)
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     migrating = open_store(url)

@@ -1,26 +1,27 @@
 """The lifecycle rules: given a task's current row, what a request may do to it.
 
-Each function is pure: it reads the locked ``Task`` and returns a ``Transition`` (or raises the
-error the API names). The store applies the transition inside the transaction that locked the row,
-so every transition is a compare-and-set on the row's state.
+Each function is pure: it reads a ``Task`` and returns a ``Transition`` (or raises the error the
+API names). The engine writes it as a compare-and-set on the columns the rule read (``expected``),
+so a row changed meanwhile is read and judged again (ADR 0012).
 """
 
 from __future__ import annotations
 
 import random
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from taskmanager.engine.policy import RetryPolicy
+from taskmanager.engine.policy import Backoff, exponential_backoff
 from taskmanager.engine.records import (
     ACTIVE_STATUSES,
+    DedupeScope,
     HistoryEvent,
     NewEvent,
     Task,
     TaskStatus,
 )
-from taskmanager.engine.store import Ahead, ClaimAhead, Expected, Transition
+from taskmanager.engine.store import ClaimParams, Expected, Transition
 from taskmanager.engine.wire import iso
 from taskmanager.errors import Forbidden, LeaseLost, ValidationFailed
 
@@ -33,10 +34,10 @@ def new_lease_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def claim_ahead(*, now: datetime, worker_id: str, lease_seconds: int | None, count: int) -> ClaimAhead:
-    """A claim of up to ``count`` pending tasks by ``worker_id``, decided before they are picked:
-    what ``claimed`` makes of each (a store may apply it in the statement that picks them)."""
-    return ClaimAhead(
+def claim_params(*, now: datetime, worker_id: str, lease_seconds: int | None, count: int) -> ClaimParams:
+    """A claim of up to ``count`` pending tasks by ``worker_id``, decided before they are picked
+    (``ClaimParams.applied`` is what it makes of each)."""
+    return ClaimParams(
         changes={
             "status": TaskStatus.CLAIMED,
             "claimed_by": worker_id,
@@ -51,26 +52,19 @@ def claim_ahead(*, now: datetime, worker_id: str, lease_seconds: int | None, cou
     )
 
 
-def claimed(task: Task, ahead: ClaimAhead, index: int) -> Transition:
-    """``task``, the ``index``-th row a claim picked, handed to its worker for one more attempt
-    under a fresh lease (of the claim's ``lease_seconds``, else the type's claim timeout)."""
-    attempt = task.attempts + 1
-    seconds = ahead.lease_seconds or task.policy.claim_timeout
-    event = ahead.event
-    return Transition(
-        changes={
-            **ahead.changes,
-            "lease_expires_at": ahead.now + timedelta(seconds=seconds),
-            "lease_token": ahead.tokens[index],
-            "attempts": attempt,
-        },
-        events=() if event is None else (replace(event, metadata={"attempt": attempt}),),
-    )
-
-
 def claim(task: Task, *, now: datetime, worker_id: str, lease_seconds: int | None) -> Transition:
     """A pending task handed to ``worker_id`` for one more attempt under a fresh lease."""
-    return claimed(task, claim_ahead(now=now, worker_id=worker_id, lease_seconds=lease_seconds, count=1), 0)
+    params = claim_params(now=now, worker_id=worker_id, lease_seconds=lease_seconds, count=1)
+    return params.applied(task, 0)
+
+
+#: The columns a rule below may read: a change decided on a row expects them unchanged.
+READ_COLUMNS = ("status", "claimed_by", "lease_token", "attempts", "lease_expires_at", "expires_at")
+
+
+def as_read(task: Task) -> Expected:
+    """What a decision taken on ``task`` expects of its row: every column the rules read."""
+    return Expected({name: getattr(task, name) for name in READ_COLUMNS})
 
 
 def settle(task: Task, *, now: datetime) -> Transition | None:
@@ -155,10 +149,16 @@ def is_repeat(task: Task, request: Completion) -> bool:
     return task.status == TaskStatus.FAILED or (task.status == TaskStatus.PENDING and task.claimed_by is None)
 
 
-def complete(task: Task, request: Completion, *, now: datetime, rng: random.Random) -> Transition | None:
-    """Finish the holder's attempt: completed, back to pending for a retry, or failed for good.
-
-    Returns None for an idempotent repeat (nothing to change).
+def complete(
+    task: Task,
+    request: Completion,
+    *,
+    now: datetime,
+    rng: random.Random,
+    backoff: Backoff = exponential_backoff,
+) -> Transition | None:
+    """Finish the holder's attempt: completed, back to pending for a retry (after ``backoff``),
+    or failed for good. Returns None for an idempotent repeat (nothing to change).
     """
     if is_repeat(task, request):
         return None
@@ -168,8 +168,7 @@ def complete(task: Task, request: Completion, *, now: datetime, rng: random.Rand
         return _completed(request, now)
     common = {"result": request.result, "error_message": request.error, "updated_at": now}
     if task.attempts < task.max_attempts:
-        policy = RetryPolicy(task.policy.retry_delay, task.policy.retry_max_delay)
-        run_after = now + timedelta(seconds=policy.backoff(task.attempts, rng))
+        run_after = now + timedelta(seconds=backoff(task.policy, task.attempts, rng))
         return Transition(
             changes={
                 **common,
@@ -211,17 +210,19 @@ def _completed(request: Completion, now: datetime) -> Transition:
     )
 
 
-def complete_ahead(request: Completion, *, now: datetime) -> Ahead | None:
+def complete_unread(request: Completion, *, now: datetime) -> tuple[Expected, Transition] | None:
     """A successful complete, decided before the row is read: it holds for a task claimed by the
     request's worker (under its lease token, when one is sent) whose lease has not run out —
     exactly the rows on which ``settle`` has nothing due and ``complete`` returns this transition.
-    Failures (a retry depends on the row's attempts) are decided on the row."""
+    Failures (a retry depends on the row's attempts) are decided on the row. Not knowing the
+    task's type, it expects one whose dedupe key stays when the task ends (or that has none)."""
     if not request.success:
         return None
     columns: dict[str, object] = {"status": TaskStatus.CLAIMED, "claimed_by": request.worker_id}
     if request.lease_token is not None:
         columns["lease_token"] = request.lease_token
-    return Ahead(Expected(columns, lease_alive_at=now), _completed(request, now))
+    expected = Expected(columns, lease_alive_at=now, dedupe_scopes=(DedupeScope.ALL, DedupeScope.NONE))
+    return expected, _completed(request, now)
 
 
 def _extended(task: Task, until: datetime) -> datetime:

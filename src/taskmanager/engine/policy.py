@@ -6,7 +6,9 @@ import hashlib
 import json
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from taskmanager.engine.records import TERMINAL_STATUSES, DedupeScope, TaskStatus, TypePolicy
 
 #: Attempts before a task fails for good (PrismQ's default).
 DEFAULT_MAX_ATTEMPTS = 3
@@ -29,6 +31,17 @@ def compute_dedupe_key(type_name: str, params: Any) -> str:
     return hashlib.sha256(f"{type_name}\0{body}".encode()).hexdigest()
 
 
+def dedupe_lock(scope: DedupeScope, key: str | None) -> str | None:
+    """What a new task's ``dedupe_lock`` holds: its key, unless its type never deduplicates."""
+    return None if scope == DedupeScope.NONE else key
+
+
+def releases_dedupe_lock(scope: DedupeScope, status: TaskStatus | str | None) -> bool:
+    """True when a change to ``status`` must clear the task's ``dedupe_lock``: an ``active``-
+    scoped key blocks new tasks only while its task has not ended."""
+    return scope == DedupeScope.ACTIVE and status in TERMINAL_STATUSES
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """``min(max_delay, delay * 2**(attempts-1))`` seconds, spread by ±``jitter``."""
@@ -45,6 +58,17 @@ class RetryPolicy:
         base = min(self.max_delay, self.delay * float(2 ** min(exponent, 64)))
         spread = base * self.jitter
         return max(0.0, base + rng.uniform(-spread, spread))
+
+
+class Backoff(Protocol):
+    """Seconds a failed attempt waits before its retry, given the type's settings."""
+
+    def __call__(self, policy: TypePolicy, attempts: int, rng: random.Random) -> float: ...
+
+
+def exponential_backoff(policy: TypePolicy, attempts: int, rng: random.Random) -> float:
+    """The default ``Backoff``: ``RetryPolicy`` on the type's ``retry_delay`` and cap."""
+    return RetryPolicy(policy.retry_delay, policy.retry_max_delay).backoff(attempts, rng)
 
 
 @dataclass(frozen=True, slots=True)

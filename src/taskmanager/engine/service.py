@@ -3,22 +3,27 @@
 It takes parsed wire models (``taskmanager.models``), talks to a ``Store`` and returns ``Reply``
 objects holding the envelope message and the ``data`` of API.md. It imports no web framework and
 no SQL; time comes from the injected clock and randomness (retry jitter) from the injected RNG.
-The worker-facing operations live in ``engine/work.py`` and the shared transition machinery in
-``engine/transitions.py``; this module holds task types, creating, reading and operator actions.
+It is composed of parts: ``Transitions`` (``engine/transitions.py``: store, clock, signal, settling
+and compare-and-set writes) shared by ``WorkerOperations`` (``engine/work.py``: claim, complete,
+progress, heartbeat) and this class, which holds task types, creating, reading and operator
+actions and hands the worker's calls on.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from taskmanager import models
 from taskmanager.engine import lifecycle
-from taskmanager.engine.policy import compute_dedupe_key
+from taskmanager.engine.clock import Clock, SystemClock
+from taskmanager.engine.policy import Backoff, Defaults, compute_dedupe_key, dedupe_lock, exponential_backoff
 from taskmanager.engine.queries import MAX_LIST_LIMIT, statuses, when
-from taskmanager.engine.records import DedupeScope, NewEvent, Task, TaskType, TypePolicy
+from taskmanager.engine.records import DedupeScope, NewEvent, TaskType, TypePolicy
 from taskmanager.engine.records import HistoryEvent as Ev
 from taskmanager.engine.replies import (
     TASK_NOT_FOUND,
@@ -28,8 +33,10 @@ from taskmanager.engine.replies import (
     batch_entry,
     created_reply,
 )
-from taskmanager.engine.schema import PATTERN_TIME_BUDGET, check_param_schema
-from taskmanager.engine.store import InsertOutcome, InsertResult, InsertTask, SaveType, TaskQuery
+from taskmanager.engine.schema import PATTERN_TIME_BUDGET, ParamValidator, check_param_schema
+from taskmanager.engine.signal import WorkSignal
+from taskmanager.engine.store import InsertOutcome, InsertResult, InsertTask, SaveType, Store, TaskQuery
+from taskmanager.engine.transitions import Transitions
 from taskmanager.engine.wire import event_data, task_data, type_data
 from taskmanager.engine.work import WorkerOperations
 from taskmanager.errors import NotFound, TaskManagerError, Unavailable, ValidationFailed
@@ -39,8 +46,69 @@ def _params_json(params: Any) -> str:
     return json.dumps(params, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-class TaskService(WorkerOperations):
-    """The lifecycle engine. One per process; safe to share between concurrent requests."""
+class TaskService:
+    """The lifecycle engine. One per process; safe to share between concurrent requests.
+
+    ``retry_policy`` gives the seconds a failed attempt waits before its retry (default: the
+    type's exponential backoff with jitter, ``policy.exponential_backoff``); ``rng`` feeds it."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        defaults: Defaults | None = None,
+        rng: random.Random | None = None,
+        retry_policy: Backoff = exponential_backoff,
+        version: str = "0",
+    ) -> None:
+        self.core = Transitions(
+            store, clock or SystemClock(), defaults or Defaults(), rng or random.Random(), retry_policy
+        )
+        self.work = WorkerOperations(self.core)
+        self.version = version
+        self._validator = ParamValidator()
+
+    @property
+    def store(self) -> Store:
+        return self.core.store
+
+    @property
+    def clock(self) -> Clock:
+        return self.core.clock
+
+    @property
+    def defaults(self) -> Defaults:
+        return self.core.defaults
+
+    @property
+    def signal(self) -> WorkSignal:
+        return self.core.signal
+
+    async def start(self) -> None:
+        """Begin hearing about work created by other processes."""
+        await self.core.start()
+
+    # -- the worker's calls ---------------------------------------------------------------------
+
+    async def claim(
+        self, body: models.ClaimTasks, gone: Callable[[], Awaitable[bool]] | None = None
+    ) -> Reply:
+        return await self.work.claim(body, gone)
+
+    async def complete(self, task_id: int, body: models.CompleteTask) -> Reply:
+        return await self.work.complete(task_id, body)
+
+    async def complete_batch(self, body: models.CompleteBatch) -> Reply:
+        return await self.work.complete_batch(body)
+
+    async def progress(self, task_id: int, body: models.ReportProgress) -> Reply:
+        return await self.work.progress(task_id, body)
+
+    async def heartbeat(self, task_id: int, body: models.Heartbeat) -> Reply:
+        return await self.work.heartbeat(task_id, body)
+
+    # -- types, creating, reading, operator actions ---------------------------------------------
 
     async def health(self) -> Reply:
         try:
@@ -125,7 +193,7 @@ class TaskService(WorkerOperations):
         if not task_type.is_active:
             raise ValidationFailed("Task type is not active")
         if task_type.dedupe == DedupeScope.ACTIVE or task_type.max_pending is not None:
-            await self._settle()  # an expired task must neither block its key nor fill the queue
+            await self.core.settle()  # an expired task must neither block its key nor fill the queue
         try:
             params_json = _params_json(body.params)
         except ValueError:
@@ -140,14 +208,15 @@ class TaskService(WorkerOperations):
                 raise ValidationFailed(
                     "Parameter validation failed: " + "; ".join(problems), details=problems
                 )
+        dedupe_key = body.dedupe_key or compute_dedupe_key(task_type.name, body.params)
         return InsertTask(
             type_id=task_type.id,
             params=body.params,
             params_json=params_json,
             priority=body.priority,
             max_attempts=body.max_attempts or task_type.max_attempts,
-            dedupe_key=body.dedupe_key or compute_dedupe_key(task_type.name, body.params),
-            dedupe_scope=task_type.dedupe,
+            dedupe_key=dedupe_key,
+            dedupe_lock=dedupe_lock(task_type.dedupe, dedupe_key),
             max_pending=task_type.max_pending,
             run_after=when(body.run_at, body.delay_seconds, now, "run_at", "delay_seconds"),
             expires_at=when(body.expires_at, body.ttl_seconds, now, "expires_at", "ttl_seconds"),
@@ -160,7 +229,7 @@ class TaskService(WorkerOperations):
                 task_type.dedupe,
             ),
             now=now,
-            event=self._event(NewEvent(Ev.CREATED)),
+            event=self.core.event(NewEvent(Ev.CREATED)),
         )
 
     async def create_task(self, body: models.CreateTask) -> Reply:
@@ -177,7 +246,7 @@ class TaskService(WorkerOperations):
             return result
         if lifecycle.settle(task, now=self.clock.now()) is None:
             return result
-        return InsertResult(result.outcome, await self._task(task.id))
+        return InsertResult(result.outcome, await self.core.current(task.id))
 
     async def create_tasks(self, body: models.CreateTasksBatch) -> Reply:
         now = self.clock.now()
@@ -207,16 +276,8 @@ class TaskService(WorkerOperations):
         message = f"{counts['created']} created, {counts['duplicates']} duplicates, {counts['failed']} failed"
         return Reply(message, {"results": results, **counts})
 
-    async def _task(self, task_id: int) -> Task:
-        task = await self.store.get_task(task_id)
-        if task is None:
-            raise NotFound(TASK_NOT_FOUND)
-        if lifecycle.settle(task, now=self.clock.now()) is None:
-            return task
-        return await self._transition(task_id, lambda _t: None, self.clock.now())
-
     async def get_task(self, task_id: int) -> Reply:
-        return Reply("Task retrieved successfully", task_data(await self._task(task_id)))
+        return Reply("Task retrieved successfully", task_data(await self.core.current(task_id)))
 
     async def list_tasks(
         self,
@@ -232,7 +293,7 @@ class TaskService(WorkerOperations):
             raise ValidationFailed("Validation failed", details=[f"limit: must be 1-{MAX_LIST_LIMIT}"])
         if offset < 0:
             raise ValidationFailed("Validation failed", details=["offset: must be 0 or more"])
-        await self._settle()
+        await self.core.settle()
         like = type if type is not None and "%" in type else None
         query = TaskQuery(wanted, None if like else type, like, worker_id, limit, offset)
         found = await self.store.list_tasks(query)
@@ -250,20 +311,20 @@ class TaskService(WorkerOperations):
         )
 
     async def history(self, task_id: int) -> Reply:
-        await self._task(task_id)
+        await self.core.current(task_id)
         events = [event_data(e) for e in await self.store.list_events(task_id)]
         return Reply("Task history retrieved successfully", {"events": events, "count": len(events)})
 
     async def cancel(self, task_id: int, body: models.CancelTask) -> Reply:
         now = self.clock.now()
-        task = await self._transition(
+        task = await self.core.transition(
             task_id, lambda t: lifecycle.cancel(t, reason=body.reason, now=now), now
         )
         return Reply("Task cancelled", task_data(task))
 
     async def retry(self, task_id: int) -> Reply:
         now = self.clock.now()
-        task = await self._transition(task_id, lambda t: lifecycle.retry(t, now=now), now)
+        task = await self.core.transition(task_id, lambda t: lifecycle.retry(t, now=now), now)
         return Reply("Task queued for retry", task_data(task))
 
     async def delete(self, task_id: int) -> Reply:

@@ -1,22 +1,20 @@
 """The storage protocol the engine defines and ``taskmanager.store`` implements.
 
-The store knows SQL and nothing of the lifecycle rules. Where a change depends on a row's current
-state (claim, complete, cancel, expiry), the engine hands the store a *decide* function: the store
-locks the candidate rows inside one transaction, calls ``decide`` on each, and writes back what it
-returns (or rolls back if it raises). So the rules live here in the engine, and the atomicity
-lives in the database. For a claim and a successful complete the engine may also pass the
-decision taken ahead of the row (``ClaimAhead``, ``Ahead``: ADR 0008), which a store able to
-compare and write in one statement applies instead.
+The store knows SQL and nothing of the lifecycle rules (ADR 0012). The engine decides and hands
+the store small frozen params; the SQL only applies them. A claim is decided before its rows are
+picked (``ClaimParams``); every other change is a compare-and-set (``TaskChange``): the engine
+reads the row, decides, and the store writes only where the row still holds what the decision
+read (``Expected``), answering None otherwise, so the engine reads and decides again.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from taskmanager.engine.records import (
     DedupeScope,
@@ -28,22 +26,21 @@ from taskmanager.engine.records import (
     TypePolicy,
 )
 
+if TYPE_CHECKING:
+    from taskmanager.engine.keys import KeyStore
+
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """What ``decide`` wants done to one task: column changes and history events."""
+    """What a lifecycle rule wants done to one task: column changes and history events."""
 
     changes: dict[str, Any]
     events: tuple[NewEvent, ...] = ()
 
 
-#: Given the locked row, return the transition (or None to leave the row as it is).
-Decide = Callable[[Task], Transition | None]
-
-
 @dataclass(frozen=True, slots=True)
 class Expected:
-    """What a decision taken before its row was read assumes about that row (ADR 0008)."""
+    """What a change assumes about its row: the compare of a compare-and-set."""
 
     #: Task fields (each also a column) and the values they must hold.
     columns: dict[str, Any]
@@ -62,28 +59,48 @@ class Expected:
 
 
 @dataclass(frozen=True, slots=True)
-class Ahead:
-    """A transition decided ahead of its row: valid for a row that matches ``expected``, where the
-    engine's ``decide`` on that row returns this same transition. A store that can compare and
-    write in one statement applies it so; any store may ignore it and call ``decide``."""
+class TaskChange:
+    """A compare-and-set on one task: where its row still matches ``expected``, write
+    ``changes`` and record ``events`` (at ``now``); ``wakes`` when the task becomes claimable
+    again, so claimers waiting in other processes look again."""
 
+    task_id: int
     expected: Expected
-    transition: Transition
+    changes: dict[str, Any]
+    events: tuple[NewEvent, ...]
+    now: datetime
+    wakes: bool = False
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimAhead:
-    """A claim decided before its rows are picked (ADR 0008), for a store that picks and writes
-    in one statement. Each row picked gets ``lifecycle.claimed``: ``changes`` (the same for every
-    row), its attempts plus one, a lease of ``lease_seconds`` (None: its type's claim timeout) from
-    ``now``, the next of ``tokens`` (one per row the claim may take), and ``event`` (None: no
-    history) with the row's new attempt number as its metadata ``attempt``."""
+class ClaimParams:
+    """A claim, decided before its rows are picked. Each row picked gets ``changes`` (the same
+    for every row), its attempts plus one, a lease of ``lease_seconds`` (None: its type's claim
+    timeout) from ``now``, the next of ``tokens`` (one per row the claim may take), and
+    ``event`` (None: no history) with the row's new attempt number as its metadata ``attempt``.
+    ``applied`` states that rule; a store may apply it in SQL instead (the suite holds both to it).
+    """
 
     changes: dict[str, Any]
     now: datetime
     lease_seconds: int | None
     tokens: tuple[str, ...]
     event: NewEvent | None
+
+    def applied(self, task: Task, index: int) -> Transition:
+        """What this claim makes of ``task``, the ``index``-th row it picked."""
+        attempt = task.attempts + 1
+        seconds = self.lease_seconds or task.policy.claim_timeout
+        event = self.event
+        return Transition(
+            changes={
+                **self.changes,
+                "lease_expires_at": self.now + timedelta(seconds=seconds),
+                "lease_token": self.tokens[index],
+                "attempts": attempt,
+            },
+            events=() if event is None else (replace(event, metadata={"attempt": attempt}),),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +120,8 @@ class InsertTask:
     priority: int
     max_attempts: int
     dedupe_key: str | None
-    dedupe_scope: DedupeScope
+    #: The value of the row's ``dedupe_lock`` (the key while it blocks a new task; None: never).
+    dedupe_lock: str | None
     max_pending: int | None
     run_after: datetime | None
     expires_at: datetime | None
@@ -150,11 +168,10 @@ class ClaimQuery:
 
 
 @dataclass(frozen=True, slots=True)
-class SettleQuery:
+class DueQuery:
     """Rows whose timestamps say a transition is due: an expired lease or an expired task."""
 
     now: datetime
-    task_id: int | None = None
     limit: int = 500
 
 
@@ -191,26 +208,28 @@ class Store(Protocol):
 
     async def get_task(self, task_id: int) -> Task | None: ...
 
+    async def get_tasks(self, task_ids: Sequence[int]) -> list[Task]:
+        """The tasks of ``task_ids`` that exist, in id order."""
+        ...
+
     async def list_tasks(self, query: TaskQuery) -> ListResult: ...
 
-    async def claim_tasks(
-        self, query: ClaimQuery, decide: Decide, ahead: ClaimAhead | None = None
-    ) -> list[Task]:
-        """Lock up to ``limit`` eligible pending tasks (skipping locked ones) and apply ``decide``,
-        or (a store that can, given ``ahead``) pick and claim them in one statement."""
+    async def claim_tasks(self, query: ClaimQuery, params: ClaimParams) -> list[Task]:
+        """Pick up to ``query.limit`` eligible pending tasks (skipping rows another claim holds),
+        claim each as ``params.applied`` says, and return them in the claim's order."""
         ...
 
-    async def transition_task(
-        self, task_id: int, decide: Decide, now: datetime, ahead: Ahead | None = None
-    ) -> Task | None:
-        """Lock one task, apply ``decide`` (which may raise); None if the task does not exist.
-        With ``ahead``, a store may first apply its transition in one statement to a row that
-        matches, and fall back to ``decide`` when the row does not."""
+    async def update_task(self, change: TaskChange) -> Task | None:
+        """Apply ``change`` if its row still matches ``change.expected``; the task after, or
+        None (nothing written) when it does not match or no longer exists."""
         ...
 
-    async def transition_tasks(self, task_ids: Sequence[int], decide: Decide, now: datetime) -> list[Task]:
-        """Lock several tasks in one transaction and apply ``decide`` to each (missing ids are
-        left out of the result). ``decide`` must not raise: it returns None to skip a task."""
+    async def update_tasks(self, changes: Sequence[TaskChange]) -> list[Task | None]:
+        """``update_task`` for each change, in one transaction (ids in ascending order)."""
+        ...
+
+    async def due_tasks(self, query: DueQuery) -> list[Task]:
+        """Up to ``query.limit`` tasks with an expired lease or an expired pending deadline."""
         ...
 
     @property
@@ -224,8 +243,9 @@ class Store(Protocol):
         while ``waiting`` is set, i.e. while a claimer waits); otherwise do nothing."""
         ...
 
-    async def settle_tasks(self, query: SettleQuery, decide: Decide) -> int:
-        """Apply ``decide`` to rows with an expired lease or an expired pending deadline."""
+    @property
+    def keys(self) -> KeyStore:
+        """The API keys stored beside the tasks."""
         ...
 
     async def delete_task(self, task_id: int) -> bool: ...

@@ -1,7 +1,8 @@
 """Applying lifecycle rules to stored tasks: the machinery every engine operation shares.
 
-``Transitions`` holds the store, the clock and the work signal; it settles expiries that the
-clock has made due and runs a lifecycle decision inside the transaction that locked the row.
+``Transitions`` holds the store, the clock and the work signal. It settles the expiries the clock
+has made due, and runs a lifecycle decision as a compare-and-set: read the row, decide, write
+where the row still holds what the decision read — and on a miss, read and decide again.
 """
 
 from __future__ import annotations
@@ -9,76 +10,81 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from taskmanager.engine import lifecycle
-from taskmanager.engine.clock import Clock, SystemClock
-from taskmanager.engine.policy import Defaults
-from taskmanager.engine.records import TERMINAL_STATUSES, DedupeScope, NewEvent, Task, TaskStatus
+from taskmanager.engine.clock import Clock
+from taskmanager.engine.policy import Backoff, Defaults, releases_dedupe_lock
+from taskmanager.engine.records import NewEvent, Task, TaskStatus
 from taskmanager.engine.replies import TASK_NOT_FOUND
-from taskmanager.engine.schema import ParamValidator
 from taskmanager.engine.signal import WorkSignal
-from taskmanager.engine.store import Ahead, SettleQuery, Store, Transition
-from taskmanager.errors import NotFound
+from taskmanager.engine.store import DueQuery, Expected, Store, TaskChange, Transition
+from taskmanager.errors import Conflict, NotFound
 
 #: How often (engine clock and real time) the whole table is checked for due expiries.
 SETTLE_INTERVAL = timedelta(seconds=1)
-#: Rounds of expiry settling one request may run (each handles up to SettleQuery.limit rows).
+#: Rounds of expiry settling one request may run (each handles up to DueQuery.limit rows).
 MAX_SETTLE_ROUNDS = 20
+#: Times a change is read and decided again after its row changed under it. Each miss means
+#: another request changed the task meanwhile; a handful is far more than contention produces.
+MAX_DECIDE_ROUNDS = 10
+
+#: Given the current row, the transition a request makes of it (None: leave it); may raise.
+Decide = Callable[[Task], Transition | None]
 
 
+@dataclass
 class Transitions:
-    """Store, clock and signal, plus settling and locked transitions. Shared by the services."""
+    """Store, clock, signal and the engine's settings, plus settling and compare-and-set writes.
+    One per engine, shared by its parts."""
 
-    def __init__(
-        self,
-        store: Store,
-        *,
-        clock: Clock | None = None,
-        defaults: Defaults | None = None,
-        rng: random.Random | None = None,
-        version: str = "0",
-    ) -> None:
-        self.store = store
-        self.clock = clock or SystemClock()
-        self.defaults = defaults or Defaults()
-        self.rng = rng or random.Random()
-        self.version = version
-        self._validator = ParamValidator()
-        self.signal = WorkSignal()
-        self._settled_at: tuple[datetime, float] | None = None
-        self._listening = False
+    store: Store
+    clock: Clock
+    defaults: Defaults
+    rng: random.Random
+    backoff: Backoff
+    signal: WorkSignal = field(default_factory=WorkSignal)
+    listening: bool = False
+    _settled_at: tuple[datetime, float] | None = field(default=None, init=False, repr=False)
 
     async def start(self) -> None:
         """Begin hearing about work created by other processes (PostgreSQL LISTEN, a SQLite file's
         watcher)."""
-        self._listening = True
+        self.listening = True
         await self.store.listen(self.signal.notify, self.signal.waiting)
 
-    def _event(self, event: NewEvent) -> NewEvent | None:
+    def event(self, event: NewEvent) -> NewEvent | None:
         return event if self.defaults.enable_history else None
 
-    def _events(self, transition: Transition | None, task: Task) -> Transition | None:
+    def finish(self, transition: Transition | None, task: Task) -> Transition | None:
         """Finish a transition: release an ``active``-scoped dedupe key when the task ends, and
         drop history events when history is off."""
         if transition is None:
             return None
-        release = (
-            transition.changes.get("status") in TERMINAL_STATUSES and task.policy.dedupe == DedupeScope.ACTIVE
-        )
+        release = releases_dedupe_lock(task.policy.dedupe, transition.changes.get("status"))
         history = self.defaults.enable_history
         if not release and (history or not transition.events):
             return transition  # the common case, as it came (this runs once per task changed)
         changes = {**transition.changes, "dedupe_lock": None} if release else transition.changes
         return Transition(changes, transition.events if history else ())
 
-    async def _settle(self) -> None:
+    def change(self, task_id: int, expected: Expected, transition: Transition, now: datetime) -> TaskChange:
+        """The compare-and-set writing ``transition`` (finished) where ``expected`` holds."""
+        wakes = transition.changes.get("status") == TaskStatus.PENDING
+        events = transition.events if self.defaults.enable_history else ()
+        return TaskChange(task_id, expected, transition.changes, events, now, wakes)
+
+    def on_row(self, task: Task, transition: Transition, now: datetime) -> TaskChange:
+        """The compare-and-set writing ``transition``, decided on ``task`` as read."""
+        return self.change(task.id, lifecycle.as_read(task), transition, now)
+
+    async def settle(self) -> None:
         """Apply every transition the clock has made due (expired leases, expired tasks).
 
         Runs at most once per ``SETTLE_INTERVAL`` of both the engine's clock and real time, so a
         busy server does not pay for it on every claim; single tasks are settled as they are read
-        or changed (``_task``, ``_transition``), so they are never stale.
+        or changed (``current``, ``transition``), so they are never stale.
         """
         now, real = self.clock.now(), time.monotonic()
         if self._settled_at is not None:
@@ -87,56 +93,63 @@ class Transitions:
             if now - clock_at < SETTLE_INTERVAL and real - real_at < interval:
                 return
         self._settled_at = (now, real)
-        query = SettleQuery(now)
+        query = DueQuery(now)
         for _ in range(MAX_SETTLE_ROUNDS):
-            settled = await self.store.settle_tasks(
-                query, lambda t: self._events(lifecycle.settle(t, now=now), t)
-            )
-            if settled:
+            due = await self.store.due_tasks(query)
+            changes = [
+                self.on_row(task, transition, now)
+                for task in due
+                if (transition := self.finish(lifecycle.settle(task, now=now), task)) is not None
+            ]
+            done = await self.store.update_tasks(changes) if changes else []
+            if any(task is not None for task in done):
                 self.signal.notify()  # a lease ran out: its task may be claimable again
-            if settled < query.limit:
+            if len(due) < query.limit:
                 return
 
-    def _ahead(self, ahead: Ahead | None) -> Ahead | None:
-        """Finish a decision taken ahead of its row as ``_events`` finishes one taken on it. Not
-        knowing the task's type, it cannot release an ``active``-scoped dedupe key: a transition
-        ending the task expects a type whose key stays (or that has none)."""
-        if ahead is None:
-            return None
-        transition, expected = ahead.transition, ahead.expected
-        if transition.changes.get("status") in TERMINAL_STATUSES:
-            expected = replace(expected, dedupe_scopes=(DedupeScope.ALL, DedupeScope.NONE))
-        if not self.defaults.enable_history:
-            transition = Transition(transition.changes, ())
-        return Ahead(expected, transition)
-
-    async def _transition(
-        self,
-        task_id: int,
-        decide: Callable[[Task], Transition | None],
-        now: datetime,
-        ahead: Ahead | None = None,
-    ) -> Task:
-        """Lock the task and apply ``decide`` — after any transition its timestamps made due.
-
-        ``ahead`` (when the request's common case can be decided without the row) lets the store
-        apply it in one statement; ``ahead.expected`` must hold only for rows on which
-        ``settle`` has nothing due and ``decide`` returns ``ahead.transition``."""
-        settled = False
-
-        def settle_then_decide(task: Task) -> Transition | None:
-            nonlocal settled
-            due = lifecycle.settle(task, now=now)
-            if due is not None:
-                settled = True  # apply the expiry now; judge the request on the result below
-                return self._events(due, task)
-            return self._events(decide(task), task)
-
-        task = await self.store.transition_task(task_id, settle_then_decide, now, self._ahead(ahead))
+    async def current(self, task_id: int) -> Task:
+        """The task as it reads now: a transition its timestamps made due is applied first."""
+        task = await self.store.get_task(task_id)
         if task is None:
             raise NotFound(TASK_NOT_FOUND)
-        if settled:
-            return await self._transition(task_id, decide, now)
+        if lifecycle.settle(task, now=self.clock.now()) is None:
+            return task
+        return await self.transition(task_id, lambda _t: None, self.clock.now())
+
+    async def transition(
+        self,
+        task_id: int,
+        decide: Decide,
+        now: datetime,
+        unread: tuple[Expected, Transition] | None = None,
+    ) -> Task:
+        """Apply ``decide`` to the task — after any transition its timestamps made due.
+
+        ``unread`` (a request's common case, decided without the row) is tried first, as one
+        compare-and-set; its ``Expected`` must hold only for rows on which ``settle`` has nothing
+        due and ``decide`` returns its transition. Where it misses, the row is read and judged."""
+        if unread is not None:
+            expected, unread_transition = unread
+            done = await self.store.update_task(self.change(task_id, expected, unread_transition, now))
+            if done is not None:
+                return self._after(done)
+        for _ in range(MAX_DECIDE_ROUNDS):
+            task = await self.store.get_task(task_id)
+            if task is None:
+                raise NotFound(TASK_NOT_FOUND)
+            due = lifecycle.settle(task, now=now)
+            # An expiry due is applied first; the request is judged on the row after it.
+            transition = self.finish(due if due is not None else decide(task), task)
+            if transition is None:
+                return task
+            done = await self.store.update_task(self.on_row(task, transition, now))
+            if done is not None and due is None:
+                return self._after(done)
+            if done is not None:
+                self._after(done)
+        raise Conflict("The task kept changing; try again")
+
+    def _after(self, task: Task) -> Task:
         if task.status == TaskStatus.PENDING:
             self.signal.notify()
         return task

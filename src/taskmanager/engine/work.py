@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from taskmanager import models
 from taskmanager.engine import lifecycle
 from taskmanager.engine.queries import claim_order
 from taskmanager.engine.records import Task, TaskStatus
 from taskmanager.engine.replies import Reply, batch_complete_entry
-from taskmanager.engine.store import ClaimQuery, Transition
-from taskmanager.engine.transitions import Transitions
+from taskmanager.engine.store import ClaimQuery, TaskChange
+from taskmanager.engine.transitions import MAX_DECIDE_ROUNDS, Transitions
 from taskmanager.engine.wire import iso, task_data
 from taskmanager.errors import LeaseLost, NoTasks, TaskManagerError
 
 
-class WorkerOperations(Transitions):
-    """The worker-facing half of the engine."""
+@dataclass
+class WorkerOperations:
+    """The worker-facing half of the engine, on the engine's shared ``Transitions``."""
+
+    core: Transitions
 
     async def claim(
         self, body: models.ClaimTasks, gone: Callable[[], Awaitable[bool]] | None = None
@@ -35,17 +38,18 @@ class WorkerOperations(Transitions):
                     *(() if body.task_type_id is None else (body.task_type_id,)),
                 }
             )
-        if body.wait and not self._listening:
-            await self.start()  # hosts that never run the app's start-up hook (WSGI adapters)
+        core = self.core
+        if body.wait and not core.listening:
+            await core.start()  # hosts that never run the app's start-up hook (WSGI adapters)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + float(body.wait or 0)
         while True:
-            ticket = self.signal.ticket()  # taken before claiming, so no wake-up is missed
+            ticket = core.signal.ticket()  # taken before claiming, so no wake-up is missed
             tasks = await self._claim_once(body, order, ids)
             remaining = deadline - loop.time()
             if tasks or remaining <= 0:
                 break
-            await self.signal.wait(ticket, min(remaining, self.store.wake_interval))
+            await core.signal.wait(ticket, min(remaining, core.store.wake_interval))
             if gone is not None and await gone():
                 tasks = []
                 break
@@ -62,8 +66,9 @@ class WorkerOperations(Transitions):
     async def _claim_once(
         self, body: models.ClaimTasks, order: tuple[tuple[str, bool], ...], ids: tuple[int, ...] | None
     ) -> list[Task]:
-        await self._settle()
-        now = self.clock.now()
+        core = self.core
+        await core.settle()
+        now = core.clock.now()
         query = ClaimQuery(
             now=now,
             worker_id=body.worker_id,
@@ -73,58 +78,83 @@ class WorkerOperations(Transitions):
             type_like=body.type_pattern,
             type_names=tuple(body.types) if body.types else None,
         )
-        ahead = lifecycle.claim_ahead(
+        params = lifecycle.claim_params(
             now=now, worker_id=body.worker_id, lease_seconds=body.lease_seconds, count=query.limit
         )
-        if not self.defaults.enable_history:
-            ahead = replace(ahead, event=None)  # what _events does to the transition
-        # Each row decided takes the next token (a transaction run again takes the next ones: a
-        # claim never takes more rows than its limit, so those within one are distinct). A claim
-        # ends no task, so _events has no dedupe key to release.
-        index = itertools.cycle(range(query.limit))
-        return await self.store.claim_tasks(
-            query, lambda t: self._events(lifecycle.claimed(t, ahead, next(index)), t), ahead
-        )
+        if not core.defaults.enable_history:
+            params = replace(params, event=None)
+        # A claim ends no task, so there is no dedupe key to release.
+        return await core.store.claim_tasks(query, params)
 
     async def complete_batch(self, body: models.CompleteBatch) -> Reply:
-        """Complete many tasks in one transaction; each item is judged as a single complete is."""
-        now = self.clock.now()
-        await self._settle()
+        """Complete many tasks; each item is judged as a single complete is, and the changes
+        are written in one transaction (a row changed meanwhile is read and judged again)."""
+        core = self.core
+        now = core.clock.now()
+        await core.settle()
         items = {item.id: item for item in body.results}
         failures: dict[int, TaskManagerError] = {}
+        done: dict[int, Task] = {}
+        todo = sorted(items)
+        for _ in range(MAX_DECIDE_ROUNDS):
+            changes: list[TaskChange] = []
+            for task in await core.store.get_tasks(todo):
+                failures.pop(task.id, None)
+                change = self._judge(task, items[task.id], body.worker_id, now, failures)
+                if change is None:
+                    done[task.id] = task
+                else:
+                    changes.append(change)
+            written = await core.store.update_tasks(changes) if changes else []
+            todo = []
+            for change, after in zip(changes, written, strict=True):
+                if after is None:
+                    todo.append(change.task_id)  # changed meanwhile: judge it again
+                else:
+                    done[after.id] = after
+            if not todo:
+                break
+        results = [batch_complete_entry(i, done.get(i), failures.get(i)) for i in items]
+        if any(t.status == TaskStatus.PENDING for t in done.values()):
+            core.signal.notify()
+        ok = sum(1 for r in results if r["error"] is None)
+        return Reply(f"{ok} of {len(results)} completed", {"results": results, "count": len(results)})
 
-        def decide(task: Task) -> Transition | None:
-            due = lifecycle.settle(task, now=now)
-            if due is not None:  # the lease ran out before this report arrived
-                failures[task.id] = LeaseLost("Lease lost: the lease expired")
-                return self._events(due, task)
-            item = items[task.id]
-            request = lifecycle.Completion(
-                body.worker_id, item.success, item.result, item.error, item.lease_token
-            )
+    def _judge(
+        self,
+        task: Task,
+        item: models.CompleteItem,
+        worker_id: str,
+        now: datetime,
+        failures: dict[int, TaskManagerError],
+    ) -> TaskChange | None:
+        """The change one item of a batch complete makes (a failure is noted in ``failures``)."""
+        core = self.core
+        due = lifecycle.settle(task, now=now)
+        if due is not None:  # the lease ran out before this report arrived
+            failures[task.id] = LeaseLost("Lease lost: the lease expired")
+            transition = core.finish(due, task)
+        else:
+            request = lifecycle.Completion(worker_id, item.success, item.result, item.error, item.lease_token)
             try:
-                return self._events(lifecycle.complete(task, request, now=now, rng=self.rng), task)
+                decided = lifecycle.complete(task, request, now=now, rng=core.rng, backoff=core.backoff)
             except TaskManagerError as exc:
                 failures[task.id] = exc
                 return None
-
-        done = {t.id: t for t in await self.store.transition_tasks(list(items), decide, now)}
-        results = [batch_complete_entry(i, done.get(i), failures.get(i)) for i in items]
-        if any(t.status == TaskStatus.PENDING for t in done.values()):
-            self.signal.notify()
-        ok = sum(1 for r in results if r["error"] is None)
-        return Reply(f"{ok} of {len(results)} completed", {"results": results, "count": len(results)})
+            transition = core.finish(decided, task)
+        return None if transition is None else core.on_row(task, transition, now)
 
     async def complete(self, task_id: int, body: models.CompleteTask) -> Reply:
         request = lifecycle.Completion(
             body.worker_id, body.success, body.result, body.error, body.lease_token
         )
-        now = self.clock.now()
-        task = await self._transition(
+        core = self.core
+        now = core.clock.now()
+        task = await core.transition(
             task_id,
-            lambda t: lifecycle.complete(t, request, now=now, rng=self.rng),
+            lambda t: lifecycle.complete(t, request, now=now, rng=core.rng, backoff=core.backoff),
             now,
-            lifecycle.complete_ahead(request, now=now),
+            lifecycle.complete_unread(request, now=now),
         )
         status = lifecycle.outcome_status(task)
         message = {
@@ -144,8 +174,8 @@ class WorkerOperations(Transitions):
         )
 
     async def progress(self, task_id: int, body: models.ReportProgress) -> Reply:
-        now = self.clock.now()
-        task = await self._transition(
+        now = self.core.clock.now()
+        task = await self.core.transition(
             task_id,
             lambda t: lifecycle.progress(
                 t,
@@ -169,8 +199,8 @@ class WorkerOperations(Transitions):
         )
 
     async def heartbeat(self, task_id: int, body: models.Heartbeat) -> Reply:
-        now = self.clock.now()
-        task = await self._transition(
+        now = self.core.clock.now()
+        task = await self.core.transition(
             task_id,
             lambda t: lifecycle.heartbeat(
                 t,

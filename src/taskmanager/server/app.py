@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -18,7 +18,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from taskmanager import __version__, models
 from taskmanager.engine.access import KeyService
 from taskmanager.engine.clock import Clock, SystemClock
-from taskmanager.engine.keys import KeyStore
 from taskmanager.engine.service import TaskService
 from taskmanager.engine.store import Store
 from taskmanager.errors import InternalError, NotFound, TaskManagerError, ValidationFailed
@@ -111,7 +110,7 @@ def create_app(
     engine = TaskService(active_store, clock=clock, defaults=defaults, version=__version__)
     clock = clock or SystemClock()
     # The SQL store implements both protocols; an injected store must too.
-    keys = KeyService(cast(KeyStore, active_store), clock=clock, cache_seconds=settings.key_cache_seconds)
+    keys = KeyService(active_store.keys, clock=clock, cache_seconds=settings.key_cache_seconds)
     limiter = open_limiter(
         settings.redis_url, prefix=settings.redis_prefix, now=lambda: clock.now().timestamp()
     )

@@ -200,7 +200,7 @@ def connect(url: str, *, pool_size: int = 10) -> Database:
     kwargs: dict[str, Any] = {
         "pool_size": pool_size,
         "max_overflow": pool_size,
-        # On PostgreSQL this pool serves only the colder paths (store/pg.py has its own for
+        # On PostgreSQL this pool serves only the colder paths (store/postgres.py has its own for
         # create, claim and complete), where a ping per checkout is cheap insurance: after a
         # database restart the first request on each stale connection would otherwise fail.
         "pool_pre_ping": dialect == "postgresql",

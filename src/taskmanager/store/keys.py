@@ -73,10 +73,12 @@ def _touch(used: Mapping[int, datetime], conn: Connection) -> None:
         )
 
 
-class KeyOperations:
-    """Mixed into ``SqlStore``: the ``KeyStore`` methods, each one transaction."""
+class SqlKeyStore:
+    """``engine.keys.KeyStore`` on a store's database, each method one transaction: a part of
+    every store (``store.keys``)."""
 
-    db: Database
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     async def _keys_read(self, fn: Callable[[Connection], R]) -> R:
         return await self.db.run(fn, write=False)

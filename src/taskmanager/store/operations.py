@@ -1,7 +1,8 @@
 """The store's operations as plain functions on a synchronous ``Connection``.
 
 ``Database.run`` executes each inside one transaction (in a thread on SQLite, through the async
-bridge elsewhere); ``SqlStore`` in ``sql.py`` is the async face that picks which to run.
+bridge elsewhere); the store classes (``base.py`` and one per database family) are the async face
+that picks which to run.
 """
 
 from __future__ import annotations
@@ -12,13 +13,9 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
-    and_,
-    bindparam,
     delete,
     func,
     insert,
-    or_,
     select,
     text,
     update,
@@ -26,16 +23,13 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from taskmanager.engine.records import DedupeScope, Event, Task, TaskStatus, TaskType
+from taskmanager.engine.records import Event, Task, TaskStatus, TaskType
 from taskmanager.engine.store import (
-    ClaimQuery,
-    Decide,
     InsertOutcome,
     InsertResult,
     InsertTask,
     ListResult,
     SaveType,
-    SettleQuery,
     TaskQuery,
 )
 from taskmanager.store.rows import (
@@ -43,7 +37,6 @@ from taskmanager.store.rows import (
     H,
     Selects,
     T,
-    decide_all,
     dump,
     event_row,
     json_or_none,
@@ -93,13 +86,9 @@ def set_type_active(q: Selects, name: str, active: bool, now: datetime, conn: Co
 
 
 def existing(conn: Connection, q: Selects, item: InsertTask) -> Task | None:
-    query = q.task.where(T.type_id == item.type_id, T.dedupe_lock == item.dedupe_key)
+    query = q.task.where(T.type_id == item.type_id, T.dedupe_lock == item.dedupe_lock)
     row = conn.execute(query).first()
     return None if row is None else task_from_row(row)
-
-
-def dedupes(item: InsertTask) -> bool:
-    return item.dedupe_scope != DedupeScope.NONE and item.dedupe_key is not None
 
 
 def _pending_count(conn: Connection, type_id: int) -> int:
@@ -107,7 +96,7 @@ def _pending_count(conn: Connection, type_id: int) -> int:
     return conn.scalar(query.where(T.type_id == type_id, T.status == TaskStatus.PENDING.value)) or 0
 
 
-def _task_values(item: InsertTask) -> dict[str, Any]:
+def task_values(item: InsertTask) -> dict[str, Any]:
     return {
         "type_id": item.type_id,
         "status": TaskStatus.PENDING.value,
@@ -122,7 +111,7 @@ def _task_values(item: InsertTask) -> dict[str, Any]:
         "created_at": item.now,
         "updated_at": item.now,
         "dedupe_key": item.dedupe_key,
-        "dedupe_lock": item.dedupe_key if dedupes(item) else None,
+        "dedupe_lock": item.dedupe_lock,
     }
 
 
@@ -156,7 +145,7 @@ def created(item: InsertTask, task_id: int) -> InsertResult:
 
 
 def insert_one(conn: Connection, q: Selects, item: InsertTask) -> InsertResult:
-    if dedupes(item):
+    if item.dedupe_lock is not None:
         found = existing(conn, q, item)
         if found is not None:
             return InsertResult(InsertOutcome.DUPLICATE, found)
@@ -167,7 +156,7 @@ def insert_one(conn: Connection, q: Selects, item: InsertTask) -> InsertResult:
     # savepoint would only replace that error with "SAVEPOINT does not exist".
     savepoint = conn.begin_nested()
     try:
-        result = conn.execute(insert(tasks).values(**_task_values(item)))
+        result = conn.execute(insert(tasks).values(**task_values(item)))
     except IntegrityError:
         savepoint.rollback()
         # An identical create committed first: answer with its task, never an error.
@@ -193,17 +182,17 @@ def _stored_duplicates(
     """The stored tasks that hold the dedupe key of an item, by (type id, key)."""
     keys: dict[int, set[str]] = {}
     for item in items:
-        if dedupes(item):
-            assert item.dedupe_key is not None
-            keys.setdefault(item.type_id, set()).add(item.dedupe_key)
+        if item.dedupe_lock is not None:
+            keys.setdefault(item.type_id, set()).add(item.dedupe_lock)
     found: dict[tuple[int, str], Task] = {}
     for type_id, wanted in keys.items():
         ordered = sorted(wanted)
         for start in range(0, len(ordered), KEYS_PER_LOOKUP):
             chunk = ordered[start : start + KEYS_PER_LOOKUP]
-            for row in conn.execute(q.task.where(T.type_id == type_id, T.dedupe_lock.in_(chunk))):
+            query = q.task.add_columns(T.dedupe_lock).where(T.type_id == type_id, T.dedupe_lock.in_(chunk))
+            for row in conn.execute(query):
                 task = task_from_row(row)
-                found[(type_id, row.dedupe_key)] = task
+                found[(type_id, row.dedupe_lock)] = task
     return found
 
 
@@ -217,11 +206,12 @@ def _insert_many(conn: Connection, q: Selects, items: Sequence[InsertTask]) -> l
     results: list[InsertResult | int | None] = []  # an int: a duplicate of that earlier item
     inserting: list[int] = []
     for index, item in enumerate(items):
-        key = (item.type_id, item.dedupe_key or "")
-        if dedupes(item) and key in stored:
+        key = (item.type_id, item.dedupe_lock or "")
+        dedupes = item.dedupe_lock is not None
+        if dedupes and key in stored:
             results.append(InsertResult(InsertOutcome.DUPLICATE, stored[key]))
             continue
-        if dedupes(item) and key in creator:
+        if dedupes and key in creator:
             results.append(creator[key])
             continue
         if item.max_pending is not None:
@@ -230,7 +220,7 @@ def _insert_many(conn: Connection, q: Selects, items: Sequence[InsertTask]) -> l
                 results.append(InsertResult(InsertOutcome.QUEUE_FULL, None))
                 continue
             pending[item.type_id] = count + 1
-        if dedupes(item):
+        if dedupes:
             creator[key] = index
         results.append(None)
         inserting.append(index)
@@ -238,7 +228,7 @@ def _insert_many(conn: Connection, q: Selects, items: Sequence[InsertTask]) -> l
         savepoint = conn.begin_nested()
         try:
             statement = insert(tasks).returning(T.id, sort_by_parameter_order=True)
-            ids = conn.execute(statement, [_task_values(items[i]) for i in inserting]).scalars().all()
+            ids = conn.execute(statement, [task_values(items[i]) for i in inserting]).scalars().all()
         except IntegrityError:
             savepoint.rollback()
             raise
@@ -325,45 +315,13 @@ def list_events(task_id: int, conn: Connection) -> list[Event]:
 
 
 def load(conn: Connection, q: Selects, ids: Sequence[int]) -> list[Task]:
+    """The tasks of ``ids`` that exist, in the order of ``ids``."""
     if not ids:
         return []
     by_id = {row.id: task_from_row(row) for row in conn.execute(q.task.where(T.id.in_(ids)))}
     return [by_id[i] for i in ids if i in by_id]
 
 
-def apply(conn: Connection, locked: list[Task], decide: Decide, now: datetime) -> list[Task]:
-    """Run ``decide`` on each locked task and write the transitions back."""
-    decided = decide_all(locked, decide, now)
-    for columns, rows in decided.updates.items():
-        # One statement per shape of change: a batch claim is one executemany, not N updates.
-        statement = update(tasks).where(T.id == bindparam("_id"))
-        conn.execute(statement.values({c: bindparam(c) for c in columns}), rows)
-    if decided.events:
-        conn.execute(insert(task_history), decided.events)
-    if decided.wakes:
-        announce_work(conn)
-    return decided.tasks
-
-
-def claimable_types(query: ClaimQuery) -> Select[Any]:
-    types = select(TT.id).where(TT.is_active.is_(True))
-    if query.type_like is not None:
-        types = types.where(TT.name.like(query.type_like))
-    if query.type_names is not None:
-        types = types.where(TT.name.in_(query.type_names))
-    return types
-
-
 def delete_task(task_id: int, conn: Connection) -> bool:
     conn.execute(delete(task_history).where(H.task_id == task_id))
     return bool(conn.execute(delete(tasks).where(T.id == task_id)).rowcount)
-
-
-def due(query: SettleQuery) -> Select[Any]:
-    """Rows whose lease expired, or that are still pending past their expiry."""
-    due = or_(
-        and_(T.status == TaskStatus.CLAIMED.value, T.lease_expires_at <= query.now),
-        and_(T.status == TaskStatus.PENDING.value, T.expires_at <= query.now),
-    )
-    pick = select(T.id).where(due).limit(query.limit)
-    return pick if query.task_id is None else pick.where(T.id == query.task_id)

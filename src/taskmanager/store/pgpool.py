@@ -1,9 +1,9 @@
-"""The hot path's connections: a small pool of asyncpg connections, lent one operation at a time.
+"""PostgresStore's own connections: a small pool of asyncpg connections, lent one operation at a time.
 
 asyncpg's own pool costs the single-request path about a seventh of the server's CPU (ADR 0011):
 given a timeout, its ``acquire`` runs in a task of its own (``wait_for``), and every ``release``
 runs in another (``shield``), with a timeout context, a reset and an inactivity timer re-armed.
-The hot path needs less, because of how it uses a connection — one statement or one transaction,
+PostgresStore needs less, because of how it uses a connection — one statement or one transaction,
 never a LISTEN, a cursor, a prepared statement of its own or a SET (its planner settings are the
 connection's, from its start) — and because it gives back any connection an operation left in an
 unknown state instead of repairing it. So here:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
 from operator import attrgetter
@@ -15,10 +15,50 @@ from sqlalchemy import Select, func, select
 from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import DedupeScope, NewEvent, Task, TaskStatus, TaskType
 from taskmanager.engine.records import TypePolicy as Policy
-from taskmanager.engine.store import Decide
-from taskmanager.store.tables import task_history, task_types, tasks
+from taskmanager.store.tables import UTCDateTime, task_history, task_types, tasks
 
 T, TT, H = tasks.c, task_types.c, task_history.c
+
+
+#: Task fields read from the ``tasks`` column of the same name, in ``Task``'s order.
+TASK_COLUMN_FIELDS = tuple(f.name for f in fields(Task) if f.name in tasks.c)
+#: Task fields with a source of their own: the type's name, and its settings (``TypePolicy``'s
+#: fields, each a ``task_types`` column, read through the server's default where unset).
+TASK_DERIVED_FIELDS = {"type": (TT.name,), "policy": tuple(TT[f.name] for f in fields(Policy))}
+#: TaskType fields, each a ``task_types`` column of the same name.
+TYPE_FIELDS = tuple(f.name for f in fields(TaskType))
+
+
+def _setting(column: Any, defaults: Defaults) -> Any:
+    """A type's setting, or (where the type leaves it NULL) the server's default of that name."""
+    default = getattr(defaults, column.name, None)
+    return column if default is None else func.coalesce(column, default).label(column.name)
+
+
+def task_columns(defaults: Defaults, utc: Callable[[Any], Any] = lambda c: c) -> list[Any]:
+    """What a task read selects, in ``Task``'s field order (``policy`` last, one column per
+    setting); ``utc`` wraps each timestamp column (raw asyncpg reads them as aware UTC so)."""
+    selected: list[Any] = []
+    for f in fields(Task):
+        if f.name in tasks.c:
+            column = T[f.name]
+            selected.append(utc(column).label(f.name) if isinstance(column.type, UTCDateTime) else column)
+        elif f.name == "type":
+            selected.append(TT.name.label("type_name"))
+    policy = TASK_DERIVED_FIELDS["policy"]
+    selected += [_setting(c, defaults).label(f"type_{c.name}") for c in policy]
+    return selected
+
+
+def type_columns(defaults: Defaults, utc: Callable[[Any], Any] = lambda c: c) -> list[Any]:
+    """What a task-type read selects, in ``TaskType``'s field order."""
+    return [
+        utc(TT[name]).label(name) if isinstance(TT[name].type, UTCDateTime) else _setting(TT[name], defaults)
+        for name in TYPE_FIELDS
+    ]
+
+
+TASKS_JOIN = tasks.join(task_types, T.type_id == TT.id)
 
 
 @dataclass(frozen=True)
@@ -31,57 +71,8 @@ class Selects:
 
     @classmethod
     def with_defaults(cls, defaults: Defaults) -> Selects:
-        def setting(column: Any, default: float) -> Any:
-            return func.coalesce(column, default).label(column.name)
-
-        claim_timeout = setting(TT.claim_timeout, defaults.claim_timeout)
-        retry_delay = setting(TT.retry_delay, defaults.retry_delay)
-        retry_max_delay = setting(TT.retry_max_delay, defaults.retry_max_delay)
-        task = select(
-            T.id,
-            T.type_id,
-            T.status,
-            T.params,
-            T.result,
-            T.error_message,
-            T.priority,
-            T.progress,
-            T.attempts,
-            T.max_attempts,
-            T.claimed_by,
-            T.claimed_at,
-            T.lease_expires_at,
-            T.lease_token,
-            T.completed_at,
-            T.run_after,
-            T.expires_at,
-            T.assigned_to,
-            T.created_at,
-            T.updated_at,
-            T.dedupe_key,
-            TT.name.label("type_name"),
-            claim_timeout,
-            retry_delay,
-            retry_max_delay,
-            TT.dedupe.label("type_dedupe"),
-        ).select_from(tasks.join(task_types, T.type_id == TT.id))
-        task_type = select(
-            TT.id,
-            TT.name,
-            TT.version,
-            TT.param_schema,
-            TT.is_active,
-            TT.description,
-            setting(TT.max_attempts, defaults.max_attempts),
-            claim_timeout,
-            retry_delay,
-            retry_max_delay,
-            TT.dedupe,
-            TT.max_pending,
-            TT.created_at,
-            TT.updated_at,
-        )
-        return cls(task, task_type)
+        task = select(*task_columns(defaults)).select_from(TASKS_JOIN)
+        return cls(task, select(*type_columns(defaults)))
 
 
 #: Columns a transition may change (anything else in ``changes`` is a programming error).
@@ -100,66 +91,24 @@ def dump(value: Any) -> str | None:
     return None if value is None else _ENCODER.encode(value)
 
 
-def task_from_row(row: Sequence[Any]) -> Task:
-    """A task from a row of ``Selects.task`` (or PostgreSQL's hot path, which reads the same
-    columns in the same order): positional, so SQLAlchemy rows and asyncpg records both serve."""
-    (
-        id_,
-        type_id,
-        status,
-        params,
-        result,
-        error_message,
-        priority,
-        progress,
-        attempts,
-        max_attempts,
-        claimed_by,
-        claimed_at,
-        lease_expires_at,
-        lease_token,
-        completed_at,
-        run_after,
-        expires_at,
-        assigned_to,
-        created_at,
-        updated_at,
-        dedupe_key,
-        type_name,
-        claim_timeout,
-        retry_delay,
-        retry_max_delay,
-        type_dedupe,
-    ) = row
-    return Task(
-        id=id_,
-        type_id=type_id,
-        type=type_name,
-        status=_STATUSES[status],
-        params=json.loads(params),
-        result=None if result is None else json.loads(result),
-        error_message=error_message,
-        priority=priority,
-        progress=progress,
-        attempts=attempts,
-        max_attempts=max_attempts,
-        claimed_by=claimed_by,
-        claimed_at=claimed_at,
-        lease_expires_at=lease_expires_at,
-        lease_token=lease_token,
-        completed_at=completed_at,
-        run_after=run_after,
-        expires_at=expires_at,
-        assigned_to=assigned_to,
-        created_at=created_at,
-        updated_at=updated_at,
-        dedupe_key=dedupe_key,
-        policy=_policy(claim_timeout, retry_delay, retry_max_delay, type_dedupe),
-    )
-
-
+_N_TASK = len(fields(Task)) - 1  # every field before ``policy``, one column each
+#: The columns of a task read: then ``policy``'s, one per setting (a statement may add more).
+TASK_ROW_WIDTH = _N_TASK + len(fields(Policy))
+_STATUS, _PARAMS, _RESULT = ([f.name for f in fields(Task)].index(n) for n in ("status", "params", "result"))
 #: Status text to member, a dict lookup instead of an Enum call for every row read.
 _STATUSES = {status.value: status for status in TaskStatus}
+
+
+def task_from_row(row: Sequence[Any]) -> Task:
+    """A task from a row of ``task_columns``: positional, so SQLAlchemy rows and asyncpg records
+    both serve. (``type`` is the row's third column, as it is ``Task``'s third field.)"""
+    values = list(row[:_N_TASK])
+    values[_STATUS] = _STATUSES[values[_STATUS]]
+    values[_PARAMS] = json.loads(values[_PARAMS])
+    result = values[_RESULT]
+    values[_RESULT] = None if result is None else json.loads(result)
+    values.append(_policy(*row[_N_TASK:TASK_ROW_WIDTH]))
+    return Task(*values)
 
 
 @lru_cache(maxsize=1024)
@@ -168,39 +117,20 @@ def _policy(claim_timeout: int, retry_delay: float, retry_max_delay: float, dedu
     return Policy(claim_timeout, retry_delay, retry_max_delay, DedupeScope(dedupe))
 
 
+_DECODE_TYPE: dict[str, Callable[[Any], Any]] = {
+    "param_schema": json.loads,
+    "is_active": bool,
+    "dedupe": DedupeScope,
+}
+
+
 def type_from_row(row: Sequence[Any]) -> TaskType:
-    """A task type from a row of ``Selects.task_type`` (positional, like ``task_from_row``)."""
-    (
-        id_,
-        name,
-        version,
-        param_schema,
-        is_active,
-        description,
-        max_attempts,
-        claim_timeout,
-        retry_delay,
-        retry_max_delay,
-        dedupe,
-        max_pending,
-        created_at,
-        updated_at,
-    ) = row
+    """A task type from a row of ``type_columns`` (positional, like ``task_from_row``)."""
     return TaskType(
-        id=id_,
-        name=name,
-        version=version,
-        param_schema=json.loads(param_schema),
-        is_active=bool(is_active),
-        max_attempts=max_attempts,
-        claim_timeout=claim_timeout,
-        retry_delay=retry_delay,
-        retry_max_delay=retry_max_delay,
-        dedupe=DedupeScope(dedupe),
-        max_pending=max_pending,
-        description=description,
-        created_at=created_at,
-        updated_at=updated_at,
+        *(
+            _DECODE_TYPE[name](value) if name in _DECODE_TYPE else value
+            for name, value in zip(TYPE_FIELDS, row, strict=True)
+        )
     )
 
 
@@ -228,28 +158,13 @@ def event_row(task_id: int, event: NewEvent, now: datetime) -> dict[str, Any]:
     }
 
 
-@dataclass
-class Decided:
-    """What ``decide`` made of a set of locked tasks, ready for the store to write."""
-
-    #: Every locked task as it reads after its transition (unchanged if it had none).
-    tasks: list[Task] = field(default_factory=list)
-    #: Rows to update, ``{"_id": id, column: value, ...}``, grouped by the columns they change,
-    #: so each shape of change is one statement.
-    updates: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=dict)
-    #: History rows to insert (``event_row``).
-    events: list[dict[str, Any]] = field(default_factory=list)
-    #: A task went back to pending: claimers waiting elsewhere should look again.
-    wakes: bool = False
-
-
 _TASK_FIELDS = tuple(f.name for f in fields(Task))
 _task_values = attrgetter(*_TASK_FIELDS)
 #: Each slot's setter: a frozen dataclass refuses ``setattr``, its slot descriptors do not.
 _SETTERS = {name: getattr(Task, name).__set__ for name in _TASK_FIELDS}
 
 
-def _changed(task: Task, changes: dict[str, Any]) -> Task:
+def with_changes(task: Task, changes: dict[str, Any]) -> Task:
     """``dataclasses.replace(task, **changes)`` without the columns a ``Task`` does not carry
     (``dedupe_lock``), at half its cost (it runs once per claimed or completed task)."""
     new = object.__new__(Task)
@@ -260,19 +175,3 @@ def _changed(task: Task, changes: dict[str, Any]) -> Task:
         if setter is not None:
             setter(new, value)
     return new
-
-
-def decide_all(locked: list[Task], decide: Decide, now: datetime) -> Decided:
-    """Run ``decide`` on each locked task, in order (both ways of writing use this)."""
-    decided = Decided()
-    for task in locked:
-        transition = decide(task)
-        if transition is None:
-            decided.tasks.append(task)
-            continue
-        values = encode_changes(transition.changes)
-        decided.updates.setdefault(tuple(sorted(values)), []).append({"_id": task.id, **values})
-        decided.events.extend(event_row(task.id, e, now) for e in transition.events)
-        decided.tasks.append(_changed(task, transition.changes))
-        decided.wakes = decided.wakes or transition.changes.get("status") == TaskStatus.PENDING
-    return decided

@@ -1,0 +1,194 @@
+"""SqlStore: the ``Store`` protocol on SQLAlchemy Core, shared by every database family.
+
+Each operation is a plain function on a synchronous ``Connection`` (``operations.py``) that
+``Database.run`` executes inside one transaction (in a thread for SQLite, through the async
+bridge for the others). A class per family (``sqlite.py``, ``postgres.py``, ``mysql.py``)
+overrides only what differs there: how a claim picks its rows, how other processes are heard,
+and on PostgreSQL the operations every task goes through (ADR 0012).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Select, event, text
+from sqlalchemy.engine import Connection
+
+from taskmanager.engine.policy import Defaults
+from taskmanager.engine.records import Event, Task, TaskType
+from taskmanager.engine.store import (
+    ClaimParams,
+    ClaimQuery,
+    DueQuery,
+    InsertResult,
+    InsertTask,
+    ListResult,
+    SaveType,
+    TaskChange,
+    TaskQuery,
+)
+from taskmanager.store import operations as ops
+from taskmanager.store import verbs
+from taskmanager.store.database import Database
+from taskmanager.store.keys import SqlKeyStore
+from taskmanager.store.operations import SHARED_POLL_INTERVAL
+from taskmanager.store.rows import TT, Selects, task_from_row, type_from_row
+
+R = TypeVar("R")
+
+
+class Listener(Protocol):
+    """What a store starts to hear about work from other processes."""
+
+    @property
+    def interval(self) -> float: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class SqlStore:
+    """The shared implementation; on its own it serves a database whose writers are serialised
+    (SQLite's ``BEGIN IMMEDIATE``), where a plain SELECT then UPDATE is atomic."""
+
+    #: What ``explain_claim`` prefixes the claim's statement with.
+    explain_prefix = "EXPLAIN "
+
+    def __init__(self, database: Database, defaults: Defaults | None = None) -> None:
+        self.db = database
+        self.defaults = defaults or Defaults()
+        self.q = Selects.with_defaults(self.defaults)
+        self.listener: Listener | None = None
+        self._keys = SqlKeyStore(database)
+
+    @property
+    def keys(self) -> SqlKeyStore:
+        return self._keys
+
+    async def _read(self, fn: Callable[[Connection], R]) -> R:
+        return await self.db.run(fn, write=False)
+
+    async def _write(self, fn: Callable[[Connection], R]) -> R:
+        return await self.db.run(fn, write=True)
+
+    async def ping(self) -> None:
+        await self._read(lambda conn: conn.execute(text("SELECT 1")).scalar())
+
+    async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.stop()
+        await self.db.dispose()
+
+    # -- task types -----------------------------------------------------------------------------
+
+    async def get_type(self, name: str) -> TaskType | None:
+        return await self._read(lambda conn: ops.one_type(conn, self.q, name))
+
+    async def list_types(self, active_only: bool) -> list[TaskType]:
+        query = self.q.task_type.order_by(TT.name)
+        if active_only:
+            query = query.where(TT.is_active.is_(True))
+        return await self._read(lambda conn: [type_from_row(row) for row in conn.execute(query)])
+
+    async def save_type(self, params: SaveType) -> tuple[TaskType, bool]:
+        for _ in range(3):
+            saved = await self._write(partial(ops.save_type, self.q, params))
+            if saved is not None:
+                return saved
+        raise RuntimeError(f"could not save task type {params.name!r}")
+
+    async def set_type_active(self, name: str, active: bool, now: datetime) -> TaskType | None:
+        return await self._write(partial(ops.set_type_active, self.q, name, active, now))
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    async def insert_tasks(self, items: Sequence[InsertTask]) -> list[InsertResult]:
+        return await self._write(partial(ops.insert_tasks, self.q, items))
+
+    async def get_task(self, task_id: int) -> Task | None:
+        return await self._read(partial(ops.get_task, self.q, task_id))
+
+    async def get_tasks(self, task_ids: Sequence[int]) -> list[Task]:
+        ordered = sorted(set(task_ids))
+        return await self._read(lambda conn: ops.load(conn, self.q, ordered))
+
+    async def list_tasks(self, query: TaskQuery) -> ListResult:
+        return await self._read(partial(ops.list_tasks, self.q, query))
+
+    async def list_events(self, task_id: int) -> list[Event]:
+        return await self._read(partial(ops.list_events, task_id))
+
+    async def delete_task(self, task_id: int) -> bool:
+        return await self._write(partial(ops.delete_task, task_id))
+
+    # -- claims ---------------------------------------------------------------------------------
+
+    def claim_statement(self, query: ClaimQuery) -> Select[Any]:
+        """The statement that picks a claim's rows (here, and read with them)."""
+        return (
+            self.q.task.where(*verbs.claim_conditions(query))
+            .order_by(*verbs.claim_order(query))
+            .limit(query.limit)
+        )
+
+    def pick(self, conn: Connection, query: ClaimQuery) -> list[Task]:
+        """The rows a claim takes, in its order, read inside the claim's transaction."""
+        return [task_from_row(row) for row in conn.execute(self.claim_statement(query))]
+
+    async def claim_tasks(self, query: ClaimQuery, params: ClaimParams) -> list[Task]:
+        return await self._write(lambda conn: verbs.write_claims(conn, self.pick(conn, query), params))
+
+    async def explain_claim(self, query: ClaimQuery, params: ClaimParams) -> list[tuple[Any, ...]]:
+        """The database's plan for the statement that picks a claim's rows, as it is sent."""
+        statement = self.claim_statement(query)
+        prefix = self.explain_prefix
+
+        def explain(conn: Connection) -> list[tuple[Any, ...]]:
+            def prefixed(*args: Any) -> tuple[str, Any]:
+                return prefix + args[2], args[3]
+
+            event.listen(conn, "before_cursor_execute", prefixed, retval=True)
+            try:
+                return [tuple(row) for row in conn.execute(statement)]
+            finally:
+                event.remove(conn, "before_cursor_execute", prefixed)
+
+        return await self._read(explain)
+
+    # -- compare-and-set and expiry -------------------------------------------------------------
+
+    async def update_task(self, change: TaskChange) -> Task | None:
+        return await self._write(partial(verbs.update_task, self.q, change))
+
+    async def update_tasks(self, changes: Sequence[TaskChange]) -> list[Task | None]:
+        if not changes:
+            return []
+        return await self._write(partial(verbs.update_tasks, self.q, changes))
+
+    async def due_tasks(self, query: DueQuery) -> list[Task]:
+        return await self._read(partial(verbs.due_tasks, self.q, query))
+
+    # -- hearing about work ---------------------------------------------------------------------
+
+    @property
+    def wake_interval(self) -> float:
+        return self.listener.interval if self.listener else SHARED_POLL_INTERVAL
+
+    def listener_for(self, on_work: Callable[[], None], waiting: threading.Event) -> Listener | None:
+        """What hears this database's other processes announce work (None: nothing can)."""
+        return None
+
+    async def listen(self, on_work: Callable[[], None], waiting: threading.Event) -> None:
+        if self.listener is not None:
+            return
+        self.listener = self.listener_for(on_work, waiting)
+        if self.listener is not None:
+            await self.listener.start()
+
+
+__all__ = ["SqlStore"]

@@ -1,0 +1,378 @@
+"""PostgreSQL's statements for raw asyncpg: built with SQLAlchemy Core, compiled once per shape.
+
+``PostgresStore`` runs create, claim, compare-and-set, get-task and get-type on asyncpg directly
+(ADR 0012). Each statement is a SQLAlchemy Core construct whose *shape* (which filters, which
+columns change, how many events) decides its text; it is compiled once per shape with the asyncpg
+dialect to ``$n`` placeholders and cached, and each call only gathers its values in the compiled
+order. So asyncpg prepares each shape once per connection, and no SQL text is numbered by hand.
+
+Values bypass SQLAlchemy's type processing: timestamps are bound as the naive UTC the columns
+hold (``naive``) and read back through ``timezone('UTC', …)``, which asyncpg returns as aware UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    String,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.expression import Grouping
+
+from taskmanager.engine.policy import Defaults
+from taskmanager.engine.records import TaskStatus
+from taskmanager.engine.store import ClaimParams, ClaimQuery, InsertTask, TaskChange
+from taskmanager.store.operations import WORK_CHANNEL, task_values
+from taskmanager.store.rows import TASKS_JOIN, TT, H, T, dump, encode_changes, task_columns, type_columns
+from taskmanager.store.tables import UTCDateTime, naive_utc, task_history, tasks
+from taskmanager.store.verbs import ClaimValues, claim_conditions, claim_order
+
+_DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
+#: History columns a statement writes, in order (``id`` is the database's).
+HISTORY_COLUMNS = tuple(c.name for c in task_history.columns if c.name != "id")
+
+
+def naive(value: Any) -> Any:
+    """Datetimes as the naive UTC the columns hold; anything else as it is."""
+    return naive_utc(value) if isinstance(value, datetime) else value
+
+
+def _utc(column: Any) -> Any:
+    return func.timezone(literal_column("'UTC'"), column)
+
+
+def _bind(name: str, column: Any) -> BindParameter[Any]:
+    """A parameter of ``column``'s type (so asyncpg is told it: ``$n::TYPE``)."""
+    return bindparam(name, type_=column.type)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """One statement compiled for one shape: its SQL and, in placeholder order, the names of its
+    parameters (the values a statement carries itself, e.g. the server's defaults, included)."""
+
+    sql: str
+    names: tuple[str, ...]
+    fixed: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, statement: Any) -> Compiled:
+        compiled = statement.compile(dialect=_DIALECT)
+        names = tuple(compiled.positiontup or ())
+        binds = compiled.binds
+        fixed = {name: binds[name].value for name in names if not binds[name].required}
+        return cls(str(compiled), names, fixed)
+
+    def args(self, values: Mapping[str, Any]) -> list[Any]:
+        """The parameters in placeholder order (a KeyError names one not given)."""
+        fixed = self.fixed
+        return [values[name] if name in values else fixed[name] for name in self.names]
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A compiled statement and its parameters for one call."""
+
+    compiled: Compiled
+    args: list[Any]
+
+    @property
+    def sql(self) -> str:
+        return self.compiled.sql
+
+
+class _Binds(ClaimValues):
+    """A claim's values as parameters (arrays for the lists), for a statement compiled once."""
+
+    TYPES: Mapping[str, Any] = {
+        "now": UTCDateTime(),
+        "worker_id": T.claimed_by.type,
+        "type_like": TT.name.type,
+        "type_names": ARRAY(String),
+        "type_ids": ARRAY(BigInteger),
+    }
+
+    def value(self, name: str, value: Any) -> Any:
+        return bindparam(name, type_=self.TYPES[name])
+
+    def member(self, column: ColumnElement[Any], name: str, values: tuple[Any, ...]) -> ColumnElement[bool]:
+        return column == any_(bindparam(name, type_=self.TYPES[name]))
+
+
+class PgStatements:
+    """The statements of one store (its defaults are part of every task read), by shape."""
+
+    def __init__(self, defaults: Defaults) -> None:
+        self.defaults = defaults
+        self._cache: dict[Hashable, Compiled] = {}
+        read = task_columns(defaults, _utc)
+        self._task_by_id = Compiled.of(select(*read).select_from(TASKS_JOIN).where(T.id == _bind("id", T.id)))
+        self._task_by_lock = Compiled.of(
+            select(*read)
+            .select_from(TASKS_JOIN)
+            .where(
+                T.type_id == _bind("type_id", T.type_id), T.dedupe_lock == _bind("dedupe_lock", T.dedupe_lock)
+            )
+        )
+        self._type_by_name = Compiled.of(
+            select(*type_columns(defaults, _utc)).where(TT.name == _bind("name", TT.name))
+        )
+
+    def _shaped(self, shape: Hashable, build: Callable[[], Any]) -> Compiled:
+        found = self._cache.get(shape)
+        if found is None:
+            found = self._cache[shape] = Compiled.of(build())
+        return found
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def task_by_id(self, task_id: int) -> Statement:
+        return Statement(self._task_by_id, self._task_by_id.args({"id": task_id}))
+
+    def task_by_dedupe_lock(self, type_id: int, lock: str) -> Statement:
+        return Statement(
+            self._task_by_lock, self._task_by_lock.args({"type_id": type_id, "dedupe_lock": lock})
+        )
+
+    def type_by_name(self, name: str) -> Statement:
+        return Statement(self._type_by_name, self._type_by_name.args({"name": name}))
+
+    # -- create ---------------------------------------------------------------------------------
+
+    def create(self, item: InsertTask) -> Statement:
+        """One INSERT of the task (unless a task holds its dedupe key, or its type's queue is
+        full), its history event and the NOTIFY that wakes claimers; it returns the new id (NULL:
+        not inserted) and how many claimers were notified."""
+        task_values_of = task_values(item)
+        values = {name: naive(value) for name, value in task_values_of.items()}
+        event = item.event
+        values["max_pending"] = item.max_pending
+        values["event"] = None if event is None else event.event.value
+        values["event_worker_id"] = None if event is None else event.worker_id
+        values["event_message"] = None if event is None else event.message
+        values["event_metadata"] = None if event is None else dump(event.metadata)
+        columns = tuple(task_values_of)
+        compiled = self._shaped(("create", columns), lambda: _create_statement(columns))
+        return Statement(compiled, compiled.args(values))
+
+    # -- claim ----------------------------------------------------------------------------------
+
+    def claim(self, query: ClaimQuery, params: ClaimParams) -> Statement:
+        """One statement picking the claimable rows (``FOR UPDATE OF tasks SKIP LOCKED``),
+        claiming each as ``ClaimParams.applied`` says and recording its event, returning the
+        claimed tasks (then, per row, its id and attempt)."""
+        changes = encode_changes(params.changes)
+        event = params.event
+        shape = (
+            "claim",
+            query.type_like is not None,
+            query.type_names is not None,
+            query.type_ids is not None,
+            query.order,
+            tuple(changes),
+            event is not None,
+        )
+        compiled = self._shaped(
+            shape, lambda: self._claim_statement(query, tuple(changes), event is not None)
+        )
+        values: dict[str, Any] = {f"c_{name}": naive(value) for name, value in changes.items()}
+        values.update(
+            now=naive_utc(query.now),
+            worker_id=query.worker_id,
+            type_like=query.type_like,
+            type_names=None if query.type_names is None else list(query.type_names),
+            type_ids=None if query.type_ids is None else list(query.type_ids),
+            limit=query.limit,
+            lease_seconds=params.lease_seconds,
+            tokens=list(params.tokens),
+            claimed_at_now=naive_utc(params.now),
+        )
+        if event is not None:
+            values.update(e_event=event.event.value, e_worker_id=event.worker_id, e_message=event.message)
+        return Statement(compiled, compiled.args(values))
+
+    def _claim_statement(self, query: ClaimQuery, changed: tuple[str, ...], evented: bool) -> Any:
+        picked = (
+            select(T.id)
+            .where(*claim_conditions(query, _Binds()))
+            .order_by(*claim_order(query))
+            .limit(bindparam("limit", type_=Integer))
+            .with_for_update(skip_locked=True, of=tasks)
+            .cte("picked")
+        )
+        numbered = select(picked.c.id, func.row_number().over().label("n")).cte("numbered")
+        now = bindparam("claimed_at_now", type_=UTCDateTime())
+        seconds = func.coalesce(
+            bindparam("lease_seconds", type_=Integer),
+            TT.claim_timeout,
+            bindparam("default_claim_timeout", self.defaults.claim_timeout, type_=Integer),
+        )
+        sets: dict[str, Any] = {name: _bind(f"c_{name}", T[name]) for name in changed}
+        sets["attempts"] = T.attempts + 1
+        sets["lease_expires_at"] = now.op("+")(literal_column("interval '1 second'").op("*")(seconds))
+        sets["lease_token"] = Grouping(bindparam("tokens", type_=ARRAY(String)))[numbered.c.n]
+        changed_rows = (
+            update(tasks)
+            .where(T.id == numbered.c.id, TT.id == T.type_id)
+            .values(sets)
+            .returning(
+                *task_columns(self.defaults, _utc),
+                T.id.label("claimed_id"),
+                T.attempts.label("claimed_attempt"),
+            )
+            .cte("changed")
+        )
+        claimed = select(*changed_rows.c)
+        if evented:
+            metadata = (
+                literal_column("""'{"attempt":'""")
+                .op("||")(cast(changed_rows.c.claimed_attempt, Text))
+                .op("||")(literal_column("'}'"))
+            )
+            source = select(
+                changed_rows.c.claimed_id,
+                _bind("e_event", H.event),
+                _bind("e_worker_id", H.worker_id),
+                _bind("e_message", H.message),
+                metadata,
+                now,
+            )
+            history = insert(task_history).from_select(HISTORY_COLUMNS, source).cte("history")
+            claimed = claimed.add_cte(history)
+        return claimed
+
+    # -- compare-and-set ------------------------------------------------------------------------
+
+    def update(self, change: TaskChange) -> Statement:
+        """One UPDATE … WHERE <expected> RETURNING the task, its history rows (written only if it
+        matched) and, when the task becomes claimable again, the NOTIFY that wakes claimers."""
+        expected = change.expected
+        compared = encode_changes(expected.columns)
+        changes = encode_changes(change.changes)
+        shape = (
+            "update",
+            tuple((name, value is None) for name, value in compared.items()),
+            expected.lease_alive_at is not None,
+            bool(expected.dedupe_scopes),
+            tuple(changes),
+            len(change.events),
+            change.wakes,
+        )
+        compiled = self._shaped(shape, lambda: self._update_statement(shape))
+        values: dict[str, Any] = {"id": change.task_id, "event_at": naive_utc(change.now)}
+        values.update((f"x_{name}", naive(value)) for name, value in compared.items() if value is not None)
+        values.update((f"c_{name}", naive(value)) for name, value in changes.items())
+        if expected.lease_alive_at is not None:
+            values["alive_at"] = naive_utc(expected.lease_alive_at)
+        if expected.dedupe_scopes:
+            values["scopes"] = [scope.value for scope in expected.dedupe_scopes]
+        for n, event in enumerate(change.events):
+            values[f"e{n}_event"] = event.event.value
+            values[f"e{n}_worker_id"] = event.worker_id
+            values[f"e{n}_message"] = event.message
+            values[f"e{n}_metadata"] = dump(event.metadata)
+        return Statement(compiled, compiled.args(values))
+
+    def _update_statement(self, shape: tuple[Any, ...]) -> Any:
+        _, compared, lease_alive, scoped, changed, events, wakes = shape
+        where: list[Any] = [T.id == _bind("id", T.id), TT.id == T.type_id]
+        for name, is_null in compared:
+            where.append(T[name].is_(None) if is_null else T[name] == _bind(f"x_{name}", T[name]))
+        if lease_alive:
+            alive = bindparam("alive_at", type_=UTCDateTime())
+            where.append(or_(T.lease_expires_at.is_(None), T.lease_expires_at > alive))
+        if scoped:
+            where.append(TT.dedupe == any_(bindparam("scopes", type_=ARRAY(String))))
+        changed_rows = (
+            update(tasks)
+            .where(*where)
+            .values({name: _bind(f"c_{name}", T[name]) for name in changed})
+            .returning(*task_columns(self.defaults, _utc))
+            .cte("changed")
+        )
+        result = select(*changed_rows.c)
+        if events:
+            now = bindparam("event_at", type_=UTCDateTime())
+            rows = [
+                select(
+                    changed_rows.c.id,
+                    _bind(f"e{n}_event", H.event),
+                    _bind(f"e{n}_worker_id", H.worker_id),
+                    _bind(f"e{n}_message", H.message),
+                    _bind(f"e{n}_metadata", H.metadata),
+                    now,
+                )
+                for n in range(events)
+            ]
+            source = rows[0] if events == 1 else union_all(*rows)
+            result = result.add_cte(insert(task_history).from_select(HISTORY_COLUMNS, source).cte("history"))
+        if wakes:
+            wake = select(
+                func.pg_notify(literal_column(f"'{WORK_CHANNEL}'"), literal_column("''"))
+            ).select_from(changed_rows)
+            result = result.add_columns(select(func.count()).select_from(wake.subquery()).scalar_subquery())
+        return result
+
+
+def _create_statement(columns: tuple[str, ...]) -> Any:
+    """The statement of ``PgStatements.create`` for the columns a create writes."""
+    type_id = _bind("type_id", T.type_id)
+    max_pending = bindparam("max_pending", type_=Integer)
+    pending = (
+        select(func.count())
+        .select_from(tasks)
+        .where(T.type_id == type_id, T.status == literal_column(f"'{TaskStatus.PENDING.value}'"))
+        .scalar_subquery()
+    )
+    source = select(*(_bind(name, T[name]) for name in columns)).where(
+        ~exists().where(T.type_id == type_id, T.dedupe_lock == _bind("dedupe_lock", T.dedupe_lock)),
+        or_(max_pending.is_(None), pending < max_pending),
+    )
+    created = (
+        pg_insert(tasks).from_select(columns, source).on_conflict_do_nothing().returning(T.id).cte("created")
+    )
+    event = bindparam("event", type_=H.event.type)
+    history = (
+        insert(task_history)
+        .from_select(
+            HISTORY_COLUMNS,
+            select(
+                created.c.id,
+                event,
+                _bind("event_worker_id", H.worker_id),
+                _bind("event_message", H.message),
+                _bind("event_metadata", H.metadata),
+                _bind("created_at", T.created_at),
+            ).where(event.is_not(None)),
+        )
+        .cte("history")
+    )
+    wake = select(func.pg_notify(literal_column(f"'{WORK_CHANNEL}'"), literal_column("''"))).select_from(
+        created
+    )
+    return select(
+        select(created.c.id).scalar_subquery(),
+        select(func.count()).select_from(wake.subquery()).scalar_subquery(),
+    ).add_cte(history)

@@ -1,0 +1,187 @@
+"""PostgresStore: the shared store, with the operations every task goes through on raw asyncpg.
+
+SQLAlchemy's async bridge costs more CPU per statement than the statement itself on these paths
+(ADR 0007, 0012). So create, claim, the compare-and-set of a single task, and the reads of one task
+or type run on asyncpg directly, over a pool of their own (``pgpool.py``), each as one statement
+built with SQLAlchemy Core and compiled once per shape (``pgstatements.py``):
+
+* **create** — the INSERT (unless a task holds the dedupe key, checked first so a duplicate does
+  not spend an id; ``ON CONFLICT DO NOTHING`` for one that commits meanwhile; guarded by the
+  ``max_pending`` count), its history event and the NOTIFY that wakes claimers;
+* **claim** — pick with ``FOR UPDATE OF tasks SKIP LOCKED``, update, history, in CTEs;
+* **update_task** — ``UPDATE … WHERE <expected> RETURNING``, its history and NOTIFY in CTEs.
+
+Everything else (batches, expiry, listing, types, keys) is the shared SQLAlchemy implementation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from operator import attrgetter
+from typing import Any
+
+import asyncpg
+
+from taskmanager.engine.policy import Defaults
+from taskmanager.engine.records import Task, TaskType
+from taskmanager.engine.store import (
+    ClaimParams,
+    ClaimQuery,
+    InsertOutcome,
+    InsertResult,
+    InsertTask,
+    TaskChange,
+)
+from taskmanager.errors import Unavailable
+from taskmanager.store.base import Listener, SqlStore
+from taskmanager.store.database import CONNECT_TIMEOUT, STATEMENT_TIMEOUT, Database
+from taskmanager.store.listen import PgListener
+from taskmanager.store.operations import WORK_CHANNEL, created
+from taskmanager.store.pgpool import ConnectionPool
+from taskmanager.store.pgstatements import PgStatements, Statement
+from taskmanager.store.rows import task_from_row, type_from_row
+
+#: A claim must walk the claim index in order and stop at its limit, however stale the table's
+#: statistics: a queue table changes faster than autovacuum analyses it, and with estimates from
+#: a nearly empty table the planner collects and sorts every pending row instead (the numbers
+#: are in ADR 0007). These statements need no sort and no bitmap scan, so on the pool's
+#: connections both are discouraged.
+PLANNER_SETTINGS = {"enable_sort": "off", "enable_bitmapscan": "off"}
+#: Times a create whose dedupe key was released between its INSERT and its lookup is tried again.
+CREATE_ATTEMPTS = 3
+
+#: Errors meaning the database or the connection to it is gone (a 503, never a 500).
+_CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+)
+
+
+class PostgresStore(SqlStore):
+    def __init__(self, database: Database, defaults: Defaults | None = None, *, pool_size: int = 10) -> None:
+        super().__init__(database, defaults)
+        self._dsn = database.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._pool = ConnectionPool(self._connect, pool_size, timeout=CONNECT_TIMEOUT)
+        self.statements = PgStatements(self.defaults)
+
+    async def _connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            self._dsn,
+            timeout=CONNECT_TIMEOUT,
+            command_timeout=STATEMENT_TIMEOUT,
+            server_settings=PLANNER_SETTINGS,
+        )
+
+    async def close(self) -> None:
+        await self._pool.close()
+        await super().close()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; a database that cannot be reached is 503 ``unavailable``.
+
+        An error the database reported for a statement leaves the connection usable (a
+        transaction it was in has been rolled back by then), so it goes back to the pool; after
+        anything else — the connection dropped, the operation cancelled, an error of ours —
+        its state is unknown, and it is closed (the pool opens a fresh one when needed)."""
+        pool = self._pool
+        try:
+            conn = await pool.acquire()
+        except _CONNECTION_ERRORS as exc:
+            raise Unavailable("Database unavailable") from exc
+        try:
+            yield conn
+        except _CONNECTION_ERRORS as exc:
+            pool.release(conn, discard=True)
+            raise Unavailable("Database unavailable") from exc
+        except asyncpg.PostgresError:
+            pool.release(conn)
+            raise
+        except BaseException:
+            pool.release(conn, discard=True)
+            raise
+        pool.release(conn)
+
+    async def _fetch_one(self, statement: Statement) -> asyncpg.Record | None:
+        """One row of a read. A read is safe to repeat, so one that met a connection the database
+        had dropped while it sat in the pool (a restart, a killed backend) is tried once more."""
+        for attempt in range(2):
+            try:
+                async with self._connection() as conn:
+                    return await conn.fetchrow(statement.sql, *statement.args)
+            except Unavailable:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def ping(self) -> None:
+        async with self._connection() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def get_type(self, name: str) -> TaskType | None:
+        row = await self._fetch_one(self.statements.type_by_name(name))
+        return None if row is None else type_from_row(row)
+
+    async def get_task(self, task_id: int) -> Task | None:
+        row = await self._fetch_one(self.statements.task_by_id(task_id))
+        return None if row is None else task_from_row(row)
+
+    async def insert_tasks(self, items: Sequence[InsertTask]) -> list[InsertResult]:
+        if len(items) != 1:
+            return await super().insert_tasks(items)  # a batch: a few statements in one transaction
+        return [await self._insert_one(items[0])]
+
+    async def _insert_one(self, item: InsertTask) -> InsertResult:
+        statement = self.statements.create(item)
+        lock = item.dedupe_lock
+        async with self._connection() as conn:
+            for _ in range(CREATE_ATTEMPTS):
+                task_id, _woken = await conn.fetchrow(statement.sql, *statement.args)
+                if task_id is not None:
+                    return created(item, task_id)
+                if lock is not None:
+                    found = self.statements.task_by_dedupe_lock(item.type_id, lock)
+                    row = await conn.fetchrow(found.sql, *found.args)
+                    if row is not None:
+                        return InsertResult(InsertOutcome.DUPLICATE, task_from_row(row))
+                if item.max_pending is not None:
+                    return InsertResult(InsertOutcome.QUEUE_FULL, None)
+                # The key's holder let it go between the INSERT and the lookup: try again.
+        raise RuntimeError("could not create the task: its dedupe key kept changing hands")
+
+    async def claim_tasks(self, query: ClaimQuery, params: ClaimParams) -> list[Task]:
+        statement = self.statements.claim(query, params)
+        async with self._connection() as conn:
+            rows = await conn.fetch(statement.sql, *statement.args)
+        return _in_order([task_from_row(row) for row in rows], query.order)
+
+    async def explain_claim(self, query: ClaimQuery, params: ClaimParams) -> list[tuple[Any, ...]]:
+        statement = self.statements.claim(query, params)
+        async with self._connection() as conn:  # EXPLAIN without ANALYZE runs nothing
+            return [(row[0],) for row in await conn.fetch("EXPLAIN " + statement.sql, *statement.args)]
+
+    async def update_task(self, change: TaskChange) -> Task | None:
+        statement = self.statements.update(change)
+        async with self._connection() as conn:
+            row = await conn.fetchrow(statement.sql, *statement.args)
+        return None if row is None else task_from_row(row)
+
+    def listener_for(self, on_work: Callable[[], None], waiting: threading.Event) -> Listener | None:
+        return PgListener(self.db.url, WORK_CHANNEL, on_work)
+
+
+def _in_order(claimed: list[Task], order: tuple[tuple[str, bool], ...]) -> list[Task]:
+    """Claimed tasks in the claim's order (an UPDATE returns its rows in no particular order)."""
+    for name, descending in reversed(order):  # a stable sort per key, the least significant first
+        claimed.sort(key=attrgetter(name), reverse=descending)
+    return claimed
+
+
+__all__ = ["PLANNER_SETTINGS", "PostgresStore"]

@@ -1,0 +1,27 @@
+"""SqliteStore: the shared store as it is, plus a file's watcher.
+
+SQLite serialises writers (``BEGIN IMMEDIATE``), so a claim's plain SELECT then UPDATE is atomic
+and needs no row locks. Another process's new tasks are noticed by watching the file while a
+claimer waits (``watch.py``); an in-memory database has no other process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from taskmanager.store.base import Listener, SqlStore
+from taskmanager.store.database import is_memory
+from taskmanager.store.watch import SqliteWatcher
+
+
+class SqliteStore(SqlStore):
+    explain_prefix = "EXPLAIN QUERY PLAN "
+
+    def listener_for(self, on_work: Callable[[], None], waiting: threading.Event) -> Listener | None:
+        if is_memory(self.db.url):
+            return None
+        return SqliteWatcher(str(self.db.url.database), on_work, waiting)  # a file's path
+
+
+__all__ = ["SqliteStore"]

@@ -1,0 +1,121 @@
+"""The SQL of the lifecycle verbs: a claim's conditions and writes, the compare-and-set, expiry.
+
+Plain functions on a synchronous ``Connection``, as ``operations.py``'s; the engine decides what
+they write (``ClaimParams``, ``TaskChange``) and they only apply it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, bindparam, insert, literal_column, or_, select, update
+from sqlalchemy.engine import Connection
+
+from taskmanager.engine.records import Task, TaskStatus
+from taskmanager.engine.store import ClaimParams, ClaimQuery, DueQuery, Expected, TaskChange
+from taskmanager.store.operations import announce_work, get_task
+from taskmanager.store.rows import TT, Selects, T, encode_changes, event_row, task_from_row, with_changes
+from taskmanager.store.tables import task_history, tasks
+
+
+def write_claims(conn: Connection, picked: list[Task], params: ClaimParams) -> list[Task]:
+    """Claim the picked rows as ``params.applied`` says: one executemany, one INSERT of events."""
+    rows: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    claimed: list[Task] = []
+    for index, task in enumerate(picked):
+        transition = params.applied(task, index)
+        rows.append({"_id": task.id, **encode_changes(transition.changes)})
+        events.extend(event_row(task.id, event, params.now) for event in transition.events)
+        claimed.append(with_changes(task, transition.changes))
+    if rows:
+        columns = [c for c in rows[0] if c != "_id"]
+        statement = update(tasks).where(T.id == bindparam("_id"))
+        conn.execute(statement.values({c: bindparam(c) for c in columns}), rows)
+    if events:
+        conn.execute(insert(task_history), events)
+    return claimed
+
+
+def expected_conditions(expected: Expected) -> list[ColumnElement[bool]]:
+    """The WHERE of a compare-and-set: the row holds what ``expected`` says."""
+    conditions: list[ColumnElement[bool]] = []
+    for name, value in encode_changes(expected.columns).items():
+        conditions.append(T[name].is_(None) if value is None else T[name] == value)
+    if expected.lease_alive_at is not None:
+        alive = expected.lease_alive_at
+        conditions.append(or_(T.lease_expires_at.is_(None), T.lease_expires_at > alive))
+    if expected.dedupe_scopes:
+        scopes = [scope.value for scope in expected.dedupe_scopes]
+        conditions.append(T.type_id.in_(select(TT.id).where(TT.dedupe.in_(scopes))))
+    return conditions
+
+
+def update_task(q: Selects, change: TaskChange, conn: Connection) -> Task | None:
+    """Write ``change`` where its row still matches; the task after, or None."""
+    where = [T.id == change.task_id, *expected_conditions(change.expected)]
+    result = conn.execute(update(tasks).where(*where).values(encode_changes(change.changes)))
+    if result.rowcount != 1:
+        return None
+    if change.events:
+        conn.execute(insert(task_history), [event_row(change.task_id, e, change.now) for e in change.events])
+    if change.wakes:
+        announce_work(conn)
+    return get_task(q, change.task_id, conn)
+
+
+def update_tasks(q: Selects, changes: Sequence[TaskChange], conn: Connection) -> list[Task | None]:
+    """``update_task`` for each change, in ascending id order (so two batches over the same tasks
+    cannot deadlock each other); the results in the order of ``changes``."""
+    order = sorted(range(len(changes)), key=lambda i: changes[i].task_id)
+    results: list[Task | None] = [None] * len(changes)
+    for i in order:
+        results[i] = update_task(q, changes[i], conn)
+    return results
+
+
+class ClaimValues:
+    """How a claim's values enter its SQL: here as values; a statement compiled once per shape
+    (PostgreSQL's) binds them as parameters instead."""
+
+    def value(self, name: str, value: Any) -> Any:
+        return value
+
+    def member(self, column: ColumnElement[Any], name: str, values: tuple[Any, ...]) -> ColumnElement[bool]:
+        return column.in_(values)
+
+
+def claim_conditions(query: ClaimQuery, values: ClaimValues | None = None) -> list[ColumnElement[bool]]:
+    """Which tasks a claim may take: pending, due, not expired, for this worker, of an active
+    type the claim asks for."""
+    values = values or ClaimValues()
+    now = values.value("now", query.now)
+    types = select(TT.id).where(TT.is_active.is_(True))
+    if query.type_like is not None:
+        types = types.where(TT.name.like(values.value("type_like", query.type_like)))
+    if query.type_names is not None:
+        types = types.where(values.member(TT.name, "type_names", query.type_names))
+    conditions = [
+        T.status == literal_column(f"'{TaskStatus.PENDING.value}'"),
+        or_(T.run_after.is_(None), T.run_after <= now),
+        or_(T.expires_at.is_(None), T.expires_at > now),
+        or_(T.assigned_to.is_(None), T.assigned_to == values.value("worker_id", query.worker_id)),
+        T.type_id.in_(types),
+    ]
+    if query.type_ids is not None:
+        conditions.append(values.member(T.type_id, "type_ids", query.type_ids))
+    return conditions
+
+
+def claim_order(query: ClaimQuery) -> list[ColumnElement[Any]]:
+    return [T[name].desc() if descending else T[name].asc() for name, descending in query.order]
+
+
+def due_tasks(q: Selects, query: DueQuery, conn: Connection) -> list[Task]:
+    """Tasks whose lease expired, or that are still pending past their expiry."""
+    due = or_(
+        and_(T.status == TaskStatus.CLAIMED.value, T.lease_expires_at <= query.now),
+        and_(T.status == TaskStatus.PENDING.value, T.expires_at <= query.now),
+    )
+    return [task_from_row(row) for row in conn.execute(q.task.where(due).order_by(T.id).limit(query.limit))]
