@@ -38,7 +38,7 @@ log = logging.getLogger("taskmanager.server")
 NOT_FOUND = "Endpoint not found"
 
 
-def _on_http_error(_request: Request, exc: Exception) -> Response:
+def on_http_error(_request: Request, exc: Exception) -> Response:
     """Starlette's router raises 404 for a path no route matches and 405 for a wrong method; the
     API answers both as an unknown endpoint (PrismQ does)."""
     assert isinstance(exc, HTTPException)
@@ -111,7 +111,7 @@ def create_app(
     app = Starlette(
         routes=[*starlette_routes(ROUTES, Services(engine, keys, auth)), *document_routes(ROUTES)],
         middleware=[edge],
-        exception_handlers={HTTPException: _on_http_error},
+        exception_handlers={HTTPException: on_http_error},
         lifespan=lifespan,
     )
     app.state.service = engine
