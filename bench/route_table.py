@@ -71,6 +71,13 @@ def fastapi_twin(app: Starlette) -> ASGIApp:
     return twin
 
 
+def router_behind_edge(app: Starlette) -> ASGIApp:
+    """The same app's router with the edge in front of it and Starlette's two default layers
+    (server errors, exception handlers) left out: what those layers cost."""
+    settings: Settings = app.state.settings
+    return EdgeMiddleware(app.router, origins=settings.origins(), max_body=settings.max_request_bytes)
+
+
 async def call(app: ASGIApp, method: str, path: str, body: Any = None) -> Any:
     """One request straight into ``app``; the answer's ``data``."""
     content = b"" if body is None else json.dumps(body).encode()
@@ -128,7 +135,11 @@ async def pairs_cpu(app: ASGIApp, pairs: int) -> float:
 
 async def measure(url: str, pairs: int, rounds: int) -> dict[str, list[float]]:
     app = create_app(Settings(database_url=url, api_key=KEY))
-    apps: dict[str, ASGIApp] = {"starlette": app, "fastapi": fastapi_twin(app)}
+    apps: dict[str, ASGIApp] = {
+        "starlette": app,
+        "fastapi": fastapi_twin(app),
+        "router": router_behind_edge(app),
+    }
     found: dict[str, list[float]] = {name: [] for name in apps}
     async with app.router.lifespan_context(app):
         register = {"name": "noop", "version": "1", "param_schema": {"type": "object"}}
