@@ -2,8 +2,8 @@
 
 Every schema in it is pydantic's JSON Schema of a model the routes name: request bodies, the
 envelope around each route's data, the error envelope; query parameters are described by the
-same types that validate them (`QueryParam`). Nothing is read from the running app, so the
-document is built once per process.
+same types that validate them (`QueryParam`). Nothing is read from the running app: an app builds
+the document on its first request for it and keeps it.
 """
 
 from __future__ import annotations
