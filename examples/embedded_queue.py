@@ -2,7 +2,7 @@
 
     python examples/embedded_queue.py [DATABASE_URL]     # default sqlite:///embedded_queue.db
 
-``TaskManagerClient("sqlite:///...")`` runs the same engine the server runs, in this process:
+``TaskManagerClient("sqlite:///...")`` runs the server's own app in this process, with no network:
 the same methods, answers, errors, deduplication and retries, on a file. Useful for scripts, tests,
 and producers that must queue work while the central server is out of reach.
 """

@@ -58,9 +58,9 @@ def test_unexpected_error_is_a_bare_500_logged_with_the_request_id(
     assert SECRET in str(logged[0].exc_info[1])
 
 
-def test_unexpected_error_behind_the_fast_lane_is_the_same_500(caplog: pytest.LogCaptureFixture) -> None:
-    """A route FastAPI serves itself (query parameters): its server-error middleware answers with
-    the envelope, and the edge logs the error once, with the request id."""
+def test_unexpected_error_in_a_route_with_a_query_is_the_same_500(caplog: pytest.LogCaptureFixture) -> None:
+    """A route that parses a query too: the edge answers with the envelope and logs the error
+    once, with the request id."""
     app = create_app(Settings(api_key=None), store=ExplodingStore())  # type: ignore[arg-type]
     with caplog.at_level(logging.ERROR, logger="taskmanager.server"), RunningServer(app) as server:
         response = httpx.get(

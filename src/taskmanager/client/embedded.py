@@ -1,161 +1,114 @@
-"""Embedded mode: the engine in-process, behind a transport, with no server.
+"""Embedded mode: the server's own app in-process, behind a transport, with no network.
 
 ``TaskManagerClient("sqlite:///local.db")`` sends the core's requests here instead of over HTTP.
-Each request is routed to the ``TaskService`` method the server's route would call, and the
-answer is encoded as the same envelope bytes the server would send — so the core decodes them,
-maps errors and retries exactly as it does for HTTP, and both modes behave the same.
+Each request is handed to the same ASGI app ``taskmanager serve`` runs (`server.app.create_app`),
+as a loopback caller in open mode, and its answer comes back as the bytes the server would have
+sent — so embedded mode answers exactly as the server does, by construction: the same routes,
+body checks, envelopes and errors. The app's startup (migrating the database unless
+``migrate=False``, starting the engine) runs once, on the first request; ``aclose`` runs its
+shutdown.
 
-This is the only client module that imports the engine and the store (the import contract in
+This is the only client module that imports the server (the import contract in
 ``pyproject.toml`` says so).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-import re
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
-from urllib.parse import unquote
+from collections.abc import MutableMapping
+from contextlib import AsyncExitStack
+from typing import Any
+from urllib.parse import urlencode
 
-from pydantic import BaseModel
+from starlette.applications import Starlette
 
-from taskmanager import models
+from taskmanager.client.errors import TaskManagerConnectionError
 from taskmanager.client.protocol import Request, Response
 from taskmanager.engine.clock import Clock
 from taskmanager.engine.policy import Defaults
-from taskmanager.engine.service import Reply, TaskService
-from taskmanager.errors import InternalError, InvalidJSON, NotFound, TaskManagerError, ValidationFailed
-from taskmanager.store import SqlStore, open_store
-from taskmanager.store.migrate import upgrade
+from taskmanager.server.app import create_app
+from taskmanager.settings import Settings
 
-log = logging.getLogger("taskmanager.client.embedded")
-
-M = TypeVar("M", bound=BaseModel)
-#: The register route reports a missing field as PrismQ does (server/routes.py says the same).
-REGISTER_MISSING = "Missing required field: {}"
-#: Connections the embedded engine keeps to a PostgreSQL or MySQL database.
+#: Connections the embedded app keeps to a PostgreSQL or MySQL database.
 EMBEDDED_POOL_SIZE = 5
-
-Handler = Callable[[TaskService, "Routed"], Awaitable[Reply]]
-
-
-class Routed:
-    """A request matched to a route: its path values, query and JSON body."""
-
-    def __init__(self, request: Request, match: re.Match[str]) -> None:
-        self.request = request
-        self.match = match
-        self.query = dict(request.params)
-
-    @property
-    def task_id(self) -> int:
-        return int(self.match["id"])
-
-    @property
-    def name(self) -> str:
-        return unquote(self.match["name"])
-
-    def body(self, model: type[M], *, optional: bool = False, missing: str | None = None) -> M:
-        raw = self.request.content or b""
-        if not raw.strip():
-            if not optional:
-                raise InvalidJSON()
-            data: Any = {}
-        else:
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                raise InvalidJSON() from None
-        return models.parse_body(model, data, missing_message=missing)
-
-    def integer(self, name: str, default: int) -> int:
-        try:
-            return int(self.query.get(name, default))
-        except ValueError:
-            raise ValidationFailed("Validation failed", details=[f"{name}: must be an integer"]) from None
-
-    def flag(self, name: str) -> bool:
-        return self.query.get(name, "").lower() in ("1", "true", "yes", "on")
+#: The address the embedded caller and listener have: loopback, as open mode requires.
+LOOPBACK = ("127.0.0.1", 0)
+Message = dict[str, Any]
 
 
-def _list_tasks(service: TaskService, r: Routed) -> Awaitable[Reply]:
-    q = r.query
-    return service.list_tasks(
-        status=q.get("status"),
-        type=q.get("type"),
-        worker_id=q.get("worker_id"),
-        limit=r.integer("limit", 50),
-        offset=r.integer("offset", 0),
+def embedded_settings(
+    database_url: str, *, defaults: Defaults | None, migrate: bool, pool_size: int
+) -> Settings:
+    """The app's settings, from these arguments only: nothing is read from the environment (a
+    ``TASKMANAGER_API_KEY`` meant for a server must not lock the embedded caller out)."""
+    chosen = defaults or Defaults()
+    return Settings.model_construct(
+        database_url=database_url,
+        db_pool_size=pool_size,
+        migrate_on_start=migrate,
+        max_attempts=chosen.max_attempts,
+        claim_timeout=chosen.claim_timeout,
+        retry_delay=chosen.retry_delay,
+        enable_history=chosen.enable_history,
+        enable_schema_validation=chosen.enable_schema_validation,
     )
 
 
-ID = r"(?P<id>\d+)"
-NAME = r"(?P<name>[^/]+)"
-ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
-    (method, re.compile(f"^{path}$"), handler)
-    for method, path, handler in [
-        ("GET", "/health", lambda s, r: s.health()),
-        (
-            "POST",
-            "/task-types/register",
-            lambda s, r: s.register_type(r.body(models.RegisterTaskType, missing=REGISTER_MISSING)),
-        ),
-        ("GET", "/task-types", lambda s, r: s.list_types(r.flag("active_only"))),
-        ("GET", f"/task-types/{NAME}", lambda s, r: s.get_type(r.name)),
-        ("DELETE", f"/task-types/{NAME}", lambda s, r: s.deactivate_type(r.name)),
-        ("POST", "/tasks", lambda s, r: s.create_task(r.body(models.CreateTask))),
-        ("POST", "/tasks/batch", lambda s, r: s.create_tasks(r.body(models.CreateTasksBatch))),
-        ("POST", "/tasks/claim", lambda s, r: s.claim(r.body(models.ClaimTasks))),
-        ("POST", "/tasks/complete-batch", lambda s, r: s.complete_batch(r.body(models.CompleteBatch))),
-        ("GET", "/tasks", _list_tasks),
-        ("GET", f"/tasks/{ID}", lambda s, r: s.get_task(r.task_id)),
-        ("DELETE", f"/tasks/{ID}", lambda s, r: s.delete(r.task_id)),
-        ("GET", f"/tasks/{ID}/history", lambda s, r: s.history(r.task_id)),
-        ("POST", f"/tasks/{ID}/complete", lambda s, r: s.complete(r.task_id, r.body(models.CompleteTask))),
-        ("POST", f"/tasks/{ID}/progress", lambda s, r: s.progress(r.task_id, r.body(models.ReportProgress))),
-        ("POST", f"/tasks/{ID}/heartbeat", lambda s, r: s.heartbeat(r.task_id, r.body(models.Heartbeat))),
-        (
-            "POST",
-            f"/tasks/{ID}/cancel",
-            lambda s, r: s.cancel(r.task_id, r.body(models.CancelTask, optional=True)),
-        ),
-        ("POST", f"/tasks/{ID}/retry", lambda s, r: s.retry(r.task_id)),
-    ]
-]
-
-
-def _envelope(status: int, body: dict[str, Any]) -> Response:
-    content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return Response(status, {"content-type": "application/json"}, content)
-
-
-def _success(reply: Reply) -> Response:
-    return _envelope(
-        200, {"success": True, "message": reply.message, "data": reply.data, "timestamp": int(time.time())}
-    )
-
-
-def _failure(exc: TaskManagerError) -> Response:
-    body: dict[str, Any] = {
-        "success": False,
-        "error": exc.error,
-        "message": exc.message,
-        "code": exc.code,
-        "timestamp": int(time.time()),
+def asgi_scope(request: Request) -> Message:
+    """The HTTP scope of ``request``, sent from and to the loopback address."""
+    headers = [(b"content-type", b"application/json")]
+    if request.content is not None:
+        headers.append((b"content-length", str(len(request.content)).encode()))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": request.method,
+        "scheme": "http",
+        "path": request.path,
+        "raw_path": request.path.encode(),
+        "query_string": urlencode(request.params).encode(),
+        "root_path": "",
+        "headers": headers,
+        "client": LOOPBACK,
+        "server": LOOPBACK,
+        "state": {},
     }
-    if exc.details:
-        body["details"] = exc.details
-    if exc.data:
-        body["data"] = exc.data
-    return _envelope(exc.status, body)
+
+
+class Exchange:
+    """One request's ASGI channel: the body once, then nothing until the answer is complete
+    (a long-poll claim asks meanwhile whether its caller went away: it did not)."""
+
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+        self.sent = False
+        self.done = asyncio.Event()
+        self.status = 500
+        self.headers: dict[str, str] = {}
+        self.body = bytearray()
+
+    async def receive(self) -> Message:
+        if not self.sent:
+            self.sent = True
+            return {"type": "http.request", "body": self.content, "more_body": False}
+        await self.done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in message["headers"]}
+        elif message["type"] == "http.response.body":
+            self.body += message.get("body", b"")
+            if not message.get("more_body", False):
+                self.done.set()
 
 
 class EmbeddedTransport:
-    """Runs the engine in the caller's event loop, on the database at ``database_url``.
+    """Runs the server's app in the caller's event loop, on the database at ``database_url``.
 
     The schema is migrated to the latest version on first use (``migrate=False`` to skip).
     ``clock`` and ``defaults`` are the engine's (tests inject a frozen clock).
@@ -171,64 +124,50 @@ class EmbeddedTransport:
         pool_size: int = EMBEDDED_POOL_SIZE,
     ) -> None:
         self.database_url = database_url
+        self._settings = embedded_settings(
+            database_url, defaults=defaults, migrate=migrate, pool_size=pool_size
+        )
         self._clock = clock
-        self._defaults = defaults
-        self._migrate = migrate
-        self._pool_size = pool_size
-        self._store: SqlStore | None = None
-        self._service: TaskService | None = None
+        self._app: Starlette | None = None
+        self._running: AsyncExitStack | None = None
         self._lock: asyncio.Lock | None = None
 
-    async def _engine(self) -> TaskService:
-        if self._service is not None:
-            return self._service
+    async def _started(self) -> Starlette:
+        """The app, made and started once, in the loop that serves it (the first request waits)."""
+        if self._app is not None:
+            return self._app
         self._lock = self._lock or asyncio.Lock()
         async with self._lock:
-            if self._service is None:
-                from taskmanager import __version__
-
-                store = open_store(self.database_url, pool_size=self._pool_size)
-                if self._migrate:
-                    await upgrade(store.db)
-                self._store = store
-                self._service = TaskService(
-                    store, clock=self._clock, defaults=self._defaults, version=__version__
-                )
-        return self._service
+            if self._app is None:
+                app = create_app(self._settings, clock=self._clock, open_access=True)
+                running = AsyncExitStack()
+                try:
+                    await running.enter_async_context(app.router.lifespan_context(app))
+                except Exception as exc:
+                    raise TaskManagerConnectionError(
+                        f"The embedded TaskManager could not start: {exc}", request_sent=False
+                    ) from exc
+                self._app, self._running = app, running
+        return self._app
 
     async def send(self, request: Request) -> Response:
         started = time.perf_counter()
-        try:
-            service = await self._engine()
-            reply = await self._route(service, request)
-            response = _success(reply)
-        except TaskManagerError as exc:
-            response = _failure(exc)
-        except Exception:
-            log.exception("unhandled error in embedded %s %s", request.method, request.path)
-            response = _failure(InternalError())
+        app = await self._started()
+        exchange = Exchange(request.content or b"")
+        await app(asgi_scope(request), exchange.receive, exchange.send)
+        exchange.done.set()
         return Response(
-            response.status_code, response.headers, response.content, time.perf_counter() - started
+            exchange.status, exchange.headers, bytes(exchange.body), time.perf_counter() - started
         )
 
-    @staticmethod
-    async def _route(service: TaskService, request: Request) -> Reply:
-        path = request.path.rstrip("/") or "/"
-        for method, pattern, handler in ROUTES:
-            match = pattern.match(path)
-            if match is not None and method == request.method:
-                return await handler(service, Routed(request, match))
-        raise NotFound("Endpoint not found")
-
     async def aclose(self) -> None:
-        if self._store is not None:
-            await self._store.close()
-            self._store = None
-            self._service = None
+        if self._running is not None:
+            running, self._running, self._app = self._running, None, None
+            await running.aclose()
 
 
 class SyncEmbeddedTransport:
-    """The embedded engine for the blocking client: it runs in an event loop of its own, on a
+    """The embedded app for the blocking client: it runs in an event loop of its own, on a
     background thread; each request waits for its answer from there."""
 
     def __init__(self, database_url: str, **options: Any) -> None:

@@ -1,1 +1,2 @@
-"""The HTTP server: FastAPI app factory, thin routes, auth and the request edge."""
+"""The HTTP server: one route table, the Starlette app and OpenAPI document made from it, auth and
+the request edge."""

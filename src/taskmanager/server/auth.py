@@ -62,6 +62,7 @@ class Authenticator:
         allow_open: bool = False,
         rate_limit: int = 0,
         auth_failure_limit: int = 0,
+        open_access: bool = False,
     ) -> None:
         self._admin_hash = key_hash(admin_key) if admin_key else None
         self.keys = keys
@@ -69,8 +70,13 @@ class Authenticator:
         self._allow_open = allow_open
         self.rate_limit = rate_limit
         self.auth_failure_limit = auth_failure_limit
+        #: Every caller is served as in open mode, keys or not (embedded mode: the caller holds
+        #: the database itself).
+        self.open_access = open_access
 
     async def open_mode(self) -> bool:
+        if self.open_access:
+            return True
         return self._admin_hash is None and not await self.keys.any_keys()
 
     async def check(self, request: Request, scope: str) -> Principal | None:

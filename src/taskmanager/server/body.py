@@ -1,4 +1,4 @@
-"""Reading request input: JSON bodies and the path and query values routes parse themselves."""
+"""Reading request input: JSON bodies, and the path and query values routes parse themselves."""
 
 from __future__ import annotations
 
@@ -92,15 +92,6 @@ def task_id(value: str, message: str = "Task not found") -> int:
     return int(value)
 
 
-def query_int(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValidationFailed("Validation failed", details=[f"{name}: must be an integer"]) from None
-
-
-def query_bool(request: Request, name: str) -> bool:
-    return request.query_params.get(name, "").lower() in ("1", "true", "yes", "on")
+def flag(value: str | None) -> bool:
+    """A yes/no query value: ``1``, ``true``, ``yes`` or ``on`` (any case) is yes, anything else no."""
+    return (value or "").lower() in ("1", "true", "yes", "on")

@@ -2,59 +2,62 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from starlette.requests import Request
-from starlette.responses import Response
+from typing import Any
 
 from taskmanager import models
-from taskmanager.engine.access import KEY_NOT_FOUND, KeyService
+from taskmanager.engine.access import KEY_NOT_FOUND
 from taskmanager.engine.keys import ADMIN
-from taskmanager.server.body import body, task_id
-from taskmanager.server.docs import request_body, responses
-from taskmanager.server.envelope import ok
-
-router = APIRouter(prefix="/api")
+from taskmanager.engine.service import Reply
+from taskmanager.server.body import task_id
+from taskmanager.server.table import Call, Route
 
 
-async def key_service(request: Request) -> KeyService:
-    """The key service, after checking the caller holds ``admin``."""
-    await request.app.state.auth.check(request, ADMIN)
-    keys: KeyService = request.app.state.keys
-    return keys
-
-
-@router.post(
-    "/api-keys",
-    tags=["API Keys"],
-    operation_id="createApiKey",
-    openapi_extra=request_body(models.CreateApiKey),
-    responses=responses(models.CreatedApiKey, 400, 401, 403, 413, 429),
-)
-async def create_key(request: Request) -> Response:
+async def create_key(call: Call[models.CreateApiKey]) -> Reply:
     """Create a key; the response holds the key itself, which is never shown again."""
-    keys = await key_service(request)
-    return ok(await keys.create(await body(request, models.CreateApiKey)))
+    return await call.keys.create(call.body)
 
 
-@router.get(
-    "/api-keys",
-    tags=["API Keys"],
-    operation_id="listApiKeys",
-    responses=responses(models.ApiKeyList, 401, 403, 429),
-)
-async def list_keys(request: Request) -> Response:
+async def list_keys(call: Call[None]) -> Reply:
     """Every key, revoked ones included, without secrets."""
-    keys = await key_service(request)
-    return ok(await keys.list())
+    return await call.keys.list()
 
 
-@router.delete(
-    "/api-keys/{id}",
-    tags=["API Keys"],
-    operation_id="revokeApiKey",
-    responses=responses(models.ApiKeyOut, 401, 403, 404, 429),
-)
-async def revoke_key(request: Request, id: str) -> Response:
+async def revoke_key(call: Call[None]) -> Reply:
     """Revoke a key: it stops working at once on this server (see the security guide)."""
-    keys = await key_service(request)
-    return ok(await keys.revoke(task_id(id, KEY_NOT_FOUND)))
+    return await call.keys.revoke(task_id(call.path("id"), KEY_NOT_FOUND))
+
+
+KEYS = ("API Keys",)
+KEY_ROUTES: list[Route[Any]] = [
+    Route(
+        "POST",
+        "/api/api-keys",
+        create_key,
+        operation_id="createApiKey",
+        tags=KEYS,
+        scope=ADMIN,
+        data=models.CreatedApiKey,
+        errors=(400, 401, 403, 413, 429),
+        body=models.CreateApiKey,
+    ),
+    Route(
+        "GET",
+        "/api/api-keys",
+        list_keys,
+        operation_id="listApiKeys",
+        tags=KEYS,
+        scope=ADMIN,
+        data=models.ApiKeyList,
+        errors=(401, 403, 429),
+    ),
+    Route(
+        "DELETE",
+        "/api/api-keys/{id}",
+        revoke_key,
+        operation_id="revokeApiKey",
+        tags=KEYS,
+        scope=ADMIN,
+        data=models.ApiKeyOut,
+        errors=(401, 403, 404, 429),
+    ),
+]

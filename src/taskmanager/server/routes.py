@@ -1,284 +1,339 @@
-"""The routes of API.md: each parses its input, makes one engine call and wraps the answer."""
+"""The routes of API.md, each declared once in `ROUTES`: its handler parses what the route's
+declaration does not (path values), makes one engine call and returns the engine's reply."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from starlette.requests import Request
-from starlette.responses import Response
+from pydantic import Field
 
 from taskmanager import models
-from taskmanager.engine.service import TaskService
-from taskmanager.server.body import body, check_text, query_bool, task_id
-from taskmanager.server.docs import request_body, responses
-from taskmanager.server.envelope import ok
+from taskmanager.engine.keys import ADMIN
+from taskmanager.engine.service import Reply
+from taskmanager.server.body import check_text, flag, task_id
+from taskmanager.server.key_routes import KEY_ROUTES
+from taskmanager.server.table import Call, QueryParam, Route
 
-router = APIRouter(prefix="/api")
 REGISTER_MISSING = "Missing required field: {}"
-TYPE_NOT_FOUND = "Task type not found"
-
-
-async def service(request: Request, scope: str | None) -> TaskService:
-    """The engine, after checking the caller may use ``scope`` now (None: public route)."""
-    state = request.app.state
-    if scope is not None:
-        await state.auth.check(request, scope)
-    engine: TaskService = state.service
-    return engine
-
 
 # -- health ---------------------------------------------------------------------------------
 
 
-@router.get(
-    "/health",
-    tags=["Health"],
-    operation_id="healthCheck",
-    openapi_extra={"security": []},
-    responses=responses(models.HealthData, 503),
-)
-async def health(request: Request) -> Response:
+async def health(call: Call[None]) -> Reply:
     """Probe the database: 200 when it answers, 503 `unavailable` when it does not."""
-    return ok(await (await service(request, None)).health())
+    return await call.engine.health()
 
 
 # -- task types -----------------------------------------------------------------------------
 
 
-@router.post(
-    "/task-types/register",
-    tags=["Task Types"],
-    operation_id="registerTaskType",
-    openapi_extra=request_body(models.RegisterTaskType),
-    responses=responses(models.RegisterData, 400, 401, 403, 413),
-)
-async def register_type(request: Request) -> Response:
+async def register_type(call: Call[models.RegisterTaskType]) -> Reply:
     """Register a task type, or replace the version and schema of an existing one."""
-    engine = await service(request, "types:write")
-    parsed = await body(request, models.RegisterTaskType, missing_message=REGISTER_MISSING)
-    return ok(await engine.register_type(parsed))
+    return await call.engine.register_type(call.body)
 
 
-@router.get(
-    "/task-types",
-    tags=["Task Types"],
-    operation_id="listTaskTypes",
-    responses=responses(models.TaskTypeList, 401, 403),
-)
-async def list_types(
-    request: Request,
-    active_only: Annotated[str | None, Query(description="true or 1: active types only")] = None,
-) -> Response:
+async def list_types(call: Call[None]) -> Reply:
     """All task types, sorted by name."""
-    engine = await service(request, "types:read")
-    return ok(await engine.list_types(query_bool(request, "active_only")))
+    return await call.engine.list_types(flag(call.query["active_only"]))
 
 
-@router.get(
-    "/task-types/{name:path}",
-    tags=["Task Types"],
-    operation_id="getTaskType",
-    responses=responses(models.TaskTypeOut, 401, 403, 404),
-)
-async def get_type(request: Request, name: str) -> Response:
+async def get_type(call: Call[None]) -> Reply:
     """One task type by name (names may contain dots)."""
-    engine = await service(request, "types:read")
-    return ok(await engine.get_type(check_text("name", name)))
+    return await call.engine.get_type(check_text("name", call.path("name")))
 
 
-@router.delete(
-    "/task-types/{name:path}",
-    tags=["Task Types"],
-    operation_id="deactivateTaskType",
-    responses=responses(models.TaskTypeOut, 401, 403, 404),
-)
-async def deactivate_type(request: Request, name: str) -> Response:
+async def deactivate_type(call: Call[None]) -> Reply:
     """Pause a type: its tasks stay but are not claimed until it is registered again."""
-    engine = await service(request, "types:write")
-    return ok(await engine.deactivate_type(check_text("name", name)))
+    return await call.engine.deactivate_type(check_text("name", call.path("name")))
 
 
 # -- tasks: create and read -----------------------------------------------------------------
 
 
-@router.post(
-    "/tasks",
-    tags=["Tasks"],
-    operation_id="createTask",
-    openapi_extra=request_body(models.CreateTask),
-    responses=responses(models.CreatedTask, 400, 401, 403, 404, 413, 429),
-)
-async def create_task(request: Request) -> Response:
+async def create_task(call: Call[models.CreateTask]) -> Reply:
     """Create a task; an identical one (same dedupe key) is returned instead of a new one."""
-    engine = await service(request, "tasks:write")
-    return ok(await engine.create_task(await body(request, models.CreateTask)))
+    return await call.engine.create_task(call.body)
 
 
-@router.post(
-    "/tasks/batch",
-    tags=["Tasks"],
-    operation_id="createTasks",
-    openapi_extra=request_body(models.CreateTasksBatch),
-    responses=responses(models.BatchCreated, 400, 401, 403, 413),
-)
-async def create_tasks(request: Request) -> Response:
+async def create_tasks(call: Call[models.CreateTasksBatch]) -> Reply:
     """Create up to 1000 tasks in one transaction; each item succeeds or fails on its own."""
-    engine = await service(request, "tasks:write")
-    return ok(await engine.create_tasks(await body(request, models.CreateTasksBatch)))
+    return await call.engine.create_tasks(call.body)
 
 
-@router.post(
-    "/tasks/claim",
-    tags=["Tasks"],
-    operation_id="claimTask",
-    openapi_extra=request_body(models.ClaimTasks),
-    responses=responses(models.ClaimedTask | models.ClaimedTasks, 400, 401, 403, 404, 413),
-)
-async def claim(request: Request) -> Response:
+async def claim(call: Call[models.ClaimTasks]) -> Reply:
     """Claim the next task (or up to `limit` tasks) under a lease."""
-    engine = await service(request, "tasks:work")
-    return ok(await engine.claim(await body(request, models.ClaimTasks), gone=request.is_disconnected))
+    return await call.engine.claim(call.body, gone=call.request.is_disconnected)
 
 
-@router.post(
-    "/tasks/complete-batch",
-    tags=["Tasks"],
-    operation_id="completeTasks",
-    openapi_extra=request_body(models.CompleteBatch),
-    responses=responses(models.CompleteBatchResult, 400, 401, 403, 413),
-)
-async def complete_batch(request: Request) -> Response:
+async def complete_batch(call: Call[models.CompleteBatch]) -> Reply:
     """Complete up to 1000 claimed tasks in one request; each item is judged on its own."""
-    engine = await service(request, "tasks:work")
-    return ok(await engine.complete_batch(await body(request, models.CompleteBatch)))
+    return await call.engine.complete_batch(call.body)
 
 
-@router.get(
-    "/tasks",
-    tags=["Tasks"],
-    operation_id="listTasks",
-    responses=responses(models.TaskList, 400, 401, 403),
-)
-async def list_tasks(
-    request: Request,
-    status: Annotated[str | None, Query(description="One status or a comma list")] = None,
-    type: Annotated[str | None, Query(description="Type name; with % a LIKE pattern")] = None,
-    worker_id: Annotated[str | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
-) -> Response:
+async def list_tasks(call: Call[None]) -> Reply:
     """Tasks, newest first."""
-    engine = await service(request, "tasks:read")
-    for name, value in (("status", status), ("type", type), ("worker_id", worker_id)):
-        check_text(name, value or "")
-    return ok(
-        await engine.list_tasks(status=status, type=type, worker_id=worker_id, limit=limit, offset=offset)
+    q: dict[str, Any] = dict(call.query)
+    for name in ("status", "type", "worker_id"):
+        check_text(name, q[name] or "")
+    return await call.engine.list_tasks(
+        status=q["status"], type=q["type"], worker_id=q["worker_id"], limit=q["limit"], offset=q["offset"]
     )
 
 
-@router.get(
-    "/tasks/{id}",
-    tags=["Tasks"],
-    operation_id="getTask",
-    responses=responses(models.TaskOut, 401, 403, 404),
-)
-async def get_task(request: Request, id: str) -> Response:
+async def get_task(call: Call[None]) -> Reply:
     """One task."""
-    engine = await service(request, "tasks:read")
-    return ok(await engine.get_task(task_id(id)))
+    return await call.engine.get_task(task_id(call.path("id")))
 
 
-@router.get(
-    "/tasks/{id}/history",
-    tags=["Tasks"],
-    operation_id="getTaskHistory",
-    responses=responses(models.TaskHistory, 401, 403, 404),
-)
-async def history(request: Request, id: str) -> Response:
+async def history(call: Call[None]) -> Reply:
     """The task's audit trail, oldest first."""
-    engine = await service(request, "tasks:read")
-    return ok(await engine.history(task_id(id)))
+    return await call.engine.history(task_id(call.path("id")))
 
 
 # -- tasks: worker reports ------------------------------------------------------------------
 
 
-@router.post(
-    "/tasks/{id}/complete",
-    tags=["Tasks"],
-    operation_id="completeTask",
-    openapi_extra=request_body(models.CompleteTask),
-    responses=responses(models.CompletedTask, 400, 401, 403, 404, 409, 413),
-)
-async def complete(request: Request, id: str) -> Response:
+async def complete(call: Call[models.CompleteTask]) -> Reply:
     """Report the outcome of the worker's attempt."""
-    engine = await service(request, "tasks:work")
-    return ok(await engine.complete(task_id(id), await body(request, models.CompleteTask)))
+    return await call.engine.complete(task_id(call.path("id")), call.body)
 
 
-@router.post(
-    "/tasks/{id}/progress",
-    tags=["Tasks"],
-    operation_id="reportProgress",
-    openapi_extra=request_body(models.ReportProgress),
-    responses=responses(models.ProgressData, 400, 401, 403, 404, 409, 413),
-)
-async def progress(request: Request, id: str) -> Response:
+async def progress(call: Call[models.ReportProgress]) -> Reply:
     """Report progress (0-100); also extends the lease."""
-    engine = await service(request, "tasks:work")
-    return ok(await engine.progress(task_id(id), await body(request, models.ReportProgress)))
+    return await call.engine.progress(task_id(call.path("id")), call.body)
 
 
-@router.post(
-    "/tasks/{id}/heartbeat",
-    tags=["Tasks"],
-    operation_id="heartbeat",
-    openapi_extra=request_body(models.Heartbeat),
-    responses=responses(models.HeartbeatData, 400, 401, 403, 404, 409, 413),
-)
-async def heartbeat(request: Request, id: str) -> Response:
+async def heartbeat(call: Call[models.Heartbeat]) -> Reply:
     """Extend the lease; says whether the task was cancelled meanwhile."""
-    engine = await service(request, "tasks:work")
-    return ok(await engine.heartbeat(task_id(id), await body(request, models.Heartbeat)))
+    return await call.engine.heartbeat(task_id(call.path("id")), call.body)
 
 
 # -- tasks: operator actions ----------------------------------------------------------------
 
 
-@router.post(
-    "/tasks/{id}/cancel",
-    tags=["Tasks"],
-    operation_id="cancelTask",
-    openapi_extra=request_body(models.CancelTask, required=False),
-    responses=responses(models.TaskOut, 400, 401, 403, 404, 413),
-)
-async def cancel(request: Request, id: str) -> Response:
+async def cancel(call: Call[models.CancelTask]) -> Reply:
     """Cancel a pending or claimed task."""
-    engine = await service(request, "tasks:write")
-    parsed = await body(request, models.CancelTask, optional=True)
-    return ok(await engine.cancel(task_id(id), parsed))
+    return await call.engine.cancel(task_id(call.path("id")), call.body)
 
 
-@router.post(
-    "/tasks/{id}/retry",
-    tags=["Tasks"],
-    operation_id="retryTask",
-    responses=responses(models.TaskOut, 400, 401, 403, 404),
-)
-async def retry(request: Request, id: str) -> Response:
+async def retry(call: Call[None]) -> Reply:
     """Send a failed or cancelled task back to pending with its attempts reset."""
-    engine = await service(request, "tasks:write")
-    return ok(await engine.retry(task_id(id)))
+    return await call.engine.retry(task_id(call.path("id")))
 
 
-@router.delete(
-    "/tasks/{id}",
-    tags=["Tasks"],
-    operation_id="deleteTask",
-    responses=responses(models.Deleted, 401, 403, 404),
-)
-async def delete(request: Request, id: str) -> Response:
+async def delete(call: Call[None]) -> Reply:
     """Remove a task and its history (admin)."""
-    engine = await service(request, "admin")
-    return ok(await engine.delete(task_id(id)))
+    return await call.engine.delete(task_id(call.path("id")))
+
+
+# -- the table ------------------------------------------------------------------------------
+
+TYPES, TASKS = ("Task Types",), ("Tasks",)
+TYPE_NAME, TASK = "/api/task-types/{name:path}", "/api/tasks/{id}"
+#: ``GET /tasks``'s query parameters (API.md A.7).
+LIST_TASKS_QUERY = (
+    QueryParam("status", str | None, description="One status or a comma list"),
+    QueryParam("type", str | None, description="Type name; with % a LIKE pattern"),
+    QueryParam("worker_id", str | None),
+    QueryParam("limit", Annotated[int, Field(ge=1, le=1000)], 50),
+    QueryParam("offset", Annotated[int, Field(ge=0, le=2**62)], 0),
+)
+ACTIVE_ONLY = QueryParam("active_only", str | None, description="true or 1: active types only")
+
+#: Every route of the API, in matching order: the first whose path and method match answers.
+ROUTES: list[Route[Any]] = [
+    Route(
+        "GET",
+        "/api/health",
+        health,
+        operation_id="healthCheck",
+        tags=("Health",),
+        scope=None,
+        data=models.HealthData,
+        errors=(503,),
+    ),
+    Route(
+        "POST",
+        "/api/task-types/register",
+        register_type,
+        operation_id="registerTaskType",
+        tags=TYPES,
+        scope="types:write",
+        data=models.RegisterData,
+        errors=(400, 401, 403, 413),
+        body=models.RegisterTaskType,
+        missing_message=REGISTER_MISSING,
+    ),
+    Route(
+        "GET",
+        "/api/task-types",
+        list_types,
+        operation_id="listTaskTypes",
+        tags=TYPES,
+        scope="types:read",
+        data=models.TaskTypeList,
+        errors=(401, 403),
+        query=(ACTIVE_ONLY,),
+    ),
+    Route(
+        "GET",
+        TYPE_NAME,
+        get_type,
+        operation_id="getTaskType",
+        tags=TYPES,
+        scope="types:read",
+        data=models.TaskTypeOut,
+        errors=(401, 403, 404),
+    ),
+    Route(
+        "DELETE",
+        TYPE_NAME,
+        deactivate_type,
+        operation_id="deactivateTaskType",
+        tags=TYPES,
+        scope="types:write",
+        data=models.TaskTypeOut,
+        errors=(401, 403, 404),
+    ),
+    Route(
+        "POST",
+        "/api/tasks",
+        create_task,
+        operation_id="createTask",
+        tags=TASKS,
+        scope="tasks:write",
+        data=models.CreatedTask,
+        errors=(400, 401, 403, 404, 413, 429),
+        body=models.CreateTask,
+    ),
+    Route(
+        "POST",
+        "/api/tasks/batch",
+        create_tasks,
+        operation_id="createTasks",
+        tags=TASKS,
+        scope="tasks:write",
+        data=models.BatchCreated,
+        errors=(400, 401, 403, 413),
+        body=models.CreateTasksBatch,
+    ),
+    Route(
+        "POST",
+        "/api/tasks/claim",
+        claim,
+        operation_id="claimTask",
+        tags=TASKS,
+        scope="tasks:work",
+        data=models.ClaimedTask | models.ClaimedTasks,
+        errors=(400, 401, 403, 404, 413),
+        body=models.ClaimTasks,
+    ),
+    Route(
+        "POST",
+        "/api/tasks/complete-batch",
+        complete_batch,
+        operation_id="completeTasks",
+        tags=TASKS,
+        scope="tasks:work",
+        data=models.CompleteBatchResult,
+        errors=(400, 401, 403, 413),
+        body=models.CompleteBatch,
+    ),
+    Route(
+        "GET",
+        "/api/tasks",
+        list_tasks,
+        operation_id="listTasks",
+        tags=TASKS,
+        scope="tasks:read",
+        data=models.TaskList,
+        errors=(400, 401, 403),
+        query=LIST_TASKS_QUERY,
+    ),
+    Route(
+        "GET",
+        TASK,
+        get_task,
+        operation_id="getTask",
+        tags=TASKS,
+        scope="tasks:read",
+        data=models.TaskOut,
+        errors=(401, 403, 404),
+    ),
+    Route(
+        "GET",
+        f"{TASK}/history",
+        history,
+        operation_id="getTaskHistory",
+        tags=TASKS,
+        scope="tasks:read",
+        data=models.TaskHistory,
+        errors=(401, 403, 404),
+    ),
+    Route(
+        "POST",
+        f"{TASK}/complete",
+        complete,
+        operation_id="completeTask",
+        tags=TASKS,
+        scope="tasks:work",
+        data=models.CompletedTask,
+        errors=(400, 401, 403, 404, 409, 413),
+        body=models.CompleteTask,
+    ),
+    Route(
+        "POST",
+        f"{TASK}/progress",
+        progress,
+        operation_id="reportProgress",
+        tags=TASKS,
+        scope="tasks:work",
+        data=models.ProgressData,
+        errors=(400, 401, 403, 404, 409, 413),
+        body=models.ReportProgress,
+    ),
+    Route(
+        "POST",
+        f"{TASK}/heartbeat",
+        heartbeat,
+        operation_id="heartbeat",
+        tags=TASKS,
+        scope="tasks:work",
+        data=models.HeartbeatData,
+        errors=(400, 401, 403, 404, 409, 413),
+        body=models.Heartbeat,
+    ),
+    Route(
+        "POST",
+        f"{TASK}/cancel",
+        cancel,
+        operation_id="cancelTask",
+        tags=TASKS,
+        scope="tasks:write",
+        data=models.TaskOut,
+        errors=(400, 401, 403, 404, 413),
+        body=models.CancelTask,
+        body_required=False,
+    ),
+    Route(
+        "POST",
+        f"{TASK}/retry",
+        retry,
+        operation_id="retryTask",
+        tags=TASKS,
+        scope="tasks:write",
+        data=models.TaskOut,
+        errors=(400, 401, 403, 404),
+    ),
+    Route(
+        "DELETE",
+        TASK,
+        delete,
+        operation_id="deleteTask",
+        tags=TASKS,
+        scope=ADMIN,
+        data=models.Deleted,
+        errors=(401, 403, 404),
+    ),
+    *KEY_ROUTES,
+]

@@ -1,0 +1,83 @@
+"""The route table: each route declared once, and the app and the OpenAPI document made from it
+agree with it — the same routes, in the same order, with the same methods."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import pytest
+from pydantic import Field
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route as StarletteRoute
+
+from taskmanager.errors import ValidationFailed
+from taskmanager.server.app import create_app
+from taskmanager.server.openapi import DOCS_PATH, DOCUMENT_PATH, document, openapi_path
+from taskmanager.server.routes import ROUTES
+from taskmanager.server.table import QueryParam
+from taskmanager.settings import Settings
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Starlette:
+    # Never started: the app is only looked at.
+    return create_app(Settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}", api_key=None))
+
+
+def test_every_route_is_declared_once() -> None:
+    assert len(ROUTES) == 21
+    for name, count in Counter((route.method, route.path) for route in ROUTES).items():
+        assert count == 1, name
+    for name, count in Counter(route.operation_id for route in ROUTES).items():
+        assert count == 1, name
+    for name, count in Counter(route.handler for route in ROUTES).items():
+        assert count == 1, name
+
+
+def test_every_route_is_documented_for_people() -> None:
+    for route in ROUTES:
+        assert route.description, route.operation_id
+        assert route.path.startswith("/api/"), route.path
+        assert route.scope is not None or route.path == "/api/health", "only health is public"
+
+
+def test_the_app_serves_the_table_in_its_order_and_only_its_methods(app: Starlette) -> None:
+    served = [(r.path, r.methods) for r in app.routes if isinstance(r, StarletteRoute)]
+    assert served[: len(ROUTES)] == [(route.path, {route.method}) for route in ROUTES]
+    assert [path for path, _ in served[len(ROUTES) :]] == [DOCUMENT_PATH, DOCS_PATH]
+    assert len(app.routes) == len(ROUTES) + 2
+
+
+def test_the_document_has_exactly_the_tables_operations() -> None:
+    found = document(ROUTES)
+    operations = {(method.upper(), path) for path, item in found["paths"].items() for method in item}
+    assert operations == {(route.method, openapi_path(route.path)) for route in ROUTES}
+    for route in ROUTES:
+        operation = found["paths"][openapi_path(route.path)][route.method.lower()]
+        assert operation["operationId"] == route.operation_id
+        assert operation["tags"] == list(route.tags)
+        assert {"200", "500"} | {str(status) for status in route.errors} == set(operation["responses"])
+        assert ("requestBody" in operation) == (route.body is not None)
+        queried = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+        assert queried == {param.name for param in route.query}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(None, 50), ("1", 1), ("1000", 1000), ("0", None), ("1001", None), ("ten", None), ("", None)],
+)
+def test_a_query_parameter_is_validated_by_its_declared_type(raw: str | None, expected: Any) -> None:
+
+    limit = QueryParam("limit", Annotated[int, Field(ge=1, le=1000)], 50)
+    query = b"" if raw is None else f"limit={raw}".encode()
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": query})
+    if expected is not None:
+        assert limit.read(request) == expected
+        return
+    with pytest.raises(ValidationFailed) as refused:
+        limit.read(request)
+    assert refused.value.details is not None
+    assert refused.value.details[0].startswith("limit: ")
