@@ -16,7 +16,6 @@ from taskmanager._version import DISTRIBUTION
 SERVER_MODULES = (
     "sqlalchemy",
     "alembic",
-    "fastapi",
     "starlette",
     "uvicorn",
     "jsonschema",

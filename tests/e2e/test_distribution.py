@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 #: The distributions that bring SERVER_STACK's modules (by their PyPI names).
 SERVER_DISTRIBUTIONS = {
     "sqlalchemy",
-    "fastapi",
     "starlette",
     "uvicorn",
     "alembic",

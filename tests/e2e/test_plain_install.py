@@ -22,7 +22,6 @@ from tests.e2e.process import TASKMANAGER
 #: What a plain install must not need: every top-level module the ``[server]`` extra brings.
 SERVER_STACK = (
     "sqlalchemy",
-    "fastapi",
     "starlette",
     "uvicorn",
     "alembic",
