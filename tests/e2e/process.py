@@ -19,7 +19,9 @@ START_TIMEOUT = 30.0
 
 
 class ServerProcess:
-    """``taskmanager serve`` on a free port; stopped (SIGTERM) on exit."""
+    """``taskmanager serve`` on a free port; stopped (SIGTERM) on exit. ``command`` runs another
+    program in its place (taking the same arguments); ``pass_fds`` are inherited by it and ``env``
+    added to its environment."""
 
     def __init__(
         self,
@@ -28,11 +30,14 @@ class ServerProcess:
         api_key: str | None = None,
         workers: int = 1,
         extra: list[str] | None = None,
+        command: list[str] | None = None,
+        pass_fds: tuple[int, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [
-            TASKMANAGER,
+            *(command or [TASKMANAGER]),
             "serve",
             "--port",
             str(self.port),
@@ -42,22 +47,34 @@ class ServerProcess:
             "warning",
             *(extra or []),
         ]
-        self.env = {**os.environ, "TASKMANAGER_DATABASE_URL": database_url}
+        self.env = {**os.environ, **(env or {}), "TASKMANAGER_DATABASE_URL": database_url}
         self.env.pop("TASKMANAGER_API_KEY", None)
         if api_key is not None:
             self.env["TASKMANAGER_API_KEY"] = api_key
+        self.pass_fds = pass_fds
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__
 
     def __enter__(self) -> ServerProcess:
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, pass_fds=self.pass_fds
+        )
+        try:
+            self._wait_until_up()
+        except BaseException:
+            self.__exit__()  # a server that did not start leaves no process and no open log
+            raise
+        return self
+
+    def _wait_until_up(self) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
+                    return
             except httpx.TransportError:
                 time.sleep(0.05)  # not listening yet: there is no event to wait on
         raise RuntimeError("server did not answer /health in time")
