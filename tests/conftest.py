@@ -117,6 +117,17 @@ def _drop(db: TestDatabase) -> None:
         asyncio.run(_admin(MYSQL_ADMIN_URL, [f"DROP DATABASE IF EXISTS `{name}`"]))
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In pytest-xdist workers, hand the ``slow`` tests out first: each takes a worker for seconds
+    to minutes, so one dealt out last would leave the other workers idle until it ends. The others
+    keep pytest's order, which groups the tests of each database."""
+    if not hasattr(config, "workerinput"):
+        return  # one process: the order changes nothing but when you see what fails
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    items[:] = slow + [item for item in items if not item.get_closest_marker("slow")]
+
+
 @pytest.fixture(scope="session", params=selected_databases())
 def database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+import pytest
 
 from tests.conftest import free_port
 
@@ -150,6 +151,7 @@ def test_readme_sets_up_with_exactly_the_two_commands() -> None:
     assert [block.strip() for block in code_blocks(setup)] == SETUP_COMMANDS
 
 
+@pytest.mark.slow  # a server process and the documented commands
 def test_readme_walkthrough_runs_verbatim(tmp_path: Path) -> None:
     blocks = code_blocks(section(README.read_text(), "Walk-through"), "bash")
     assert len(blocks) >= 6, "the walk-through lost its blocks"
@@ -175,6 +177,7 @@ def serve_argv(block: str, port: int) -> list[str]:
     return ["bash", "-c", f"{command.replace(DOC_COMMAND, str(CONSOLE_SCRIPT))} --port {port}"]
 
 
+@pytest.mark.slow  # a server process and the documented commands
 def test_quickstart_runs_verbatim(tmp_path: Path) -> None:
     """Blocks run in order; a ``taskmanager serve`` block (re)starts the server, as a reader would."""
     blocks = code_blocks(QUICKSTART.read_text(), "bash")

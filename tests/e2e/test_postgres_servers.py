@@ -8,9 +8,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from tests.conftest import ADMIN_KEY, PG_ADMIN_URL, TestDatabase, _admin
 from tests.e2e.process import ServerProcess
+
+pytestmark = pytest.mark.slow  # several server processes on one database: docs/development.md
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
 
