@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import select
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,16 +13,10 @@ import pytest
 
 from taskmanager.engine.signal import WorkSignal
 from tests.conftest import ADMIN_KEY, Api, TestDatabase
-from tests.e2e.process import ServerProcess
+from tests.e2e.process import CLAIM_WAIT, WAKE_BOUND, ServerProcess, WokenServer
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
 SCHEMA = {"type": "object"}
-#: What a woken claim waits for at most; the fallback re-checks are off (``NEVER``), so a claim
-#: nothing wakes returns only after it, as ``no_tasks``.
-CLAIM_WAIT = 20
-#: How soon after the create a waiting claim must return. Within a process and across them a
-#: wake-up takes milliseconds; the bound only leaves room for a loaded machine.
-WAKE_BOUND = 5.0
 NEVER = 3600.0
 #: Where the store keeps the intervals of the re-checks claimers fall back on.
 FALLBACK_INTERVALS = (
@@ -34,8 +25,6 @@ FALLBACK_INTERVALS = (
     "taskmanager.store.listen.LISTENING_INTERVAL",
     "taskmanager.store.listen.FALLBACK_INTERVAL",
 )
-#: ``taskmanager`` with those re-checks off and a byte on a pipe when a claimer waits.
-WOKEN_SERVER = [sys.executable, str(Path(__file__).with_name("woken_server.py"))]
 
 
 def _register(api: Api, name: str = "job") -> None:
@@ -162,44 +151,17 @@ def test_a_sqlite_file_shared_by_two_servers_wakes_their_claimers(tmp_path: Path
 
 def _woken_across_servers(url: str) -> None:
     """A claim waiting on server ``a`` returns the task created through server ``b`` at once,
-    though ``a`` never re-checks by itself (``woken_server.py``): only the cross-process wake-up
-    (NOTIFY, the SQLite watcher) can end its wait early."""
-    read_end, write_end = os.pipe()
-    try:
-        with (
-            ServerProcess(
-                url,
-                api_key=ADMIN_KEY,
-                command=WOKEN_SERVER,
-                pass_fds=(write_end,),
-                env={"TASKMANAGER_TEST_WAITING_FD": str(write_end)},
-            ) as a,
-            ServerProcess(url, api_key=ADMIN_KEY) as b,
-        ):
-            httpx.post(
-                f"{a.url}/api/task-types/register",
-                headers=HEADERS,
-                json={"name": "job", "version": "1", "param_schema": SCHEMA},
-            )
-            with ThreadPoolExecutor(1) as pool:
-                waiting = pool.submit(
-                    httpx.post,
-                    f"{a.url}/api/tasks/claim",
-                    headers=HEADERS,
-                    json={"worker_id": "w", "wait": CLAIM_WAIT},
-                    timeout=60,
-                )
-                assert select.select([read_end], [], [], 30)[0], "the claim never began to wait"
-                assert os.read(read_end, 1) == b"w"
-                started = time.monotonic()
-                created = httpx.post(
-                    f"{b.url}/api/tasks", headers=HEADERS, json={"type": "job", "params": {}}
-                ).json()["data"]
-                claimed = waiting.result(timeout=60)
-                woken_after = time.monotonic() - started
-            assert claimed.status_code == 200, claimed.text
-            assert claimed.json()["data"]["id"] == created["id"]
-            assert woken_after < WAKE_BOUND, f"woken only after {woken_after:.1f} s"
-    finally:
-        os.close(read_end)
-        os.close(write_end)
+    though ``a`` never re-checks by itself: only the cross-process wake-up (NOTIFY, the SQLite
+    watcher) can end its wait early."""
+    with WokenServer(url, api_key=ADMIN_KEY) as a, ServerProcess(url, api_key=ADMIN_KEY) as b:
+        httpx.post(
+            f"{a.url}/api/task-types/register",
+            headers=HEADERS,
+            json={"name": "job", "version": "1", "param_schema": SCHEMA},
+        )
+
+        def create() -> int:
+            response = httpx.post(f"{b.url}/api/tasks", headers=HEADERS, json={"type": "job", "params": {}})
+            return int(response.json()["data"]["id"])
+
+        a.claim_woken_by(HEADERS, create)
