@@ -359,7 +359,7 @@ def test_racing_claimers_never_get_the_same_task(api: Api) -> None:
     barrier = threading.Barrier(racers)
 
     def race(n: int) -> httpx.Response:
-        with httpx.Client(base_url=api.url, headers=dict(api.headers), timeout=30) as client:
+        with api.new_client(dict(api.headers)) as client:
             barrier.wait()
             return client.post("/api/tasks/claim", json={"worker_id": f"w{n}"})
 

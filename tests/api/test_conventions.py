@@ -197,8 +197,8 @@ def test_a_json_body_that_is_not_an_object_is_a_validation_error(api: Api) -> No
     assert body["details"]
 
 
-def test_a_body_over_the_size_limit_is_413(make_api: ServerFactory) -> None:
-    server = make_api(max_request_bytes=2048)
+def test_a_body_over_the_size_limit_is_413(make_live_api: ServerFactory) -> None:
+    server = make_live_api(max_request_bytes=2048)
     register(server)
     big = {"type": "demo.echo", "params": {"blob": "x" * 4000}}
     fails(server.post("/api/tasks", json=big), 413, "payload_too_large")
@@ -207,8 +207,8 @@ def test_a_body_over_the_size_limit_is_413(make_api: ServerFactory) -> None:
     assert ok(server.post("/api/tasks", json=small))["status"] == "pending"
 
 
-def test_a_body_exactly_at_the_limit_is_accepted(make_api: ServerFactory) -> None:
-    server = make_api(max_request_bytes=2048)
+def test_a_body_exactly_at_the_limit_is_accepted(make_live_api: ServerFactory) -> None:
+    server = make_live_api(max_request_bytes=2048)
     register(server)
 
     def body_of(size: int) -> bytes:
@@ -220,8 +220,8 @@ def test_a_body_exactly_at_the_limit_is_accepted(make_api: ServerFactory) -> Non
     fails(server.post("/api/tasks", content=body_of(2049), headers=headers), 413, "payload_too_large")
 
 
-def test_a_streamed_body_without_length_over_the_limit_is_413(make_api: ServerFactory) -> None:
-    server = make_api(max_request_bytes=2048)
+def test_a_streamed_body_without_length_over_the_limit_is_413(make_live_api: ServerFactory) -> None:
+    server = make_live_api(max_request_bytes=2048)
     register(server)
 
     def chunks() -> Iterator[bytes]:
@@ -235,10 +235,10 @@ def test_a_streamed_body_without_length_over_the_limit_is_413(make_api: ServerFa
     assert ok(server.get("/api/tasks"))["total"] == 0
 
 
-def test_the_default_limit_is_one_mebibyte(api: Api) -> None:
-    register(api)
+def test_the_default_limit_is_one_mebibyte(live_api: Api) -> None:
+    register(live_api)
     over = b'{"type": "demo.echo", "params": {"blob": "' + b"x" * 1_048_576 + b'"}}'
-    response = api.post("/api/tasks", content=over, headers={"Content-Type": "application/json"})
+    response = live_api.post("/api/tasks", content=over, headers={"Content-Type": "application/json"})
     fails(response, 413, "payload_too_large")
 
 

@@ -28,8 +28,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 FUZZ_DATABASES = [kind for kind in selected_databases() if kind in ("sqlite", "postgresql")]
 
 
-def live_schema(make_api: ServerFactory) -> Any:
-    server = make_api()
+def live_schema(make_live_api: ServerFactory) -> Any:
+    server = make_live_api()
     register(server, "demo.echo", {"type": "object", "properties": {"topic": {"type": "string"}}})
     for n in range(3):
         create(server, params={"topic": f"t{n}"})
@@ -59,9 +59,10 @@ def fuzz(operation: Any, mode: GenerationMode) -> list[str]:
     return failures
 
 
+@pytest.mark.slow  # a few minutes of fuzzing over a real socket
 @pytest.mark.parametrize("database", FUZZ_DATABASES, indirect=True)
-def test_the_api_matches_its_document_and_never_fails(make_api: ServerFactory) -> None:
-    operations = [result.ok() for result in live_schema(make_api).get_all_operations()]
+def test_the_api_matches_its_document_and_never_fails(make_live_api: ServerFactory) -> None:
+    operations = [result.ok() for result in live_schema(make_live_api).get_all_operations()]
     assert len(operations) >= 20
     failures = [
         failure

@@ -17,15 +17,17 @@ def forwarded(address: str, proto: str | None = None) -> dict[str, str]:
     return headers
 
 
-def test_x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(make_api: ServerFactory) -> None:
-    server = make_api(api_key=None, rate_limit=1)
+def test_x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(make_live_api: ServerFactory) -> None:
+    server = make_live_api(api_key=None, rate_limit=1)
     ok(server.get("/api/task-types", headers=forwarded("10.0.0.1")))
     # Another claimed address changes nothing: the bucket is the TCP peer's.
     fails(server.get("/api/task-types", headers=forwarded("10.0.0.2")), 429, "rate_limited")
 
 
-def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket(make_api: ServerFactory) -> None:
-    server = make_api(api_key=None, rate_limit=1, trusted_proxies="127.0.0.1")
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket(
+    make_live_api: ServerFactory,
+) -> None:
+    server = make_live_api(api_key=None, rate_limit=1, trusted_proxies="127.0.0.1")
     ok(server.get("/api/task-types", headers=forwarded("10.0.0.1")))
     ok(server.get("/api/task-types", headers=forwarded("10.0.0.2")))
     fails(server.get("/api/task-types", headers=forwarded("10.0.0.1")), 429, "rate_limited")
@@ -33,33 +35,33 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket(make_ap
     fails(server.get("/api/task-types", headers=forwarded("10.9.9.9, 10.0.0.1")), 429, "rate_limited")
 
 
-def test_deny_list_refuses_an_address_even_through_a_proxy(make_api: ServerFactory) -> None:
-    server = make_api(trusted_proxies="127.0.0.0/8", deny_ips="10.0.0.0/24")
+def test_deny_list_refuses_an_address_even_through_a_proxy(make_live_api: ServerFactory) -> None:
+    server = make_live_api(trusted_proxies="127.0.0.0/8", deny_ips="10.0.0.0/24")
     body = fails(server.get("/api/health", headers=forwarded("10.0.0.7")), 403, "forbidden")
     assert body["message"] == "Access from this address is not allowed"
     assert ok(server.get("/api/health", headers=forwarded("10.0.1.7")))["status"] == "healthy"
     ok(server.get("/api/health"))
 
 
-def test_allow_list_admits_only_the_listed_addresses(make_api: ServerFactory) -> None:
-    server = make_api(allow_ips="192.0.2.0/24")
+def test_allow_list_admits_only_the_listed_addresses(make_live_api: ServerFactory) -> None:
+    server = make_live_api(allow_ips="192.0.2.0/24")
     response = server.get("/api/tasks")
     fails(response, 403, "forbidden")
     assert response.headers["X-Frame-Options"] == "DENY"
     fails(server.options("/api/tasks"), 403, "forbidden")
-    local = make_api(allow_ips="127.0.0.1,::1")
+    local = make_live_api(allow_ips="127.0.0.1,::1")
     assert ok(local.get("/api/tasks"))["total"] == 0
 
 
-def test_hsts_is_sent_only_when_the_request_came_over_https(make_api: ServerFactory) -> None:
-    plain = make_api()
+def test_hsts_is_sent_only_when_the_request_came_over_https(make_live_api: ServerFactory) -> None:
+    plain = make_live_api()
     assert "Strict-Transport-Security" not in plain.get("/api/health").headers
     # An untrusted peer cannot claim HTTPS.
     assert (
         "Strict-Transport-Security"
         not in plain.get("/api/health", headers=forwarded("1.2.3.4", "https")).headers
     )
-    proxied = make_api(trusted_proxies="127.0.0.1")
+    proxied = make_live_api(trusted_proxies="127.0.0.1")
     secure = proxied.get("/api/health", headers=forwarded("1.2.3.4", "https"))
     assert secure.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
     assert (

@@ -23,7 +23,7 @@ def make_key(api: Api, scopes: list[str], name: str = "k", **fields: Any) -> dic
 
 
 def as_key(api: Api, key: str) -> httpx.Client:
-    return httpx.Client(base_url=api.url, headers={"X-API-Key": key}, timeout=30)
+    return api.new_client({"X-API-Key": key})
 
 
 def test_create_returns_the_key_once_and_list_never_shows_it(api: Api) -> None:

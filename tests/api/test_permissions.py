@@ -90,7 +90,7 @@ def test_each_scope_reaches_exactly_its_routes(make_api: ServerFactory, scope: s
         key = ok(admin.post("/api/api-keys", json={"name": f"only {scope}", "scopes": [scope]}))["key"]
         headers = {"X-API-Key": key}
     table = {}
-    with httpx.Client(base_url=admin.url, headers=headers, timeout=30) as client:
+    with admin.new_client(headers) as client:
         for method, path, needed in MATRIX:
             response = call(client, method, path)
             table[(method, path)] = (outcome(response), expected(scope, needed))
@@ -109,7 +109,7 @@ def test_a_worker_key_claims_and_completes_but_cannot_create_or_read(make_api: S
     ok(admin.post("/api/task-types/register", json=BODIES["/api/task-types/register"]))
     ok(admin.post("/api/tasks", json={"type": "perm.check", "params": {"secret": "s3"}}))
     key = ok(admin.post("/api/api-keys", json={"name": "worker", "scopes": ["tasks:work"]}))["key"]
-    with httpx.Client(base_url=admin.url, headers={"X-API-Key": key}, timeout=30) as worker:
+    with admin.new_client({"X-API-Key": key}) as worker:
         claimed = ok(worker.post("/api/tasks/claim", json={"worker_id": "w1"}))
         assert claimed["params"] == {"secret": "s3"}  # what claiming returns, and nothing more
         for method, path in [("GET", "/api/tasks"), ("GET", f"/api/tasks/{claimed['id']}")]:

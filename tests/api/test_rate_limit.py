@@ -13,7 +13,7 @@ from tests.conftest import Api, ServerFactory
 def key_with(api: Api, rate_limit: int | None, scopes: tuple[str, ...] = ("types:read",)) -> httpx.Client:
     body = {"name": "limited", "scopes": list(scopes), "rate_limit": rate_limit}
     key = ok(api.post("/api/api-keys", json=body))["key"]
-    return httpx.Client(base_url=api.url, headers={"X-API-Key": key}, timeout=30)
+    return api.new_client({"X-API-Key": key})
 
 
 def assert_limited(response: httpx.Response, limit: int) -> None:

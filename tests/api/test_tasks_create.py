@@ -298,7 +298,7 @@ def test_racing_identical_creates_all_get_200_and_the_same_id(api: Api) -> None:
     barrier = threading.Barrier(racers)
 
     def race(_: int) -> httpx.Response:
-        with httpx.Client(base_url=api.url, headers=dict(api.headers), timeout=30) as client:
+        with api.new_client(dict(api.headers)) as client:
             barrier.wait()
             return client.post("/api/tasks", json={"type": "demo.echo", "params": {"topic": "same"}})
 
@@ -316,7 +316,7 @@ def test_racing_creates_of_different_tasks_all_succeed(api: Api) -> None:
     barrier = threading.Barrier(racers)
 
     def race(n: int) -> httpx.Response:
-        with httpx.Client(base_url=api.url, headers=dict(api.headers), timeout=30) as client:
+        with api.new_client(dict(api.headers)) as client:
             barrier.wait()
             return client.post("/api/tasks", json={"type": "demo.echo", "params": {"n": n}})
 

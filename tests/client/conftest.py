@@ -17,11 +17,12 @@ import pytest
 
 from taskmanager import AsyncTaskManagerClient, TaskManagerClient
 from taskmanager.client.embedded import EmbeddedTransport, SyncEmbeddedTransport
-from tests.conftest import ADMIN_KEY, Api
+from tests.conftest import ADMIN_KEY, Api, ServerFactory
 
 T = TypeVar("T")
 KINDS = ("sync", "async", "embedded", "embedded-async")
 HTTP_KINDS = ("sync", "async")
+EMBEDDED_KINDS = ("embedded", "embedded-async")
 WORKER = "client-test-worker"
 
 
@@ -93,6 +94,16 @@ def make_client(kind: str, api: Api, **options: Any) -> Any:
 
 
 ClientFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def api(request: pytest.FixtureRequest, make_api: ServerFactory, make_live_api: ServerFactory) -> Api:
+    """The test's server. The HTTP clients (``sync``, ``async``, and tests of no kind) open their own
+    connections, so they get a real one on a socket; the embedded ones only share its database and
+    clock, so the app runs in-process."""
+    callspec = getattr(request.node, "callspec", None)
+    kind = callspec.params.get("kind") if callspec is not None else None
+    return make_live_api() if kind not in EMBEDDED_KINDS else make_api()
 
 
 @pytest.fixture(params=KINDS)

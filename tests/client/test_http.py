@@ -131,8 +131,8 @@ def test_configuration_from_the_environment(monkeypatch: pytest.MonkeyPatch, api
         assert client.worker_id, "a worker id is made up when none is given"
 
 
-def test_a_config_object_is_accepted(make_api: ServerFactory) -> None:
-    api = make_api()
+def test_a_config_object_is_accepted(make_live_api: ServerFactory) -> None:
+    api = make_live_api()
     config = TaskManagerConfig(api.url, ADMIN_KEY, timeout=5, retry_attempts=1)
     for client in (TaskManagerClient(config), TaskManagerClient(config=config)):
         with client:

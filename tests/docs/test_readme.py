@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+import pytest
 
 from taskmanager._version import DISTRIBUTION
 from tests.conftest import free_port
@@ -208,6 +209,7 @@ def test_documented_installs_before_a_server_command_install_the_server() -> Non
     assert checked >= 2, "the README's and the deployment guide's installs were not found"
 
 
+@pytest.mark.slow  # a server process and the documented commands
 def test_readme_walkthrough_runs_verbatim(tmp_path: Path) -> None:
     blocks = code_blocks(section(README.read_text(), "Walk-through"), "bash")
     assert len(blocks) >= 6, "the walk-through lost its blocks"
@@ -233,6 +235,7 @@ def serve_argv(block: str, port: int) -> list[str]:
     return ["bash", "-c", f"{command.replace(DOC_COMMAND, str(CONSOLE_SCRIPT))} --port {port}"]
 
 
+@pytest.mark.slow  # a server process and the documented commands
 def test_quickstart_runs_verbatim(tmp_path: Path) -> None:
     """Blocks run in order; a ``taskmanager serve`` block (re)starts the server, as a reader would."""
     blocks = code_blocks(QUICKSTART.read_text(), "bash")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the benchmark's smoke run: docs/development.md
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -7,9 +7,12 @@ import multiprocessing
 from collections import Counter
 
 import httpx
+import pytest
 
 from tests.conftest import ADMIN_KEY, TestDatabase
 from tests.e2e.process import ServerProcess
+
+pytestmark = pytest.mark.slow  # a server process and many client processes: docs/development.md
 
 TASKS = 5000
 PROCESSES = 5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -9,11 +11,20 @@ from pathlib import Path
 import httpx
 import pytest
 
+from taskmanager.engine.signal import WorkSignal
 from tests.conftest import ADMIN_KEY, Api, TestDatabase
-from tests.e2e.process import ServerProcess
+from tests.e2e.process import CLAIM_WAIT, WAKE_BOUND, ServerProcess, WokenServer
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
 SCHEMA = {"type": "object"}
+NEVER = 3600.0
+#: Where the store keeps the intervals of the re-checks claimers fall back on.
+FALLBACK_INTERVALS = (
+    "taskmanager.store.sql.SHARED_POLL_INTERVAL",
+    "taskmanager.store.watch.SHARED_POLL_INTERVAL",
+    "taskmanager.store.listen.LISTENING_INTERVAL",
+    "taskmanager.store.listen.FALLBACK_INTERVAL",
+)
 
 
 def _register(api: Api, name: str = "job") -> None:
@@ -23,29 +34,49 @@ def _register(api: Api, name: str = "job") -> None:
     assert response.status_code == 200
 
 
-def test_waiting_claim_is_woken_by_a_create(api: Api) -> None:
+def _no_fallback_re_checks(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Turn off this process's fallback re-checks of long-polling claimers (a claim returns only if
+    something wakes it); return an event set when a claimer begins to wait."""
+    for constant in FALLBACK_INTERVALS:
+        monkeypatch.setattr(constant, NEVER)
+    waiting = threading.Event()
+    wait = WorkSignal.wait
+
+    async def announced_wait(self: WorkSignal, ticket: asyncio.Event, seconds: float) -> None:
+        if seconds > 0:
+            waiting.set()
+        await wait(self, ticket, seconds)
+
+    monkeypatch.setattr(WorkSignal, "wait", announced_wait)
+    return waiting
+
+
+def test_waiting_claim_is_woken_by_a_create(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    waiting = _no_fallback_re_checks(monkeypatch)
     _register(api)
     with ThreadPoolExecutor(1) as pool:
+        claim = pool.submit(api.post, "/api/tasks/claim", json={"worker_id": "w", "wait": CLAIM_WAIT})
+        assert waiting.wait(30), "the claim never began to wait"
         started = time.monotonic()
-        waiting = pool.submit(api.post, "/api/tasks/claim", json={"worker_id": "w", "wait": 30})
         created = api.post("/api/tasks", json={"type": "job", "params": {"n": 1}}).json()["data"]
-        claimed = waiting.result(timeout=30)
-    assert claimed.status_code == 200
+        claimed = claim.result(timeout=60)
+        woken_after = time.monotonic() - started
+    assert claimed.status_code == 200, claimed.text
     assert claimed.json()["data"]["id"] == created["id"]
-    assert time.monotonic() - started < 15, "the claim returned long before its wait ran out"
+    assert woken_after < WAKE_BOUND, f"the create woke the claim only after {woken_after:.1f} s"
 
 
-def test_a_waiting_claim_whose_caller_hung_up_claims_nothing(api: Api) -> None:
+def test_a_waiting_claim_whose_caller_hung_up_claims_nothing(live_api: Api) -> None:
     """A long-poll client that gives up (a timeout, a killed worker) must not take the next task:
     nobody would receive it, and it would sit claimed until its lease ran out."""
-    _register(api)
+    _register(live_api)
     with (
-        httpx.Client(base_url=api.url, headers=HEADERS, timeout=0.5) as impatient,
+        httpx.Client(base_url=live_api.url, headers=HEADERS, timeout=0.5) as impatient,
         pytest.raises(httpx.ReadTimeout),
     ):
         impatient.post("/api/tasks/claim", json={"worker_id": "gone", "wait": 30})
-    created = api.post("/api/tasks", json={"type": "job", "params": {"n": 1}}).json()["data"]
-    claimed = api.post("/api/tasks/claim", json={"worker_id": "here"})
+    created = live_api.post("/api/tasks", json={"type": "job", "params": {"n": 1}}).json()["data"]
+    claimed = live_api.post("/api/tasks/claim", json={"worker_id": "here"})
     assert claimed.status_code == 200, claimed.text
     assert claimed.json()["data"]["id"] == created["id"]
     assert claimed.json()["data"]["claimed_by"] == "here"
@@ -108,35 +139,29 @@ def test_complete_batch_refuses_a_bad_body(api: Api) -> None:
     assert "worker_id: field required" in missing.json()["details"]
 
 
+@pytest.mark.slow  # two server processes
 def test_create_on_one_server_wakes_a_claimer_waiting_on_another(pg_database: TestDatabase) -> None:
     _woken_across_servers(pg_database.url)
 
 
+@pytest.mark.slow  # two server processes
 def test_a_sqlite_file_shared_by_two_servers_wakes_their_claimers(tmp_path: Path) -> None:
     _woken_across_servers(f"sqlite:///{tmp_path / 'shared.db'}")
 
 
 def _woken_across_servers(url: str) -> None:
-    with (
-        ServerProcess(url, api_key=ADMIN_KEY) as a,
-        ServerProcess(url, api_key=ADMIN_KEY) as b,
-    ):
+    """A claim waiting on server ``a`` returns the task created through server ``b`` at once,
+    though ``a`` never re-checks by itself: only the cross-process wake-up (NOTIFY, the SQLite
+    watcher) can end its wait early."""
+    with WokenServer(url, api_key=ADMIN_KEY) as a, ServerProcess(url, api_key=ADMIN_KEY) as b:
         httpx.post(
             f"{a.url}/api/task-types/register",
             headers=HEADERS,
             json={"name": "job", "version": "1", "param_schema": SCHEMA},
         )
-        with ThreadPoolExecutor(1) as pool:
-            waiting = pool.submit(
-                httpx.post,
-                f"{a.url}/api/tasks/claim",
-                headers=HEADERS,
-                json={"worker_id": "w", "wait": 30},
-                timeout=60,
-            )
-            created = httpx.post(
-                f"{b.url}/api/tasks", headers=HEADERS, json={"type": "job", "params": {}}
-            ).json()["data"]
-            claimed = waiting.result(timeout=60)
-        assert claimed.status_code == 200
-        assert claimed.json()["data"]["id"] == created["id"]
+
+        def create() -> int:
+            response = httpx.post(f"{b.url}/api/tasks", headers=HEADERS, json={"type": "job", "params": {}})
+            return int(response.json()["data"]["id"])
+
+        a.claim_woken_by(HEADERS, create)

@@ -8,18 +8,21 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from tests.conftest import ADMIN_KEY, PG_ADMIN_URL, TestDatabase, _admin
-from tests.e2e.process import ServerProcess
+from tests.e2e.process import ServerProcess, WokenServer
+
+pytestmark = pytest.mark.slow  # several server processes on one database: docs/development.md
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
 
 
-def _register(url: str) -> None:
+def _register(url: str, name: str = "job") -> None:
     response = httpx.post(
         f"{url}/api/task-types/register",
         headers=HEADERS,
-        json={"name": "job", "version": "1", "param_schema": {"type": "object"}},
+        json={"name": name, "version": "1", "param_schema": {"type": "object"}},
     )
     assert response.status_code == 200
 
@@ -72,7 +75,9 @@ def test_two_servers_on_one_database_dedupe_and_claim_exactly_once(pg_database: 
         assert all(taken for taken in claimed[:2]), "both servers handed out work"
 
 
-def test_killed_connections_lose_no_acknowledged_create(pg_database: TestDatabase) -> None:
+def test_killed_connections_lose_no_acknowledged_create_and_notify_returns(
+    pg_database: TestDatabase,
+) -> None:
     name = pg_database.url.rsplit("/", 1)[1]
     kill = (
         f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -81,7 +86,7 @@ def test_killed_connections_lose_no_acknowledged_create(pg_database: TestDatabas
     acknowledged: list[tuple[int, int]] = []
     statuses: Counter[int] = Counter()
     stop = threading.Event()
-    with ServerProcess(pg_database.url, api_key=ADMIN_KEY) as server:
+    with WokenServer(pg_database.url, api_key=ADMIN_KEY) as server:
         _register(server.url)
 
         def traffic(offset: int) -> None:
@@ -113,3 +118,16 @@ def test_killed_connections_lose_no_acknowledged_create(pg_database: TestDatabas
                 task = client.get(f"/api/tasks/{task_id}")
                 assert task.status_code == 200
                 assert task.json()["data"]["params"] == {"n": n}
+        # Its LISTEN connection was killed too: once back, another server's create wakes its claimer
+        # again (the server never re-checks by itself, so nothing else could).
+        with ServerProcess(pg_database.url, api_key=ADMIN_KEY) as other:
+            _register(other.url, "woken")  # a type of its own: the jobs above are all claimable
+
+            def create() -> int:
+                response = httpx.post(
+                    f"{other.url}/api/tasks", headers=HEADERS, json={"type": "woken", "params": {}}
+                )
+                assert response.status_code == 200, response.text
+                return int(response.json()["data"]["id"])
+
+            server.claim_woken_by(HEADERS, create, types=["woken"])

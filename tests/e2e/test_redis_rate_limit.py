@@ -15,6 +15,8 @@ import redis
 from tests.e2e.process import ServerProcess
 from tests.e2e.test_cli import run
 
+pytestmark = pytest.mark.slow  # several server processes sharing Redis: docs/development.md
+
 REDIS_URL = os.environ.get("TASKMANAGER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

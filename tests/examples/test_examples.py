@@ -96,6 +96,7 @@ def greet_tasks(client: TaskManagerClient, *names: str) -> list[int]:
 # -- the four operations --------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a server process and the example's own
 def test_the_four_operation_scripts_run_as_a_sequence(live: Live, tmp_path: Path) -> None:
     assert "registered task type example.greet v1.0.0" in example(live, tmp_path, "register_task_type.py")
     assert "updated task type example.greet" in example(live, tmp_path, "register_task_type.py")
@@ -124,6 +125,7 @@ def test_the_four_operation_scripts_run_as_a_sequence(live: Live, tmp_path: Path
 # -- the Worker runtime --------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a server process and the example's own
 @pytest.mark.parametrize(
     ("argv", "cwd"),
     [
@@ -196,6 +198,7 @@ def test_the_embedded_queue_example_needs_no_server(tmp_path: Path) -> None:
 # -- workers without the SDK ---------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a server process and the example's own
 @pytest.mark.parametrize(
     ("command", "by"),
     [(["node", "node_worker.mjs"], "node"), (["bash", "curl_worker.sh"], "bash")],
@@ -230,6 +233,7 @@ def test_the_guide_marks_runnable_blocks() -> None:
     assert markers == len(blocks), "a marker not followed by a ```python block"
 
 
+@pytest.mark.slow  # a server process and the example's own
 def test_every_runnable_block_of_the_workers_guide_runs(live: Live, tmp_path: Path) -> None:
     for number, (mode, module, code) in enumerate(guide_blocks(), start=1):
         if mode == "import":

@@ -13,10 +13,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from taskmanager import Task, TaskManagerClient
 from tests.conftest import ADMIN_KEY, TestDatabase
 from tests.e2e.process import ServerProcess
 from tests.worker.process import WorkerProcess, runs, wait_for
+
+pytestmark = pytest.mark.slow  # server and worker processes: docs/development.md
 
 TYPES = (
     "sample.ok",
