@@ -20,7 +20,7 @@ SCHEMA = {"type": "object"}
 NEVER = 3600.0
 #: Where the store keeps the intervals of the re-checks claimers fall back on.
 FALLBACK_INTERVALS = (
-    "taskmanager.store.sql.SHARED_POLL_INTERVAL",
+    "taskmanager.store.base.SHARED_POLL_INTERVAL",
     "taskmanager.store.watch.SHARED_POLL_INTERVAL",
     "taskmanager.store.listen.LISTENING_INTERVAL",
     "taskmanager.store.listen.FALLBACK_INTERVAL",

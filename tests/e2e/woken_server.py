@@ -15,14 +15,14 @@ import os
 
 from taskmanager.cli import main
 from taskmanager.engine.signal import WorkSignal
-from taskmanager.store import listen, sql, watch
+from taskmanager.store import base, listen, watch
 
 #: A re-check interval no test waits for.
 NEVER = 3600.0
 
 
 def instrument(waiting_fd: int) -> None:
-    sql.SHARED_POLL_INTERVAL = NEVER
+    base.SHARED_POLL_INTERVAL = NEVER
     watch.SHARED_POLL_INTERVAL = NEVER
     listen.LISTENING_INTERVAL = NEVER
     listen.FALLBACK_INTERVAL = NEVER
