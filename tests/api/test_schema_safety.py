@@ -37,9 +37,13 @@ def nobody_connected(sock: socket.socket) -> bool:
 
 
 def timed(fn: Any) -> tuple[Any, float]:
-    started = time.monotonic()
+    """``fn()`` and the CPU seconds this process spent on it. The app runs in this process (the
+    ``api`` fixture drives it in-process), and the pattern budget is counted in CPU time as the
+    regex engine counts it: other processes loading the machine (a parallel test worker, the
+    benchmark smoke run) stretch the wall time but not this."""
+    started = time.process_time()
     result = fn()
-    return result, time.monotonic() - started
+    return result, time.process_time() - started
 
 
 def test_a_catastrophic_pattern_is_cut_off_with_a_400_within_a_second(api: Api) -> None:
