@@ -4,12 +4,16 @@ export, and each name imports."""
 from __future__ import annotations
 
 import importlib
+import inspect
+import typing
 
 import pytest
 
 import taskmanager
 import taskmanager.client
 import taskmanager.worker
+from taskmanager.client.core import ClientCore
+from taskmanager.client.protocol import Call
 
 PUBLIC = {
     "taskmanager": {
@@ -66,3 +70,25 @@ def test_the_client_package_exports_the_top_level_client_names() -> None:
 def test_the_version_is_kept() -> None:
     assert isinstance(taskmanager.__version__, str)
     assert taskmanager.__version__.count(".") >= 2
+
+
+def _operations() -> list[str]:
+    """The core's operations: its public methods that build a ``Call``."""
+    return [
+        name
+        for name, function in inspect.getmembers(ClientCore, inspect.isfunction)
+        if not name.startswith("_")
+        and typing.get_origin(typing.get_type_hints(function).get("return")) is Call
+    ]
+
+
+@pytest.mark.parametrize("shell", [taskmanager.TaskManagerClient, taskmanager.AsyncTaskManagerClient])
+def test_every_operation_of_the_core_is_a_method_of_both_clients(shell: type) -> None:
+    """An operation added to ``ClientCore`` (a new route's call) is one line in each shell: this
+    names the shell that lacks it."""
+    operations = _operations()
+    assert len(operations) >= 20
+    missing = [name for name in operations if not callable(getattr(shell, name, None))]
+    assert not missing, f"{shell.__name__} lacks {missing}"
+    for name in operations:
+        assert getattr(shell, name).__doc__ == getattr(ClientCore, name).__doc__, name
