@@ -188,7 +188,7 @@ async def test_only_pending_tasks_are_claimed(store: SqlStore, clock: FrozenCloc
     pending = await add_task(store, task_type, clock.now())
     for status in (TaskStatus.CLAIMED, TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED):
         other = await add_task(store, task_type, clock.now())
-        # An expired lease on a claimed row is settled by the engine first, never claimed directly.
+        # An expired lease on a claimed row is expired by the engine first, never claimed directly.
         past = clock.now() - timedelta(hours=1)
         await set_columns(store, other.id, clock.now(), status=status, lease_expires_at=past)
     claimed = await store.claim_tasks(claim_query(clock.now(), limit=10), claim_params(clock.now(), "w1"))

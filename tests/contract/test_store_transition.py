@@ -307,7 +307,7 @@ async def test_due_tasks_are_the_rows_whose_time_is_up(store: SqlStore, clock: F
     assert sorted(names[t.id] for t in due) == ["expired", "expires_now", "lease_ends_now", "lease_over"]
     for task in due:
         assert task == await _get(store, task.id)
-        assert lifecycle.settle(task, now=clock.now()) is not None
+        assert lifecycle.expiry(task, now=clock.now()) is not None
 
 
 async def test_due_tasks_takes_at_most_limit_rows(store: SqlStore, clock: FrozenClock) -> None:

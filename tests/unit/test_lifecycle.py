@@ -117,12 +117,12 @@ def test_every_claim_gets_a_new_lease_token(now: datetime) -> None:
     assert len(tokens) == 50
 
 
-# -- settle ----------------------------------------------------------------------------------------
+# -- expiry ----------------------------------------------------------------------------------------
 
 
-def test_settle_returns_an_expired_lease_with_attempts_left_to_pending(now: datetime) -> None:
+def test_expiry_returns_an_expired_lease_with_attempts_left_to_pending(now: datetime) -> None:
     task = claimed(now, lease_expires_at=now - timedelta(seconds=1), attempts=2)
-    transition = lifecycle.settle(task, now=now)
+    transition = lifecycle.expiry(task, now=now)
     after = apply(task, transition)
     assert after.status == TaskStatus.PENDING
     assert (after.claimed_by, after.claimed_at, after.lease_expires_at, after.lease_token) == (
@@ -139,14 +139,14 @@ def test_settle_returns_an_expired_lease_with_attempts_left_to_pending(now: date
     assert transition.events[0].worker_id == "w1"
 
 
-def test_settle_treats_a_lease_ending_exactly_now_as_expired(now: datetime) -> None:
+def test_expiry_treats_a_lease_ending_exactly_now_as_expired(now: datetime) -> None:
     task = claimed(now, lease_expires_at=now)
-    assert apply(task, lifecycle.settle(task, now=now)).status == TaskStatus.PENDING
+    assert apply(task, lifecycle.expiry(task, now=now)).status == TaskStatus.PENDING
 
 
-def test_settle_fails_an_expired_lease_without_attempts_left(now: datetime) -> None:
+def test_expiry_fails_an_expired_lease_without_attempts_left(now: datetime) -> None:
     task = claimed(now, lease_expires_at=now - timedelta(seconds=1), attempts=3, max_attempts=3)
-    transition = lifecycle.settle(task, now=now)
+    transition = lifecycle.expiry(task, now=now)
     after = apply(task, transition)
     assert after.status == TaskStatus.FAILED
     assert after.error_message == "Claim timeout exceeded after 3 attempts"
@@ -157,15 +157,15 @@ def test_settle_fails_an_expired_lease_without_attempts_left(now: datetime) -> N
     assert transition.events[1].message == "Claim timeout exceeded after 3 attempts"
 
 
-def test_settle_failure_message_names_the_attempt_count(now: datetime) -> None:
+def test_expiry_failure_message_names_the_attempt_count(now: datetime) -> None:
     task = claimed(now, lease_expires_at=now - timedelta(seconds=1), attempts=1, max_attempts=1)
-    after = apply(task, lifecycle.settle(task, now=now))
+    after = apply(task, lifecycle.expiry(task, now=now))
     assert after.error_message == "Claim timeout exceeded after 1 attempts"
 
 
-def test_settle_cancels_a_pending_task_past_expires_at(now: datetime) -> None:
+def test_expiry_cancels_a_pending_task_past_expires_at(now: datetime) -> None:
     task = replace(PENDING, expires_at=now - timedelta(seconds=1))
-    transition = lifecycle.settle(task, now=now)
+    transition = lifecycle.expiry(task, now=now)
     after = apply(task, transition)
     assert after.status == TaskStatus.CANCELLED
     assert after.error_message == "expired"
@@ -208,9 +208,9 @@ def test_settle_cancels_a_pending_task_past_expires_at(now: datetime) -> None:
         pytest.param({"status": TaskStatus.FAILED, "expires_at": START - timedelta(hours=1)}, id="failed"),
     ],
 )
-def test_settle_leaves_tasks_that_are_not_due(changes: dict[str, Any], now: datetime) -> None:
+def test_expiry_leaves_tasks_that_are_not_due(changes: dict[str, Any], now: datetime) -> None:
     assert now == START
-    assert lifecycle.settle(replace(PENDING, **changes), now=now) is None
+    assert lifecycle.expiry(replace(PENDING, **changes), now=now) is None
 
 
 # -- complete --------------------------------------------------------------------------------------
@@ -389,7 +389,7 @@ ROWS = [
 
 def _on_the_row(task: Task, request: Completion) -> Transition | TaskManagerError | None:
     """What deciding on the locked row gives: the due expiry first, then ``complete``."""
-    due = lifecycle.settle(task, now=START)
+    due = lifecycle.expiry(task, now=START)
     if due is not None:
         return due
     try:

@@ -47,7 +47,7 @@ async def pool(opener: Opener) -> AsyncIterator[ConnectionPool]:
         conn.terminate()
 
 
-async def settle() -> None:
+async def run_ready_tasks() -> None:
     """Let every ready task run (no time passes)."""
     for _ in range(5):
         await asyncio.sleep(0)
@@ -76,7 +76,7 @@ async def test_no_more_than_size_are_open_and_a_waiter_gets_the_next_returned(
 ) -> None:
     a, b = await pool.acquire(), await pool.acquire()
     third = asyncio.ensure_future(pool.acquire())
-    await settle()
+    await run_ready_tasks()
     assert not third.done()
     assert len(opener.opened) == 2
     pool.release(b)
@@ -90,11 +90,11 @@ async def test_no_more_than_size_are_open_and_a_waiter_gets_the_next_returned(
 async def test_waiters_are_served_first_come_first_served(pool: ConnectionPool) -> None:
     a, b = await pool.acquire(), await pool.acquire()
     first = asyncio.ensure_future(pool.acquire())
-    await settle()
+    await run_ready_tasks()
     second = asyncio.ensure_future(pool.acquire())
-    await settle()
+    await run_ready_tasks()
     pool.release(a)
-    await settle()
+    await run_ready_tasks()
     assert first.done()
     assert await first is a
     assert not second.done()
@@ -119,7 +119,7 @@ async def test_a_discarded_connection_is_closed_and_its_place_goes_to_a_waiter(
     pool = ConnectionPool(opener, 1, timeout=5)
     broken = await pool.acquire()
     waiting = asyncio.ensure_future(pool.acquire())
-    await settle()
+    await run_ready_tasks()
     pool.release(broken, discard=True)
     fresh = await waiting
     assert fresh is not broken
@@ -154,9 +154,9 @@ async def test_a_waiter_that_gives_up_leaves_the_connection_for_the_next(pool: C
     a, b = await pool.acquire(), await pool.acquire()
     quitter = asyncio.ensure_future(pool.acquire())
     stayer = asyncio.ensure_future(pool.acquire())
-    await settle()
+    await run_ready_tasks()
     quitter.cancel()
-    await settle()
+    await run_ready_tasks()
     pool.release(a)
     assert await stayer is a
     assert quitter.cancelled()
@@ -194,19 +194,19 @@ async def test_closing_fails_the_waiters_closes_the_idle_and_refuses_to_lend(
 ) -> None:
     a, b = await pool.acquire(), await pool.acquire()
     waiting = asyncio.ensure_future(pool.acquire())
-    await settle()
+    await run_ready_tasks()
     pool.release(a)
     assert await waiting is a
     waiting = asyncio.ensure_future(pool.acquire())
-    await settle()
+    await run_ready_tasks()
     pool.release(a)  # straight to the waiter
     assert await waiting is a
     pool.release(a)
     waiting = asyncio.ensure_future(pool.acquire())
-    await settle()
+    await run_ready_tasks()
     assert await waiting is a
     late = asyncio.ensure_future(pool.acquire())
-    await settle()
+    await run_ready_tasks()
     await pool.close()
     with pytest.raises(PoolClosed):
         await late
@@ -223,10 +223,10 @@ async def test_a_connection_handed_to_a_borrower_cancelled_meanwhile_is_not_lost
 ) -> None:
     a, b = await pool.acquire(), await pool.acquire()
     waiting = asyncio.ensure_future(pool.acquire())
-    await settle()
+    await run_ready_tasks()
     pool.release(a)  # handed over; the borrower has not run since
     waiting.cancel()
-    await settle()
+    await run_ready_tasks()
     assert waiting.cancelled()
     assert pool.idle == 1
     assert await pool.acquire() is a
@@ -240,9 +240,9 @@ async def test_a_free_place_handed_to_a_borrower_cancelled_meanwhile_goes_to_the
     pool = ConnectionPool(opener, 1, timeout=5)
     broken = await pool.acquire()
     quitter = asyncio.ensure_future(pool.acquire())
-    await settle()
+    await run_ready_tasks()
     stayer = asyncio.ensure_future(pool.acquire())
-    await settle()
+    await run_ready_tasks()
     pool.release(broken, discard=True)  # its place to the first waiter, who is gone meanwhile
     quitter.cancel()
     fresh = await stayer

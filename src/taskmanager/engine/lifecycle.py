@@ -67,7 +67,7 @@ def as_read(task: Task) -> Expected:
     return Expected({name: getattr(task, name) for name in READ_COLUMNS})
 
 
-def settle(task: Task, *, now: datetime) -> Transition | None:
+def expiry(task: Task, *, now: datetime) -> Transition | None:
     """The transition a timestamp makes due: an expired lease or an expired pending task."""
     if task.status == TaskStatus.PENDING and task.expires_at is not None and task.expires_at <= now:
         return Transition(
@@ -213,7 +213,7 @@ def _completed(request: Completion, now: datetime) -> Transition:
 def complete_unread(request: Completion, *, now: datetime) -> tuple[Expected, Transition] | None:
     """A successful complete, decided before the row is read: it holds for a task claimed by the
     request's worker (under its lease token, when one is sent) whose lease has not run out —
-    exactly the rows on which ``settle`` has nothing due and ``complete`` returns this transition.
+    exactly the rows on which ``expiry`` has nothing due and ``complete`` returns this transition.
     Failures (a retry depends on the row's attempts) are decided on the row. Not knowing the
     task's type, it expects one whose dedupe key stays when the task ends (or that has none)."""
     if not request.success:

@@ -193,7 +193,7 @@ class TaskService:
         if not task_type.is_active:
             raise ValidationFailed("Task type is not active")
         if task_type.dedupe == DedupeScope.ACTIVE or task_type.max_pending is not None:
-            await self.core.settle()  # an expired task must neither block its key nor fill the queue
+            await self.core.expire_due()  # an expired task must neither block its key nor fill the queue
         try:
             params_json = _params_json(body.params)
         except ValueError:
@@ -240,11 +240,11 @@ class TaskService:
         return created_reply(await self._current(result), body.type)
 
     async def _current(self, result: InsertResult) -> InsertResult:
-        """A duplicate as it reads now (A.6 "its current status"): a passed deadline is settled."""
+        """A duplicate as it reads now (A.6 "its current status"): a passed deadline is applied."""
         task = result.task
         if result.outcome != InsertOutcome.DUPLICATE or task is None:
             return result
-        if lifecycle.settle(task, now=self.clock.now()) is None:
+        if lifecycle.expiry(task, now=self.clock.now()) is None:
             return result
         return InsertResult(result.outcome, await self.core.current(task.id))
 
@@ -293,7 +293,7 @@ class TaskService:
             raise ValidationFailed("Validation failed", details=[f"limit: must be 1-{MAX_LIST_LIMIT}"])
         if offset < 0:
             raise ValidationFailed("Validation failed", details=["offset: must be 0 or more"])
-        await self.core.settle()
+        await self.core.expire_due()
         like = type if type is not None and "%" in type else None
         query = TaskQuery(wanted, None if like else type, like, worker_id, limit, offset)
         found = await self.store.list_tasks(query)

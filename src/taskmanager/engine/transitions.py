@@ -1,6 +1,6 @@
 """Applying lifecycle rules to stored tasks: the machinery every engine operation shares.
 
-``Transitions`` holds the store, the clock and the work signal. It settles the expiries the clock
+``Transitions`` holds the store, the clock and the work signal. It applies the expiries the clock
 has made due, and runs a lifecycle decision as a compare-and-set: read the row, decide, write
 where the row still holds what the decision read — and on a miss, read and decide again.
 """
@@ -46,7 +46,7 @@ class Transitions:
     backoff: Backoff
     signal: WorkSignal = field(default_factory=WorkSignal)
     listening: bool = False
-    _settled_at: tuple[datetime, float] | None = field(default=None, init=False, repr=False)
+    _expired_at: tuple[datetime, float] | None = field(default=None, init=False, repr=False)
 
     async def start(self) -> None:
         """Begin hearing about work created by other processes (PostgreSQL LISTEN, a SQLite file's
@@ -79,27 +79,27 @@ class Transitions:
         """The compare-and-set writing ``transition``, decided on ``task`` as read."""
         return self.change(task.id, lifecycle.as_read(task), transition, now)
 
-    async def settle(self) -> None:
+    async def expire_due(self) -> None:
         """Apply every transition the clock has made due (expired leases, expired tasks).
 
         Runs at most once per ``SETTLE_INTERVAL`` of both the engine's clock and real time, so a
-        busy server does not pay for it on every claim; single tasks are settled as they are read
+        busy server does not pay for it on every claim; single tasks are expired as they are read
         or changed (``current``, ``transition``), so they are never stale.
         """
         now, real = self.clock.now(), time.monotonic()
-        if self._settled_at is not None:
-            clock_at, real_at = self._settled_at
+        if self._expired_at is not None:
+            clock_at, real_at = self._expired_at
             interval = SETTLE_INTERVAL.total_seconds()
             if now - clock_at < SETTLE_INTERVAL and real - real_at < interval:
                 return
-        self._settled_at = (now, real)
+        self._expired_at = (now, real)
         query = DueQuery(now)
         for _ in range(MAX_SETTLE_ROUNDS):
             due = await self.store.due_tasks(query)
             changes = [
                 self.on_row(task, transition, now)
                 for task in due
-                if (transition := self.finish(lifecycle.settle(task, now=now), task)) is not None
+                if (transition := self.finish(lifecycle.expiry(task, now=now), task)) is not None
             ]
             done = await self.store.update_tasks(changes) if changes else []
             if any(task is not None for task in done):
@@ -112,7 +112,7 @@ class Transitions:
         task = await self.store.get_task(task_id)
         if task is None:
             raise NotFound(TASK_NOT_FOUND)
-        if lifecycle.settle(task, now=self.clock.now()) is None:
+        if lifecycle.expiry(task, now=self.clock.now()) is None:
             return task
         return await self.transition(task_id, lambda _t: None, self.clock.now())
 
@@ -126,7 +126,7 @@ class Transitions:
         """Apply ``decide`` to the task — after any transition its timestamps made due.
 
         ``unread`` (a request's common case, decided without the row) is tried first, as one
-        compare-and-set; its ``Expected`` must hold only for rows on which ``settle`` has nothing
+        compare-and-set; its ``Expected`` must hold only for rows on which ``expiry`` has nothing
         due and ``decide`` returns its transition. Where it misses, the row is read and judged."""
         if unread is not None:
             expected, unread_transition = unread
@@ -137,7 +137,7 @@ class Transitions:
             task = await self.store.get_task(task_id)
             if task is None:
                 raise NotFound(TASK_NOT_FOUND)
-            due = lifecycle.settle(task, now=now)
+            due = lifecycle.expiry(task, now=now)
             # An expiry due is applied first; the request is judged on the row after it.
             transition = self.finish(due if due is not None else decide(task), task)
             if transition is None:

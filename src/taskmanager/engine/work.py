@@ -67,7 +67,7 @@ class WorkerOperations:
         self, body: models.ClaimTasks, order: tuple[tuple[str, bool], ...], ids: tuple[int, ...] | None
     ) -> list[Task]:
         core = self.core
-        await core.settle()
+        await core.expire_due()
         now = core.clock.now()
         query = ClaimQuery(
             now=now,
@@ -91,7 +91,7 @@ class WorkerOperations:
         are written in one transaction (a row changed meanwhile is read and judged again)."""
         core = self.core
         now = core.clock.now()
-        await core.settle()
+        await core.expire_due()
         items = {item.id: item for item in body.results}
         failures: dict[int, TaskManagerError] = {}
         done: dict[int, Task] = {}
@@ -130,7 +130,7 @@ class WorkerOperations:
     ) -> TaskChange | None:
         """The change one item of a batch complete makes (a failure is noted in ``failures``)."""
         core = self.core
-        due = lifecycle.settle(task, now=now)
+        due = lifecycle.expiry(task, now=now)
         if due is not None:  # the lease ran out before this report arrived
             failures[task.id] = LeaseLost("Lease lost: the lease expired")
             transition = core.finish(due, task)

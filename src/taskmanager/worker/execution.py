@@ -58,7 +58,7 @@ def _in_thread(handler: Handler, ctx: TaskContext, loop: asyncio.AbstractEventLo
     """
     future: asyncio.Future[Any] = loop.create_future()
 
-    def settle(result: Any, error: BaseException | None) -> None:
+    def resolve(result: Any, error: BaseException | None) -> None:
         if future.done():
             return
         if error is None:
@@ -70,9 +70,9 @@ def _in_thread(handler: Handler, ctx: TaskContext, loop: asyncio.AbstractEventLo
         try:
             result = handler.fn(ctx)
         except BaseException as exc:
-            loop.call_soon_threadsafe(settle, None, exc)
+            loop.call_soon_threadsafe(resolve, None, exc)
         else:
-            loop.call_soon_threadsafe(settle, result, None)
+            loop.call_soon_threadsafe(resolve, result, None)
 
     threading.Thread(target=target, name=f"task-{ctx.task_id}", daemon=True).start()
     return future

@@ -102,7 +102,7 @@ class Reporter:
             answers = await self.client.complete_tasks([p.item for p in taken], worker_id=self.worker_id)
         except TaskManagerError as exc:
             for pending in taken:
-                _settle(pending, error=exc)
+                _resolve(pending, error=exc)
             return
         except asyncio.CancelledError:
             for pending in taken:
@@ -110,16 +110,16 @@ class Reporter:
             raise
         except Exception as exc:  # a bug: no task may wait forever for its report
             for pending in taken:
-                _settle(pending, error=exc)
+                _resolve(pending, error=exc)
             raise
         for pending, answer in zip(taken, answers, strict=True):
             if answer.status is not None:
-                _settle(pending, status=answer.status)
+                _resolve(pending, status=answer.status)
             else:
-                _settle(pending, error=item_error(answer))
+                _resolve(pending, error=item_error(answer))
 
 
-def _settle(pending: _Pending, *, status: str | None = None, error: BaseException | None = None) -> None:
+def _resolve(pending: _Pending, *, status: str | None = None, error: BaseException | None = None) -> None:
     if pending.answer.done():
         return
     if error is not None:
