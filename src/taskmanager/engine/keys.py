@@ -1,4 +1,5 @@
-"""API keys (API.md B.6): scopes, the key format, the rules a new key must follow, its storage.
+"""API keys (docs/reference/api.md, API keys): scopes, the key format, the rules a new key
+must follow, its storage.
 
 A key is ``tm_<8 hex>_<43 url-safe characters>`` from ``secrets`` (256 random bits after the
 prefix). Only its SHA-256 is stored; ``tm_<8 hex>`` is its public *prefix*, shown in listings and
@@ -18,7 +19,7 @@ from typing import Protocol
 
 from taskmanager.errors import ValidationFailed
 
-#: Every scope, in the order of API.md B.6. ``admin`` implies all the others.
+#: Every scope, in the order the API reference lists them. ``admin`` implies all the others.
 SCOPES: tuple[str, ...] = ("types:read", "types:write", "tasks:read", "tasks:write", "tasks:work", "admin")
 ADMIN = "admin"
 #: Largest per-key rate limit (requests per minute) a key may be given.

@@ -25,7 +25,8 @@ RETRY_JITTER = 0.10
 def compute_dedupe_key(type_name: str, params: Any) -> str:
     """SHA-256 of the type name, a NUL byte and the params as compact JSON in received order.
 
-    This is the exact key of API.md A.6, byte-compatible with PrismQ.
+    This is the exact dedupe key of the API (docs/reference/api.md, Creating tasks),
+    byte-compatible with PrismQ.
     """
     body = json.dumps(params, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(f"{type_name}\0{body}".encode()).hexdigest()

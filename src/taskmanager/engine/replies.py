@@ -1,4 +1,5 @@
-"""Engine answers: the envelope message and the ``data`` object of API.md for each outcome."""
+"""Engine answers: the envelope message and the ``data`` object of the API for each outcome
+(docs/reference/api.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ TYPE_NOT_FOUND = "Task type not found"
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """An engine answer: the envelope ``message`` and the ``data`` object of API.md."""
+    """An engine answer: the envelope ``message`` and the ``data`` object of the API."""
 
     message: str
     data: dict[str, Any] = field(default_factory=dict)

@@ -1,12 +1,12 @@
 """TaskService: every lifecycle rule of TaskManager, behind one object.
 
 It takes parsed wire models (``taskmanager.models``), talks to a ``Store`` and returns ``Reply``
-objects holding the envelope message and the ``data`` of API.md. It imports no web framework and
-no SQL; time comes from the injected clock and randomness (retry jitter) from the injected RNG.
-It is composed of parts: ``Transitions`` (``engine/transitions.py``: store, clock, signal, settling
-and compare-and-set writes) shared by ``WorkerOperations`` (``engine/work.py``: claim, complete,
-progress, heartbeat) and this class, which holds task types, creating, reading and operator
-actions and hands the worker's calls on.
+objects holding the envelope message and the ``data`` of the API (docs/reference/api.md). It
+imports no web framework and no SQL; time comes from the injected clock and randomness (retry
+jitter) from the injected RNG. It is composed of parts: ``Transitions`` (``engine/transitions.py``:
+store, clock, signal, expiry and compare-and-set writes) shared by ``WorkerOperations``
+(``engine/work.py``: claim, complete, progress, heartbeat) and this class, which holds task types,
+creating, reading and operator actions and hands the worker's calls on.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Records as the JSON objects of API.md (ids as integers, timestamps ISO 8601 UTC ending in Z)."""
+"""Records as the JSON objects of the API (docs/reference/api.md): ids as integers, timestamps
+ISO 8601 UTC ending in Z."""
 
 from __future__ import annotations
 

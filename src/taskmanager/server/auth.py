@@ -1,4 +1,4 @@
-"""Authentication, scopes and rate limits at the HTTP edge (API.md A.2 and B.6).
+"""Authentication, scopes and rate limits at the HTTP edge (docs/reference/api.md, Authentication).
 
 Each protected route names the scope it needs; ``Authenticator.check`` finds the caller's key
 (stored keys through ``KeyService``, or the admin key of ``TASKMANAGER_API_KEY``), charges its rate

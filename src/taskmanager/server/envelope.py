@@ -1,4 +1,4 @@
-"""The response envelope of API.md A.1, for successes and errors alike."""
+"""The response envelope (docs/reference/api.md, Conventions), for successes and errors alike."""
 
 from __future__ import annotations
 

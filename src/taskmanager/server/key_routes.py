@@ -1,4 +1,4 @@
-"""``/api-keys`` (API.md B.6): create, list and revoke API keys. Admin only."""
+"""``/api-keys`` (docs/reference/api.md, API keys): create, list and revoke API keys. Admin only."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Pure ASGI (no BaseHTTPMiddleware) so it costs little and also wraps error responses: every
 response, errors and OPTIONS included, carries the Cache-Control, security and CORS headers of
-API.md A.1.
+docs/reference/api.md (Conventions).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Rate limits (API.md B.6): a token bucket per key (or per client address), in process or in Redis.
+"""Rate limits (docs/reference/api.md, Rate limits): a token bucket per key (or per client
+address), in process or in Redis.
 
 A limit of N requests per minute is a bucket of N tokens refilled at N/60 per second: a client
 may spend the whole minute's allowance in a burst, after which it gets one request per 60/N s.

@@ -1,5 +1,6 @@
-"""The routes of API.md, each declared once in `ROUTES`: its handler parses what the route's
-declaration does not (path values), makes one engine call and returns the engine's reply."""
+"""The routes of the API (docs/reference/api.md), each declared once in `ROUTES`: its handler
+parses what the route's declaration does not (path values), makes one engine call and returns the
+engine's reply."""
 
 from __future__ import annotations
 
@@ -130,7 +131,7 @@ async def delete(call: Call[None]) -> Reply:
 
 TYPES, TASKS = ("Task Types",), ("Tasks",)
 TYPE_NAME, TASK = "/api/task-types/{name:path}", "/api/tasks/{id}"
-#: ``GET /tasks``'s query parameters (API.md A.7).
+#: ``GET /tasks``'s query parameters (docs/reference/api.md, Reading tasks).
 LIST_TASKS_QUERY = (
     QueryParam("status", str | None, description="One status or a comma list"),
     QueryParam("type", str | None, description="Type name; with % a LIKE pattern"),

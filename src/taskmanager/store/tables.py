@@ -156,9 +156,9 @@ task_history = Table(
     Index("ix_task_history_task_id", "task_id", "id"),
 )
 
-# API keys (API.md B.6): only the SHA-256 of a key is stored; ``prefix`` is its public start,
-# shown in listings and logs. ``scopes`` is a JSON list; a NULL ``rate_limit`` follows the
-# server's default.
+# API keys (docs/reference/api.md, API keys): only the SHA-256 of a key is stored; ``prefix``
+# is its public start, shown in listings and logs. ``scopes`` is a JSON list; a NULL
+# ``rate_limit`` follows the server's default.
 api_keys = Table(
     "api_keys",
     metadata,

@@ -1,4 +1,4 @@
-"""API keys with scopes and rate limits (API.md B.6).
+"""API keys with scopes and rate limits (docs/reference/api.md, API keys).
 
 Revision ID: 0002
 Revises: 0001
