@@ -1,10 +1,11 @@
 """SQLite across processes: a thread that notices tasks created through other connections.
 
 SQLite has no NOTIFY. ``PRAGMA data_version`` on a connection changes whenever another connection
-commits to the same database, and it reads only the WAL index in shared memory (~5 µs). Every
+commits to the same database, and it reads only the WAL index in shared memory. Every
 ``WATCH_INTERVAL`` seconds a thread asks it; when it changed, ``SELECT max(id) FROM tasks`` says
 whether the commit created tasks; only then are this process's long-polling claimers woken — within
-~10 ms of a create in another server process, instead of their ``SHARED_POLL_INTERVAL`` re-check.
+a ``WATCH_INTERVAL`` of a create in another server process, instead of their
+``SHARED_POLL_INTERVAL`` re-check.
 
 Creates are what the watcher looks for because they are the common new work and cheap to see;
 every other commit (a claim, a complete) wakes nobody, so idle claimers do not all take the write
@@ -13,8 +14,7 @@ lease, a scheduled task coming due) is found by the re-check, as before.
 
 The thread looks only while a claimer of this process waits (``waiting``, set by the engine's
 ``WorkSignal``); otherwise it sleeps on that event, so a server nobody long-polls spends nothing
-on it. While one does, the thread's wake-ups cost its process ~1.7 % of a core here (measured:
-a server with one waiting claim, 20 s of CPU accounting), on top of that claim's own re-checks.
+on it. What its wake-ups cost while one does is measured in ADR 0009.
 """
 
 from __future__ import annotations
