@@ -6,7 +6,9 @@
 - a **task field** on the wire is declared by ``models.TaskOut``; ``engine.wire.task_data``, the
   client's ``Task`` and the engine's ``Task`` record must agree with it;
 - a **status** is declared by ``engine.records.TaskStatus``; the wire models' literals must list
-  exactly its values, and a **dedupe scope** by ``DedupeScope``.
+  exactly its values, and a **dedupe scope** by ``DedupeScope``;
+- a **server setting** is declared by ``settings.Settings``; ``taskmanager serve`` has its flag and
+  the README and the configuration reference its variable.
 
 A field added in one place and forgotten in another fails here, naming both.
 """
@@ -17,12 +19,14 @@ import dataclasses
 import inspect
 import typing
 from datetime import UTC, datetime
+from pathlib import Path
 
-from taskmanager import models
+from taskmanager import cli, models
 from taskmanager.client import models as client_models
 from taskmanager.client.core import ClientCore
 from taskmanager.engine import records
 from taskmanager.engine.wire import task_data, type_data
+from taskmanager.settings import Settings
 from taskmanager.store.tables import task_types, tasks
 
 SETTINGS = set(models.TypeSettings.model_fields)
@@ -100,3 +104,21 @@ def test_a_create_takes_the_same_options_on_the_wire_and_in_the_client() -> None
     client = set(inspect.signature(ClientCore.create_task).parameters) - {"self", "extra"}
     # The client names the type ``task_type`` (as PrismQ's client does); the wire calls it ``type``.
     assert client - {"task_type"} | {"type"} == wire
+
+
+#: Settings only the environment sets (the README's table shows no flag for them): tuning a
+#: deployment rarely changes, and `migrate_on_start` matters only to apps run without `serve`.
+ENVIRONMENT_ONLY = {"db_pool_size", "key_cache_seconds", "migrate_on_start", "redis_prefix"}
+#: `serve` flags that are about the processes, not the app's settings.
+PROCESS_FLAGS = {"workers", "log_level"}
+
+
+def test_every_server_setting_has_its_serve_flag_and_its_documented_variable() -> None:
+    settings = set(Settings.model_fields)
+    flags = set(inspect.signature(cli.serve).parameters)
+    assert flags - PROCESS_FLAGS == settings - ENVIRONMENT_ONLY
+    root = Path(__file__).resolve().parents[2]
+    for page in (root / "README.md", root / "docs" / "reference" / "configuration.md"):
+        text = page.read_text()
+        missing = [name for name in settings if f"`TASKMANAGER_{name.upper()}`" not in text]
+        assert not missing, f"{page.name} does not document {missing}"
