@@ -1,5 +1,6 @@
-"""The Alembic migrations: upgrade from empty, downgrade to base, upgrade again, and the migrated
-schema equal to the models in store/tables.py — on a throwaway database of each kind."""
+"""The Alembic migrations: upgrade from empty, downgrade to base, upgrade again, each downgrade
+undoing its own upgrade, and the migrated schema equal to the models in store/tables.py — on a
+throwaway database of each kind."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from taskmanager.engine.records import TaskStatus
 from taskmanager.engine.store import TaskQuery
 from taskmanager.store import open_store
 from taskmanager.store.migrate import current, downgrade, head_revision, upgrade
+from taskmanager.store.migrate import revisions as all_revisions
 from taskmanager.store.tables import metadata
 from tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, START, TestDatabase, _admin
 from tests.contract.builders import add_task, make_type, run_raw
@@ -116,3 +118,35 @@ async def test_the_schema_comparison_notices_a_missing_index(fresh_url: str, dat
     await run_raw(fresh_url, drop_claim_index)
     differences = await run_raw(fresh_url, schema_differences)
     assert [(d[0], d[1].name) for d in differences] == [("add_index", "ix_tasks_claim")]
+
+
+def schema_snapshot(conn: Connection) -> dict[str, Any]:
+    """Every table's columns (name, type, nullability) and indexes, bookkeeping left out."""
+    found = inspect(conn)
+    return {
+        table: (
+            sorted((c["name"], str(c["type"]), c["nullable"]) for c in found.get_columns(table)),
+            sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in found.get_indexes(table)
+            ),
+        )
+        for table in found.get_table_names()
+        if table != "alembic_version"
+    }
+
+
+async def test_each_downgrade_undoes_exactly_its_upgrade(fresh_url: str) -> None:
+    """Step by step: the schema after a revision's upgrade and downgrade is the schema before it
+    (a downgrade that forgets to drop what its upgrade added fails here, though a downgrade to
+    base would still drop the whole table)."""
+    revisions = all_revisions()
+    assert revisions[-1] == head_revision()
+    previous = "base"
+    for revision in revisions:
+        before = await run_raw(fresh_url, schema_snapshot)
+        assert await migrate(fresh_url, "upgrade", revision) == revision
+        assert await run_raw(fresh_url, schema_snapshot) != before, f"{revision} changed nothing"
+        await migrate(fresh_url, "downgrade", previous)
+        assert await run_raw(fresh_url, schema_snapshot) == before, f"downgrading {revision}"
+        await migrate(fresh_url, "upgrade", revision)
+        previous = revision

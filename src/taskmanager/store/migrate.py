@@ -34,6 +34,12 @@ def head_revision() -> str:
     return head
 
 
+def revisions() -> list[str]:
+    """Every revision id, oldest first."""
+    script = ScriptDirectory.from_config(_config())
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
 def _serialise(connection: Connection) -> None:
     """Several servers starting at once must not migrate the same database together."""
     if connection.dialect.name == "postgresql":
