@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import typing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,3 +123,10 @@ def test_every_server_setting_has_its_serve_flag_and_its_documented_variable() -
         text = page.read_text()
         missing = [name for name in settings if f"`TASKMANAGER_{name.upper()}`" not in text]
         assert not missing, f"{page.name} does not document {missing}"
+
+
+def test_every_type_setting_is_documented_at_register() -> None:
+    reference = (Path(__file__).resolve().parents[2] / "docs" / "reference" / "api.md").read_text()
+    register = reference.split("### `POST /task-types/register`", 1)[1].split("\n### ", 1)[0]
+    rows = set(re.findall(r"^\| `(\w+)` \|", register, flags=re.MULTILINE))
+    assert rows >= SETTINGS, f"the register table lacks {SETTINGS - rows}"
