@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from taskmanager.engine.records import Task, TaskStatus
 from taskmanager.engine.store import ClaimParams, ClaimQuery, DueQuery, Expected, TaskChange
-from taskmanager.store.operations import announce_work, get_task
+from taskmanager.store.operations import announce_work, get_task, load
 from taskmanager.store.rows import TT, Selects, T, encode_changes, event_row, task_from_row, with_changes
 from taskmanager.store.tables import task_history, tasks
 
@@ -66,12 +66,38 @@ def update_task(q: Selects, change: TaskChange, conn: Connection) -> Task | None
 
 
 def update_tasks(q: Selects, changes: Sequence[TaskChange], conn: Connection) -> list[Task | None]:
-    """``update_task`` for each change, in ascending id order (so two batches over the same tasks
-    cannot deadlock each other); the results in the order of ``changes``."""
-    order = sorted(range(len(changes)), key=lambda i: changes[i].task_id)
-    results: list[Task | None] = [None] * len(changes)
-    for i in order:
-        results[i] = update_task(q, changes[i], conn)
+    """``update_task`` for each change, in one pass: the rows are locked in ascending id order (so
+    two batches over the same tasks cannot deadlock each other; SQLite's writer holds the whole
+    database already) and read once, each change's ``expected`` is compared with its locked row —
+    the same compare-and-set, decided under the lock — and the matching ones are written with one
+    statement per shape of change and one INSERT of their events. The results are in the order
+    of ``changes`` (None: the row no longer matched, or is gone)."""
+    ids = sorted({change.task_id for change in changes})
+    locked = select(T.id).where(T.id.in_(ids)).order_by(T.id).with_for_update()
+    rows = {task.id: task for task in load(conn, q, list(conn.execute(locked).scalars()))}
+    results: list[Task | None] = []
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    events: list[dict[str, Any]] = []
+    wakes = False
+    for change in changes:
+        task = rows.get(change.task_id)
+        if task is None or not change.expected.matches(task):
+            results.append(None)
+            continue
+        values = encode_changes(change.changes)
+        updates.setdefault(tuple(values), []).append({"_id": task.id, **values})
+        events.extend(event_row(task.id, event, change.now) for event in change.events)
+        wakes = wakes or change.wakes
+        after = with_changes(task, change.changes)
+        rows[task.id] = after  # a second change of the same task is judged on the first's result
+        results.append(after)
+    for columns, group in updates.items():
+        statement = update(tasks).where(T.id == bindparam("_id"))
+        conn.execute(statement.values({c: bindparam(c) for c in columns}), group)
+    if events:
+        conn.execute(insert(task_history), events)
+    if wakes:
+        announce_work(conn)
     return results
 
 
