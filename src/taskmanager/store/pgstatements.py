@@ -12,7 +12,7 @@ hold (``naive``) and read back through ``timezone('UTC', …)``, which asyncpg r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -139,6 +139,23 @@ class PgStatements:
         self._type_by_name = Compiled.of(
             select(*type_columns(defaults, _utc)).where(TT.name == _bind("name", TT.name))
         )
+        by_ids = (
+            select(*read)
+            .select_from(TASKS_JOIN)
+            .where(T.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+            .order_by(T.id)
+        )
+        self._tasks_by_ids = Compiled.of(by_ids)
+        self._tasks_locked = Compiled.of(by_ids.with_for_update(of=tasks))
+        self._history_rows = Compiled.of(
+            insert(task_history).from_select(
+                HISTORY_COLUMNS,
+                select(*(func.unnest(_array(f"h_{name}", H[name])) for name in HISTORY_COLUMNS)),
+            )
+        )
+        self._notify = Compiled.of(
+            select(func.pg_notify(literal_column(f"'{WORK_CHANNEL}'"), literal_column("''")))
+        )
 
     def _shaped(self, shape: Hashable, build: Callable[[], Any]) -> Compiled:
         found = self._cache.get(shape)
@@ -158,6 +175,29 @@ class PgStatements:
 
     def type_by_name(self, name: str) -> Statement:
         return Statement(self._type_by_name, self._type_by_name.args({"name": name}))
+
+    def tasks_by_ids(self, ids: Sequence[int], *, lock: bool = False) -> Statement:
+        """The tasks of ``ids`` in id order; with ``lock``, their rows locked (``FOR UPDATE``)."""
+        compiled = self._tasks_locked if lock else self._tasks_by_ids
+        return Statement(compiled, compiled.args({"ids": list(ids)}))
+
+    # -- a batch of compare-and-sets, judged on its locked rows (verbs.plan_updates) ------------
+
+    def update_rows(self, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> Statement:
+        """One UPDATE of many rows that change the same ``columns``, their values unnested."""
+        compiled = self._shaped(("update rows", columns), lambda: _update_rows_statement(columns))
+        values = {"a_id": [row["_id"] for row in rows]}
+        values.update((f"a_{name}", [naive(row[name]) for row in rows]) for name in columns)
+        return Statement(compiled, compiled.args(values))
+
+    def history_rows(self, events: Sequence[Mapping[str, Any]]) -> Statement:
+        """One INSERT of many history rows, unnested."""
+        values = {f"h_{name}": [naive(event[name]) for event in events] for name in HISTORY_COLUMNS}
+        return Statement(self._history_rows, self._history_rows.args(values))
+
+    def notify(self) -> Statement:
+        """Wake long-polling claimers in every server process when the transaction commits."""
+        return Statement(self._notify, [])
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -334,6 +374,20 @@ class PgStatements:
             ).select_from(changed_rows)
             result = result.add_columns(select(func.count()).select_from(wake.subquery()).scalar_subquery())
         return result
+
+
+def _array(name: str, column: Any) -> BindParameter[Any]:
+    """An array parameter of ``column``'s type (``$n::TYPE[]``), to unnest."""
+    return bindparam(name, type_=ARRAY(column.type))
+
+
+def _update_rows_statement(columns: tuple[str, ...]) -> Any:
+    """The statement of ``PgStatements.update_rows`` for the columns its rows change."""
+    unnested = select(
+        func.unnest(_array("a_id", T.id)).label("id"),
+        *(func.unnest(_array(f"a_{name}", T[name])).label(name) for name in columns),
+    ).subquery("u")
+    return update(tasks).where(T.id == unnested.c.id).values({name: unnested.c[name] for name in columns})
 
 
 def _create_statement(columns: tuple[str, ...]) -> Any:

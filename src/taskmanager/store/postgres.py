@@ -35,6 +35,7 @@ from taskmanager.engine.store import (
     TaskChange,
 )
 from taskmanager.errors import Unavailable
+from taskmanager.store import verbs
 from taskmanager.store.base import Listener, SqlStore
 from taskmanager.store.database import CONNECT_TIMEOUT, STATEMENT_TIMEOUT, Database
 from taskmanager.store.listen import PgListener
@@ -133,6 +134,17 @@ class PostgresStore(SqlStore):
         row = await self._fetch_one(self.statements.task_by_id(task_id))
         return None if row is None else task_from_row(row)
 
+    async def get_tasks(self, task_ids: Sequence[int]) -> list[Task]:
+        statement = self.statements.tasks_by_ids(sorted(set(task_ids)))
+        for attempt in range(2):  # a read: tried once more on a connection the database dropped
+            try:
+                async with self._connection() as conn:
+                    return [task_from_row(row) for row in await conn.fetch(statement.sql, *statement.args)]
+            except Unavailable:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
     async def insert_tasks(self, items: Sequence[InsertTask]) -> list[InsertResult]:
         if len(items) != 1:
             return await super().insert_tasks(items)  # a batch: a few statements in one transaction
@@ -172,6 +184,26 @@ class PostgresStore(SqlStore):
         async with self._connection() as conn:
             row = await conn.fetchrow(statement.sql, *statement.args)
         return None if row is None else task_from_row(row)
+
+    async def update_tasks(self, changes: Sequence[TaskChange]) -> list[Task | None]:
+        """The batch in one transaction: its rows locked in id order and read, the changes judged
+        on them (``verbs.plan_updates``), then one UPDATE per shape of change, one INSERT of the
+        history rows and the NOTIFY, each with its values unnested."""
+        if not changes:
+            return []
+        statements = self.statements
+        locked = statements.tasks_by_ids(sorted({change.task_id for change in changes}), lock=True)
+        async with self._connection() as conn, conn.transaction():
+            rows = await conn.fetch(locked.sql, *locked.args)
+            plan = verbs.plan_updates(changes, [task_from_row(row) for row in rows])
+            writes = [statements.update_rows(columns, group) for columns, group in plan.updates.items()]
+            if plan.events:
+                writes.append(statements.history_rows(plan.events))
+            if plan.wakes:
+                writes.append(statements.notify())
+            for write in writes:
+                await conn.execute(write.sql, *write.args)
+        return plan.results
 
     def listener_for(self, on_work: Callable[[], None], waiting: threading.Event) -> Listener | None:
         return PgListener(self.db.url, WORK_CHANNEL, on_work)

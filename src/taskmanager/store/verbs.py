@@ -7,6 +7,7 @@ they write (``ClaimParams``, ``TaskChange``) and they only apply it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, insert, literal_column, or_, select, update
@@ -65,40 +66,56 @@ def update_task(q: Selects, change: TaskChange, conn: Connection) -> Task | None
     return get_task(q, change.task_id, conn)
 
 
-def update_tasks(q: Selects, changes: Sequence[TaskChange], conn: Connection) -> list[Task | None]:
-    """``update_task`` for each change, in one pass: the rows are locked in ascending id order (so
-    two batches over the same tasks cannot deadlock each other; SQLite's writer holds the whole
-    database already) and read once, each change's ``expected`` is compared with its locked row —
-    the same compare-and-set, decided under the lock — and the matching ones are written with one
-    statement per shape of change and one INSERT of their events. The results are in the order
-    of ``changes`` (None: the row no longer matched, or is gone)."""
-    ids = sorted({change.task_id for change in changes})
-    locked = select(T.id).where(T.id.in_(ids)).order_by(T.id).with_for_update()
-    rows = {task.id: task for task in load(conn, q, list(conn.execute(locked).scalars()))}
-    results: list[Task | None] = []
-    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    events: list[dict[str, Any]] = []
-    wakes = False
+@dataclass
+class BatchPlan:
+    """What a batch of compare-and-sets writes, once its rows are locked and read: the result of
+    each change (None: its row no longer matched, or is gone), the rows to update grouped by the
+    columns they change (each row a dict of column values and ``_id``), the history rows, and
+    whether a task became claimable again."""
+
+    results: list[Task | None] = field(default_factory=list)
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    wakes: bool = False
+
+
+def plan_updates(changes: Sequence[TaskChange], locked: Sequence[Task]) -> BatchPlan:
+    """Compare each change's ``expected`` with its locked row — the same compare-and-set as an
+    ``UPDATE … WHERE <expected>``, decided under the lock — and gather what the matching ones
+    write. A second change of the same task is judged on the first one's result."""
+    rows = {task.id: task for task in locked}
+    plan = BatchPlan()
     for change in changes:
         task = rows.get(change.task_id)
         if task is None or not change.expected.matches(task):
-            results.append(None)
+            plan.results.append(None)
             continue
         values = encode_changes(change.changes)
-        updates.setdefault(tuple(values), []).append({"_id": task.id, **values})
-        events.extend(event_row(task.id, event, change.now) for event in change.events)
-        wakes = wakes or change.wakes
-        after = with_changes(task, change.changes)
-        rows[task.id] = after  # a second change of the same task is judged on the first's result
-        results.append(after)
-    for columns, group in updates.items():
+        plan.updates.setdefault(tuple(values), []).append({"_id": task.id, **values})
+        plan.events.extend(event_row(task.id, event, change.now) for event in change.events)
+        plan.wakes = plan.wakes or change.wakes
+        rows[task.id] = after = with_changes(task, change.changes)
+        plan.results.append(after)
+    return plan
+
+
+def update_tasks(q: Selects, changes: Sequence[TaskChange], conn: Connection) -> list[Task | None]:
+    """``update_task`` for each change, in one pass: the rows locked in ascending id order (so two
+    batches over the same tasks cannot deadlock each other; SQLite's writer holds the whole
+    database already) and read once, the changes judged by ``plan_updates``, and the matching
+    ones written with one statement per shape of change and one INSERT of their events. The
+    results are in the order of ``changes``."""
+    ids = sorted({change.task_id for change in changes})
+    locked = select(T.id).where(T.id.in_(ids)).order_by(T.id).with_for_update()
+    plan = plan_updates(changes, load(conn, q, list(conn.execute(locked).scalars())))
+    for columns, group in plan.updates.items():
         statement = update(tasks).where(T.id == bindparam("_id"))
         conn.execute(statement.values({c: bindparam(c) for c in columns}), group)
-    if events:
-        conn.execute(insert(task_history), events)
-    if wakes:
+    if plan.events:
+        conn.execute(insert(task_history), plan.events)
+    if plan.wakes:
         announce_work(conn)
-    return results
+    return plan.results
 
 
 class ClaimValues:
