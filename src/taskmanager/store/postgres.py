@@ -9,9 +9,12 @@ built with SQLAlchemy Core and compiled once per shape (``pgstatements.py``):
   not spend an id; ``ON CONFLICT DO NOTHING`` for one that commits meanwhile; guarded by the
   ``max_pending`` count), its history event and the NOTIFY that wakes claimers;
 * **claim** — pick with ``FOR UPDATE OF tasks SKIP LOCKED``, update, history, in CTEs;
-* **update_task** — ``UPDATE … WHERE <expected> RETURNING``, its history and NOTIFY in CTEs.
+* **update_task** — ``UPDATE … WHERE <expected> RETURNING``, its history and NOTIFY in CTEs;
+* **update_tasks** (a batch complete, the expiry sweep) and **get_tasks** — the rows locked in id
+  order and read, the changes judged on them (``verbs.plan_updates``), then one UPDATE per shape
+  of change and one history INSERT with their values unnested, in one transaction.
 
-Everything else (batches, expiry, listing, types, keys) is the shared SQLAlchemy implementation.
+Everything else (batch creates, listing, types, keys) is the shared SQLAlchemy implementation.
 """
 
 from __future__ import annotations
