@@ -1,6 +1,7 @@
 """Two commits' end-to-end throughput, measured alternately in one run (issue 15's guard).
 
     python -m bench.compare OLD [NEW] [--rounds 3] [--tasks 10000] [--databases sqlite,postgresql]
+                            [--paths worker_runtime,single_requests]
 
 Each commit is checked out into a worktree of its own under ``--workdir`` with a virtualenv of its
 own (its ``.[server]`` extra, or ``.`` where it has none), so each runs its own ``taskmanager
@@ -106,6 +107,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--paths", default=",".join(PATHS), help="a comma list of " + ", ".join(PATHS))
     parser.add_argument("--workdir", default="/tmp/taskmanager-compare")
     parser.add_argument("--one", nargs=2, metavar=("DATABASE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -122,7 +124,7 @@ def main() -> int:
     for round_ in range(1, args.rounds + 1):
         order = [old, new] if round_ % 2 else [new, old]
         for kind in args.databases.split(","):
-            for path in PATHS:
+            for path in args.paths.split(","):
                 for commit in order:
                     result = measure(trees[commit], kind, path, args.tasks)
                     row = {"round": round_, "commit": commit, "database": kind, "path": path, **result}

@@ -584,8 +584,8 @@ class Interfering:
 
     async def update_tasks(self, changes: Any) -> Any:
         if self.times:  # the racing request changes the first row; the rest go through
-            await self.update_task(changes[0])
-            return [None, *await self.store.update_tasks(changes[1:])]
+            first = await self.update_task(changes[0])
+            return [first, *await self.store.update_tasks(changes[1:])]
         return await self.store.update_tasks(changes)
 
 
@@ -615,6 +615,29 @@ async def test_a_change_that_keeps_losing_is_a_conflict(store: SqlStore, clock: 
 async def test_a_batch_complete_judges_a_row_changed_meanwhile_again(
     store: SqlStore, clock: FrozenClock
 ) -> None:
+    """Failures are decided on their rows: a heartbeat racing the first one's write moves its
+    lease, the compare-and-set misses, and the row is read and judged again."""
+    interfering = Interfering(store, clock, times=0)
+    service = TaskService(interfering, clock=clock)  # type: ignore[arg-type]
+    await register(service)
+    ids = [(await create(service, {"topic": str(n)}))["id"] for n in range(3)]
+    await claim(service, limit=3)
+    interfering.times = 1
+    items = [{"id": i, "success": False, "error": f"boom {i}"} for i in ids]
+    reply = await service.complete_batch(models.CompleteBatch(worker_id="w1", results=items))
+    assert [r["error"] for r in reply.data["results"]] == [None, None, None]
+    assert interfering.calls == 1  # the racing heartbeat happened
+    for task_id in ids:
+        task = (await service.get_task(task_id)).data
+        assert (task["status"], task["error_message"]) == ("pending", f"boom {task_id}")
+        assert await history(service, task_id) == ["created", "claimed", "failed", "retry_scheduled"]
+
+
+async def test_a_batch_completes_successes_at_once_even_when_a_heartbeat_raced(
+    store: SqlStore, clock: FrozenClock
+) -> None:
+    """Successes by their holder are written without reading their rows first (as a single
+    complete is): a heartbeat that moved the lease meanwhile does not make them miss."""
     interfering = Interfering(store, clock, times=0)
     service = TaskService(interfering, clock=clock)  # type: ignore[arg-type]
     await register(service)
@@ -625,4 +648,5 @@ async def test_a_batch_complete_judges_a_row_changed_meanwhile_again(
     reply = await service.complete_batch(models.CompleteBatch(worker_id="w1", results=items))
     assert [r["error"] for r in reply.data["results"]] == [None, None, None]
     for task_id in ids:
-        assert (await service.get_task(task_id)).data["status"] == "completed"
+        task = (await service.get_task(task_id)).data
+        assert (task["status"], task["result"]) == ("completed", {"n": task_id})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -94,9 +94,11 @@ class WorkerOperations:
         await core.expire_due()
         items = {item.id: item for item in body.results}
         failures: dict[int, TaskManagerError] = {}
-        done: dict[int, Task] = {}
-        todo = sorted(items)
+        done = await self._complete_unread(body.worker_id, items.values(), now)
+        todo = sorted(items.keys() - done.keys())
         for _ in range(MAX_DECIDE_ROUNDS):
+            if not todo:
+                break
             changes: list[TaskChange] = []
             for task in await core.store.get_tasks(todo):
                 failures.pop(task.id, None)
@@ -112,13 +114,27 @@ class WorkerOperations:
                     todo.append(change.task_id)  # changed meanwhile: judge it again
                 else:
                     done[after.id] = after
-            if not todo:
-                break
         results = [batch_complete_entry(i, done.get(i), failures.get(i)) for i in items]
         if any(t.status == TaskStatus.PENDING for t in done.values()):
             core.signal.notify()
         ok = sum(1 for r in results if r["error"] is None)
         return Reply(f"{ok} of {len(results)} completed", {"results": results, "count": len(results)})
+
+    async def _complete_unread(
+        self, worker_id: str, items: Iterable[models.CompleteItem], now: datetime
+    ) -> dict[int, Task]:
+        """The batch's successes by their holders, written at once as compare-and-sets decided
+        before their rows are read (``lifecycle.complete_unread``, as a single complete tries
+        first): the tasks they completed. Every other item, and every miss, is read and judged."""
+        core = self.core
+        changes = []
+        for item in items:
+            request = lifecycle.Completion(worker_id, item.success, item.result, item.error, item.lease_token)
+            unread = lifecycle.complete_unread(request, now=now)
+            if unread is not None:
+                changes.append(core.change(item.id, *unread, now))
+        written = await core.store.update_tasks(changes) if changes else []
+        return {after.id: after for after in written if after is not None}
 
     def _judge(
         self,

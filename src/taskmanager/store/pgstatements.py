@@ -50,6 +50,8 @@ from taskmanager.store.tables import UTCDateTime, naive_utc, task_history, tasks
 from taskmanager.store.verbs import ClaimValues, claim_conditions, claim_order
 
 _DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
+#: Task columns holding timestamps (bound as naive UTC).
+_TIMESTAMPS = frozenset(c.name for c in tasks.columns if isinstance(c.type, UTCDateTime))
 #: History columns a statement writes, in order (``id`` is the database's).
 HISTORY_COLUMNS = tuple(c.name for c in task_history.columns if c.name != "id")
 
@@ -187,12 +189,15 @@ class PgStatements:
         """One UPDATE of many rows that change the same ``columns``, their values unnested."""
         compiled = self._shaped(("update rows", columns), lambda: _update_rows_statement(columns))
         values = {"a_id": [row["_id"] for row in rows]}
-        values.update((f"a_{name}", [naive(row[name]) for row in rows]) for name in columns)
+        for name in columns:
+            column = [row[name] for row in rows]
+            values[f"a_{name}"] = [naive(v) for v in column] if name in _TIMESTAMPS else column
         return Statement(compiled, compiled.args(values))
 
     def history_rows(self, events: Sequence[Mapping[str, Any]]) -> Statement:
         """One INSERT of many history rows, unnested."""
-        values = {f"h_{name}": [naive(event[name]) for event in events] for name in HISTORY_COLUMNS}
+        values = {f"h_{name}": [event[name] for event in events] for name in HISTORY_COLUMNS}
+        values["h_created_at"] = [naive(at) for at in values["h_created_at"]]
         return Statement(self._history_rows, self._history_rows.args(values))
 
     def notify(self) -> Statement:
