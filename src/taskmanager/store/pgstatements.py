@@ -186,12 +186,22 @@ class PgStatements:
     # -- a batch of compare-and-sets, judged on its locked rows (verbs.plan_updates) ------------
 
     def update_rows(self, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> Statement:
-        """One UPDATE of many rows that change the same ``columns``, their values unnested."""
-        compiled = self._shaped(("update rows", columns), lambda: _update_rows_statement(columns))
-        values = {"a_id": [row["_id"] for row in rows]}
+        """One UPDATE of many rows that change the same ``columns``. A value every row shares (a
+        batch's status, timestamps, holder) is bound once; only what differs is unnested."""
+        values: dict[str, Any] = {"a_id": [row["_id"] for row in rows]}
+        varying = []
         for name in columns:
             column = [row[name] for row in rows]
-            values[f"a_{name}"] = [naive(v) for v in column] if name in _TIMESTAMPS else column
+            if name in _TIMESTAMPS:
+                column = [naive(v) for v in column]
+            first = column[0]
+            if column.count(first) == len(column):  # each column holds one type: == is enough
+                values[f"s_{name}"] = first
+            else:
+                values[f"a_{name}"] = column
+                varying.append(name)
+        shape = ("update rows", columns, tuple(varying))
+        compiled = self._shaped(shape, lambda: _update_rows_statement(columns, tuple(varying)))
         return Statement(compiled, compiled.args(values))
 
     def history_rows(self, events: Sequence[Mapping[str, Any]]) -> Statement:
@@ -386,13 +396,15 @@ def _array(name: str, column: Any) -> BindParameter[Any]:
     return bindparam(name, type_=ARRAY(column.type))
 
 
-def _update_rows_statement(columns: tuple[str, ...]) -> Any:
-    """The statement of ``PgStatements.update_rows`` for the columns its rows change."""
+def _update_rows_statement(columns: tuple[str, ...], varying: tuple[str, ...]) -> Any:
+    """The statement of ``PgStatements.update_rows``: the ``varying`` columns' values unnested
+    beside the ids, the others one parameter each."""
     unnested = select(
         func.unnest(_array("a_id", T.id)).label("id"),
-        *(func.unnest(_array(f"a_{name}", T[name])).label(name) for name in columns),
+        *(func.unnest(_array(f"a_{name}", T[name])).label(name) for name in varying),
     ).subquery("u")
-    return update(tasks).where(T.id == unnested.c.id).values({name: unnested.c[name] for name in columns})
+    sets = {name: unnested.c[name] if name in varying else _bind(f"s_{name}", T[name]) for name in columns}
+    return update(tasks).where(T.id == unnested.c.id).values(sets)
 
 
 def _create_statement(columns: tuple[str, ...]) -> Any:
