@@ -24,18 +24,7 @@ from tests.e2e.test_plain_install import SERVER_STACK
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The distributions that bring SERVER_STACK's modules (by their PyPI names).
-SERVER_DISTRIBUTIONS = {
-    "sqlalchemy",
-    "starlette",
-    "uvicorn",
-    "alembic",
-    "asyncpg",
-    "asyncmy",
-    "jsonschema",
-    "redis",
-    "regex",
-    "pydantic-settings",
-}
+SERVER_DISTRIBUTIONS = {module.replace("_", "-") for module in SERVER_STACK}
 #: What the client and the worker need, and the command's own framework.
 BASE_DISTRIBUTIONS = {"pydantic", "httpx", "sniffio", "uvloop", "typer", "rich"}
 TEST_TOOLS = {"pytest", "pytest-asyncio", "ruff", "mypy", "import-linter"}
