@@ -612,17 +612,25 @@ async def test_a_change_that_keeps_losing_is_a_conflict(store: SqlStore, clock: 
     assert (await service.get_task(task["id"])).data["status"] == "claimed"
 
 
-async def test_a_batch_complete_judges_a_row_changed_meanwhile_again(
+async def _three_claimed_with_a_race_ahead(
     store: SqlStore, clock: FrozenClock
-) -> None:
-    """Failures are decided on their rows: a heartbeat racing the first one's write moves its
-    lease, the compare-and-set misses, and the row is read and judged again."""
+) -> tuple[Interfering, TaskService, list[int]]:
+    """Three tasks claimed by w1, through a store whose next batch write a heartbeat races."""
     interfering = Interfering(store, clock, times=0)
     service = TaskService(interfering, clock=clock)  # type: ignore[arg-type]
     await register(service)
     ids = [(await create(service, {"topic": str(n)}))["id"] for n in range(3)]
     await claim(service, limit=3)
     interfering.times = 1
+    return interfering, service, ids
+
+
+async def test_a_batch_complete_judges_a_row_changed_meanwhile_again(
+    store: SqlStore, clock: FrozenClock
+) -> None:
+    """Failures are decided on their rows: a heartbeat racing the first one's write moves its
+    lease, the compare-and-set misses, and the row is read and judged again."""
+    interfering, service, ids = await _three_claimed_with_a_race_ahead(store, clock)
     items = [{"id": i, "success": False, "error": f"boom {i}"} for i in ids]
     reply = await service.complete_batch(models.CompleteBatch(worker_id="w1", results=items))
     assert [r["error"] for r in reply.data["results"]] == [None, None, None]
@@ -638,15 +646,11 @@ async def test_a_batch_completes_successes_at_once_even_when_a_heartbeat_raced(
 ) -> None:
     """Successes by their holder are written without reading their rows first (as a single
     complete is): a heartbeat that moved the lease meanwhile does not make them miss."""
-    interfering = Interfering(store, clock, times=0)
-    service = TaskService(interfering, clock=clock)  # type: ignore[arg-type]
-    await register(service)
-    ids = [(await create(service, {"topic": str(n)}))["id"] for n in range(3)]
-    await claim(service, limit=3)
-    interfering.times = 1
+    interfering, service, ids = await _three_claimed_with_a_race_ahead(store, clock)
     items = [{"id": i, "success": True, "result": {"n": i}} for i in ids]
     reply = await service.complete_batch(models.CompleteBatch(worker_id="w1", results=items))
     assert [r["error"] for r in reply.data["results"]] == [None, None, None]
+    assert interfering.calls == 1  # the racing heartbeat happened
     for task_id in ids:
         task = (await service.get_task(task_id)).data
         assert (task["status"], task["result"]) == ("completed", {"n": task_id})
