@@ -192,13 +192,12 @@ class PgStatements:
         varying = []
         for name in columns:
             column = [row[name] for row in rows]
-            if name in _TIMESTAMPS:
-                column = [naive(v) for v in column]
             first = column[0]
+            timestamps = name in _TIMESTAMPS
             if column.count(first) == len(column):  # each column holds one type: == is enough
-                values[f"s_{name}"] = first
+                values[f"s_{name}"] = naive(first) if timestamps else first
             else:
-                values[f"a_{name}"] = column
+                values[f"a_{name}"] = [naive(v) for v in column] if timestamps else column
                 varying.append(name)
         shape = ("update rows", columns, tuple(varying))
         compiled = self._shaped(shape, lambda: _update_rows_statement(columns, tuple(varying)))
@@ -207,7 +206,9 @@ class PgStatements:
     def history_rows(self, events: Sequence[Mapping[str, Any]]) -> Statement:
         """One INSERT of many history rows, unnested."""
         values = {f"h_{name}": [event[name] for event in events] for name in HISTORY_COLUMNS}
-        values["h_created_at"] = [naive(at) for at in values["h_created_at"]]
+        times = values["h_created_at"]  # a batch's events mostly share one instant: convert it once
+        converted = {at: naive(at) for at in set(times)}
+        values["h_created_at"] = [converted[at] for at in times]
         return Statement(self._history_rows, self._history_rows.args(values))
 
     def notify(self) -> Statement:
