@@ -113,17 +113,22 @@ class PostgresStore(SqlStore):
             raise
         pool.release(conn)
 
-    async def _fetch_one(self, statement: Statement) -> asyncpg.Record | None:
-        """One row of a read. A read is safe to repeat, so one that met a connection the database
+    async def _fetch_rows(self, statement: Statement) -> list[asyncpg.Record]:
+        """The rows of a read. A read is safe to repeat, so one that met a connection the database
         had dropped while it sat in the pool (a restart, a killed backend) is tried once more."""
         for attempt in range(2):
             try:
                 async with self._connection() as conn:
-                    return await conn.fetchrow(statement.sql, *statement.args)
+                    rows: list[asyncpg.Record] = await conn.fetch(statement.sql, *statement.args)
+                    return rows
             except Unavailable:
                 if attempt:
                     raise
         raise AssertionError("unreachable")
+
+    async def _fetch_one(self, statement: Statement) -> asyncpg.Record | None:
+        rows = await self._fetch_rows(statement)
+        return rows[0] if rows else None
 
     async def ping(self) -> None:
         async with self._connection() as conn:
@@ -138,15 +143,8 @@ class PostgresStore(SqlStore):
         return None if row is None else task_from_row(row)
 
     async def get_tasks(self, task_ids: Sequence[int]) -> list[Task]:
-        statement = self.statements.tasks_by_ids(sorted(set(task_ids)))
-        for attempt in range(2):  # a read: tried once more on a connection the database dropped
-            try:
-                async with self._connection() as conn:
-                    return [task_from_row(row) for row in await conn.fetch(statement.sql, *statement.args)]
-            except Unavailable:
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+        rows = await self._fetch_rows(self.statements.tasks_by_ids(sorted(set(task_ids))))
+        return [task_from_row(row) for row in rows]
 
     async def insert_tasks(self, items: Sequence[InsertTask]) -> list[InsertResult]:
         if len(items) != 1:
