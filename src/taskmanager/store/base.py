@@ -163,7 +163,8 @@ class SqlStore:
     # -- compare-and-set and expiry -------------------------------------------------------------
 
     async def update_task(self, change: TaskChange) -> Task | None:
-        return await self._write(partial(verbs.update_task, self.q, change))
+        (after,) = await self.update_tasks([change])  # one compare-and-set is a batch of one
+        return after
 
     async def update_tasks(self, changes: Sequence[TaskChange]) -> list[Task | None]:
         if not changes:

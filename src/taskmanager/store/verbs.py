@@ -14,8 +14,8 @@ from sqlalchemy import ColumnElement, and_, bindparam, insert, literal_column, o
 from sqlalchemy.engine import Connection
 
 from taskmanager.engine.records import Task, TaskStatus
-from taskmanager.engine.store import ClaimParams, ClaimQuery, DueQuery, Expected, TaskChange
-from taskmanager.store.operations import announce_work, get_task, load
+from taskmanager.engine.store import ClaimParams, ClaimQuery, DueQuery, TaskChange
+from taskmanager.store.operations import announce_work, load
 from taskmanager.store.rows import TT, Selects, T, encode_changes, event_row, task_from_row, with_changes
 from taskmanager.store.tables import task_history, tasks
 
@@ -37,33 +37,6 @@ def write_claims(conn: Connection, picked: list[Task], params: ClaimParams) -> l
     if events:
         conn.execute(insert(task_history), events)
     return claimed
-
-
-def expected_conditions(expected: Expected) -> list[ColumnElement[bool]]:
-    """The WHERE of a compare-and-set: the row holds what ``expected`` says."""
-    conditions: list[ColumnElement[bool]] = []
-    for name, value in encode_changes(expected.columns).items():
-        conditions.append(T[name].is_(None) if value is None else T[name] == value)
-    if expected.lease_alive_at is not None:
-        alive = expected.lease_alive_at
-        conditions.append(or_(T.lease_expires_at.is_(None), T.lease_expires_at > alive))
-    if expected.dedupe_scopes:
-        scopes = [scope.value for scope in expected.dedupe_scopes]
-        conditions.append(T.type_id.in_(select(TT.id).where(TT.dedupe.in_(scopes))))
-    return conditions
-
-
-def update_task(q: Selects, change: TaskChange, conn: Connection) -> Task | None:
-    """Write ``change`` where its row still matches; the task after, or None."""
-    where = [T.id == change.task_id, *expected_conditions(change.expected)]
-    result = conn.execute(update(tasks).where(*where).values(encode_changes(change.changes)))
-    if result.rowcount != 1:
-        return None
-    if change.events:
-        conn.execute(insert(task_history), [event_row(change.task_id, e, change.now) for e in change.events])
-    if change.wakes:
-        announce_work(conn)
-    return get_task(q, change.task_id, conn)
 
 
 @dataclass
@@ -100,11 +73,11 @@ def plan_updates(changes: Sequence[TaskChange], locked: Sequence[Task]) -> Batch
 
 
 def update_tasks(q: Selects, changes: Sequence[TaskChange], conn: Connection) -> list[Task | None]:
-    """``update_task`` for each change, in one pass: the rows locked in ascending id order (so two
-    batches over the same tasks cannot deadlock each other; SQLite's writer holds the whole
-    database already) and read once, the changes judged by ``plan_updates``, and the matching
-    ones written with one statement per shape of change and one INSERT of their events. The
-    results are in the order of ``changes``."""
+    """A compare-and-set for each change (``SqlStore.update_task`` is a batch of one), in one
+    pass: the rows locked in ascending id order (so two batches over the same tasks cannot
+    deadlock each other; SQLite's writer holds the whole database already) and read once, the
+    changes judged by ``plan_updates``, and the matching ones written with one statement per
+    shape of change and one INSERT of their events. The results are in the order of ``changes``."""
     ids = sorted({change.task_id for change in changes})
     locked = select(T.id).where(T.id.in_(ids)).order_by(T.id).with_for_update()
     plan = plan_updates(changes, load(conn, q, list(conn.execute(locked).scalars())))
