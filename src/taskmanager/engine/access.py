@@ -149,6 +149,13 @@ class KeyService:
             self._flushed_at = now
             self._flushing = asyncio.get_running_loop().create_task(self.flush())
 
+    async def close(self) -> None:
+        """At shutdown: let a write under way finish (before the store closes under it), then
+        write what is left."""
+        if self._flushing is not None:
+            await self._flushing
+        await self.flush()
+
     async def flush(self) -> None:
         """Write the collected ``last_used_at`` times in one batch."""
         used, self._used = self._used, {}

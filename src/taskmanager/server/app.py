@@ -94,7 +94,7 @@ def create_app(
             await upgrade(active_store.db)  # type: ignore[attr-defined]
         await engine.start()
         yield
-        await keys.flush()
+        await keys.close()
         await limiter.close()
         if owned:
             await active_store.close()
