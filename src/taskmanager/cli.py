@@ -118,6 +118,12 @@ def serve(
         str | None, typer.Option(help="Only these addresses may connect (IPs/CIDRs).")
     ] = None,
     deny_ips: Annotated[str | None, typer.Option(help="These addresses may not connect (IPs/CIDRs).")] = None,
+    keep_completed: Annotated[
+        int | None, typer.Option(help="Seconds a completed task is kept (0: forever).")
+    ] = None,
+    keep_failed: Annotated[
+        int | None, typer.Option(help="Seconds a failed or cancelled task is kept (0: forever).")
+    ] = None,
     workers: Annotated[int, typer.Option(help="Server processes (uvicorn workers).")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
@@ -142,6 +148,8 @@ def serve(
         trusted_proxies=trusted_proxies,
         allow_ips=allow_ips,
         deny_ips=deny_ips,
+        keep_completed=keep_completed,
+        keep_failed=keep_failed,
     )
     from taskmanager.serve_policy import plan_serve
     from taskmanager.store import display_url

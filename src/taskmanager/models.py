@@ -64,6 +64,11 @@ class TypeSettings(_Body):
     dedupe: Literal["all", "active", "none"] | None = None
     max_pending: Annotated[StrictInt, Field(ge=1, le=2**31 - 1)] | None = None
     description: Annotated[StrictStr, Field(max_length=2000)] | None = None
+    #: At most this many tasks of the type claimed under a live lease at once (B.9).
+    max_running: Annotated[StrictInt, Field(ge=1, le=10000)] | None = None
+    #: Seconds a completed / failed or cancelled task is kept (B.10); 0 = forever, null = default.
+    keep_completed_seconds: Annotated[StrictInt, Field(ge=0, le=10 * 365 * 86400)] | None = None
+    keep_failed_seconds: Annotated[StrictInt, Field(ge=0, le=10 * 365 * 86400)] | None = None
 
 
 class RegisterTaskType(TypeSettings):
@@ -279,6 +284,9 @@ class TaskTypeOut(_Out):
     dedupe: Literal["all", "active", "none"]
     max_pending: int | None
     description: str | None
+    max_running: int | None
+    keep_completed_seconds: int
+    keep_failed_seconds: int
     created_at: datetime
     updated_at: datetime
 

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskmanager.engine.policy import (
     DEFAULT_CLAIM_TIMEOUT,
+    DEFAULT_KEEP_COMPLETED,
+    DEFAULT_KEEP_FAILED,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_DELAY,
     Defaults,
@@ -58,6 +60,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     allow_ips: str = ""
     deny_ips: str = ""
+    keep_completed: int = Field(DEFAULT_KEEP_COMPLETED, ge=0, le=10 * 365 * 86400)
+    keep_failed: int = Field(DEFAULT_KEEP_FAILED, ge=0, le=10 * 365 * 86400)
 
     @field_validator("api_key", "redis_url")
     @classmethod
@@ -82,6 +86,8 @@ class Settings(BaseSettings):
             retry_delay=self.retry_delay,
             enable_history=self.enable_history,
             enable_schema_validation=self.enable_schema_validation,
+            keep_completed_seconds=self.keep_completed,
+            keep_failed_seconds=self.keep_failed,
         )
 
     def origins(self) -> list[str]:

@@ -39,6 +39,9 @@ SETTINGS: dict[str, Any] = {
     "dedupe": "all",
     "max_pending": None,
     "description": None,
+    "max_running": None,
+    "keep_completed_seconds": None,
+    "keep_failed_seconds": None,
 }
 _serial = itertools.count(1)
 

@@ -74,6 +74,9 @@ class ClientCore(Settler, WorkCalls):
         dedupe: Literal["all", "active", "none"] | None = None,
         max_pending: int | None = None,
         description: str | None = None,
+        max_running: int | None = None,
+        keep_completed_seconds: int | None = None,
+        keep_failed_seconds: int | None = None,
         **extra: Any,
     ) -> Call[TaskType]:
         """Register a task type, or replace the version, schema and given settings of one."""
@@ -88,6 +91,9 @@ class ClientCore(Settler, WorkCalls):
             dedupe=dedupe,
             max_pending=max_pending,
             description=description,
+            max_running=max_running,
+            keep_completed_seconds=keep_completed_seconds,
+            keep_failed_seconds=keep_failed_seconds,
             **extra,
         )
         return post("/task-types/register", body, TaskType.model_validate, idempotent=True)

@@ -227,6 +227,8 @@ class TaskService:
                 task_type.retry_delay,
                 task_type.retry_max_delay,
                 task_type.dedupe,
+                task_type.keep_completed_seconds,
+                task_type.keep_failed_seconds,
             ),
             now=now,
             event=self.core.event(NewEvent(Ev.CREATED)),
