@@ -32,6 +32,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    true,
     union_all,
     update,
 )
@@ -47,7 +48,7 @@ from taskmanager.engine.store import ClaimParams, ClaimQuery, InsertTask, TaskCh
 from taskmanager.store.operations import WORK_CHANNEL, task_values
 from taskmanager.store.rows import TASKS_JOIN, TT, H, T, dump, encode_changes, task_columns, type_columns
 from taskmanager.store.tables import UTCDateTime, naive_utc, task_history, tasks
-from taskmanager.store.verbs import ClaimValues, claim_conditions, claim_order
+from taskmanager.store.verbs import ClaimValues, claim_conditions, claim_order, limited_types
 
 _DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
 #: Task columns holding timestamps (bound as naive UTC).
@@ -272,9 +273,12 @@ class PgStatements:
         return Statement(compiled, compiled.args(values))
 
     def _claim_statement(self, query: ClaimQuery, changed: tuple[str, ...], evented: bool) -> Any:
+        # A claim that may take a type with a max_running claims nothing here and says so
+        # (``limited``): the store runs it as a locked transaction instead (B.9).
+        limited = limited_types(query, _Binds()).exists()
         picked = (
             select(T.id)
-            .where(*claim_conditions(query, _Binds()))
+            .where(*claim_conditions(query, _Binds()), ~limited)
             .order_by(*claim_order(query))
             .limit(bindparam("limit", type_=Integer))
             .with_for_update(skip_locked=True, of=tasks)
@@ -319,7 +323,8 @@ class PgStatements:
             )
             history = insert(task_history).from_select(HISTORY_COLUMNS, source).cte("history")
             claimed = claimed.add_cte(history)
-        return claimed
+        gate = select(limited.label("limited")).cte("gate")
+        return claimed.add_columns(gate.c.limited).select_from(gate.outerjoin(changed_rows, true()))
 
     # -- compare-and-set ------------------------------------------------------------------------
 
