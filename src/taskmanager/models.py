@@ -173,6 +173,32 @@ class CancelTask(_Body):
     reason: Annotated[StrictStr, Field(max_length=2000)] | None = None
 
 
+class BulkFilter(_Body):
+    """Which tasks a bulk action takes (all the fields it names must hold)."""
+
+    ids: Annotated[list[DbId], Field(min_length=1, max_length=10000)] | None = None
+    type: Name | None = None
+    status: Literal["pending", "claimed", "completed", "failed", "cancelled"] | None = None
+    created_before: datetime | None = None
+
+    @field_validator("created_before", mode="before")
+    @classmethod
+    def _iso_text(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("must be an ISO 8601 date-time string")
+        return value
+
+    @field_validator("created_before")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _aware(value)
+
+
+class BulkAction(_Body):
+    action: Literal["cancel", "retry", "delete"]
+    filter: BulkFilter
+
+
 class CreateApiKey(_Body):
     """``POST /api-keys``: the scopes and limit are checked by the engine (``engine/keys.py``)."""
 
@@ -419,6 +445,12 @@ class HistoryEventOut(_Out):
 class TaskHistory(_Out):
     events: list[HistoryEventOut]
     count: int
+
+
+class BulkResult(_Out):
+    #: Tasks the filter matched; of them, those the action changed (or deleted).
+    matched: int
+    changed: int
 
 
 class Deleted(_Out):

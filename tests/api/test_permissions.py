@@ -35,6 +35,7 @@ MATRIX: list[tuple[str, str, str]] = [
     ("POST", "/api/tasks/{id}/progress", "tasks:work"),
     ("POST", "/api/tasks/{id}/heartbeat", "tasks:work"),
     ("DELETE", "/api/tasks/{id}", "admin"),
+    ("POST", "/api/tasks/bulk", "tasks:write"),
     ("POST", "/api/api-keys", "admin"),
     ("GET", "/api/api-keys", "admin"),
     ("DELETE", "/api/api-keys/{id}", "admin"),
@@ -50,6 +51,7 @@ BODIES: dict[str, Any] = {
     "/api/tasks/{id}/progress": {"worker_id": "w", "progress": 1},
     "/api/tasks/{id}/heartbeat": {"worker_id": "w"},
     "/api/api-keys": {"name": "made in the matrix", "scopes": ["tasks:read"]},
+    "/api/tasks/bulk": {"action": "cancel", "filter": {"ids": [999999]}},
 }
 
 

@@ -123,6 +123,7 @@ class TaskManagerClient(ClientBase[SyncTransport]):
     cancel_task = _blocking(ClientCore.cancel_task)
     retry_task = _blocking(ClientCore.retry_task)
     delete_task = _blocking(ClientCore.delete_task)
+    bulk = _blocking(ClientCore.bulk)
     claim_task = _blocking(ClientCore.claim_task)
     claim_tasks = _blocking(ClientCore.claim_tasks)
     complete_task = _blocking(ClientCore.complete_task)

@@ -20,6 +20,7 @@ from typing import Any
 
 from taskmanager import models
 from taskmanager.engine import lifecycle
+from taskmanager.engine.bulk import BulkOperations
 from taskmanager.engine.clock import Clock, SystemClock
 from taskmanager.engine.policy import Backoff, Defaults, compute_dedupe_key, dedupe_lock, exponential_backoff
 from taskmanager.engine.queries import MAX_LIST_LIMIT, statuses, when
@@ -66,6 +67,7 @@ class TaskService:
             store, clock or SystemClock(), defaults or Defaults(), rng or random.Random(), retry_policy
         )
         self.work = WorkerOperations(self.core)
+        self.bulk_operations = BulkOperations(self.core)
         self.version = version
         self._validator = ParamValidator()
 
@@ -328,6 +330,9 @@ class TaskService:
         now = self.clock.now()
         task = await self.core.transition(task_id, lambda t: lifecycle.retry(t, now=now), now)
         return Reply("Task queued for retry", task_data(task))
+
+    async def bulk(self, body: models.BulkAction) -> Reply:
+        return await self.bulk_operations.bulk(body)
 
     async def delete(self, task_id: int) -> Reply:
         if not await self.store.delete_task(task_id):

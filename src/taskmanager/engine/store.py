@@ -176,6 +176,19 @@ class DueQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskFilter:
+    """A page of the ids of the tasks a bulk action takes: those matching every field given,
+    with an id above ``after_id``, in id order (keyset paging: each page is a short read)."""
+
+    ids: tuple[int, ...] | None = None
+    type_name: str | None = None
+    status: TaskStatus | None = None
+    created_before: datetime | None = None
+    after_id: int = 0
+    limit: int = 500
+
+
+@dataclass(frozen=True, slots=True)
 class ListResult:
     tasks: list[Task] = field(default_factory=list)
     total: int = 0
@@ -249,5 +262,13 @@ class Store(Protocol):
         ...
 
     async def delete_task(self, task_id: int) -> bool: ...
+
+    async def find_task_ids(self, query: TaskFilter) -> list[int]:
+        """A page of the ids of the tasks ``query`` matches, ascending."""
+        ...
+
+    async def delete_tasks(self, task_ids: Sequence[int]) -> int:
+        """Delete these tasks and their history in one transaction; how many existed."""
+        ...
 
     async def list_events(self, task_id: int) -> list[Event]: ...

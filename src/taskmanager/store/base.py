@@ -29,6 +29,7 @@ from taskmanager.engine.store import (
     ListResult,
     SaveType,
     TaskChange,
+    TaskFilter,
     TaskQuery,
 )
 from taskmanager.store import operations as ops
@@ -125,6 +126,14 @@ class SqlStore:
 
     async def delete_task(self, task_id: int) -> bool:
         return await self._write(partial(ops.delete_task, task_id))
+
+    async def find_task_ids(self, query: TaskFilter) -> list[int]:
+        return await self._read(partial(ops.find_task_ids, query))
+
+    async def delete_tasks(self, task_ids: Sequence[int]) -> int:
+        if not task_ids:
+            return 0
+        return await self._write(partial(ops.delete_tasks, task_ids))
 
     # -- claims ---------------------------------------------------------------------------------
 

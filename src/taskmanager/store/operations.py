@@ -30,6 +30,7 @@ from taskmanager.engine.store import (
     InsertTask,
     ListResult,
     SaveType,
+    TaskFilter,
     TaskQuery,
 )
 from taskmanager.store.rows import (
@@ -325,3 +326,23 @@ def load(conn: Connection, q: Selects, ids: Sequence[int]) -> list[Task]:
 def delete_task(task_id: int, conn: Connection) -> bool:
     conn.execute(delete(task_history).where(H.task_id == task_id))
     return bool(conn.execute(delete(tasks).where(T.id == task_id)).rowcount)
+
+
+def find_task_ids(query: TaskFilter, conn: Connection) -> list[int]:
+    """A keyset page of the ids ``query`` matches: on the primary key, so each is a short read."""
+    statement = select(T.id).where(T.id > query.after_id)
+    if query.ids is not None:
+        statement = statement.where(T.id.in_(sorted(set(query.ids))))
+    if query.type_name is not None:
+        statement = statement.where(T.type_id.in_(select(TT.id).where(TT.name == query.type_name)))
+    if query.status is not None:
+        statement = statement.where(T.status == query.status.value)
+    if query.created_before is not None:
+        statement = statement.where(T.created_at < query.created_before)
+    return list(conn.execute(statement.order_by(T.id).limit(query.limit)).scalars())
+
+
+def delete_tasks(task_ids: Sequence[int], conn: Connection) -> int:
+    ids = sorted(set(task_ids))
+    conn.execute(delete(task_history).where(H.task_id.in_(ids)))
+    return int(conn.execute(delete(tasks).where(T.id.in_(ids))).rowcount or 0)
