@@ -20,6 +20,7 @@ from taskmanager import models
 from taskmanager.engine import lifecycle
 from taskmanager.engine.records import Task, TaskStatus
 from taskmanager.engine.replies import Reply
+from taskmanager.engine.retention import Retainer, removed
 from taskmanager.engine.store import TaskChange, TaskFilter, Transition
 from taskmanager.engine.transitions import MAX_DECIDE_ROUNDS, Transitions
 from taskmanager.errors import ValidationFailed
@@ -49,6 +50,7 @@ class BulkOperations:
     """The operator's bulk actions, on the engine's shared ``Transitions``."""
 
     core: Transitions
+    retention: Retainer
     batch: int = BULK_BATCH
 
     async def bulk(self, body: models.BulkAction) -> Reply:
@@ -61,6 +63,7 @@ class BulkOperations:
             status=None if given.status is None else TaskStatus(given.status),
             created_before=given.created_before,
             limit=self.batch,
+            retention=await self.retention.now(),  # tasks past their retention are gone
         )
         matched = changed = 0
         store = self.core.store
@@ -89,6 +92,8 @@ class BulkOperations:
             now = core.clock.now()
             planned: list[tuple[bool, TaskChange]] = []
             for task in await core.store.get_tasks(todo):
+                if removed(task, now):
+                    continue
                 due = lifecycle.expiry(task, now=now)
                 try:
                     decided = due if due is not None else rule(task, now)

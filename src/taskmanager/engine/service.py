@@ -34,6 +34,7 @@ from taskmanager.engine.replies import (
     batch_entry,
     created_reply,
 )
+from taskmanager.engine.retention import Retainer, removed
 from taskmanager.engine.schema import PATTERN_TIME_BUDGET, ParamValidator, check_param_schema
 from taskmanager.engine.signal import WorkSignal
 from taskmanager.engine.store import InsertOutcome, InsertResult, InsertTask, SaveType, Store, TaskQuery
@@ -67,7 +68,8 @@ class TaskService:
             store, clock or SystemClock(), defaults or Defaults(), rng or random.Random(), retry_policy
         )
         self.work = WorkerOperations(self.core)
-        self.bulk_operations = BulkOperations(self.core)
+        self.retention = Retainer(store, self.core.clock)
+        self.bulk_operations = BulkOperations(self.core, self.retention)
         self.version = version
         self._validator = ParamValidator()
 
@@ -237,8 +239,15 @@ class TaskService:
         )
 
     async def create_task(self, body: models.CreateTask) -> Reply:
-        item = await self._prepare(body, self.clock.now())
+        now = self.clock.now()
+        item = await self._prepare(body, now)
         (result,) = await self.store.insert_tasks([item])
+        holder = result.task if result.outcome == InsertOutcome.DUPLICATE else None
+        if holder is not None and removed(holder, now):
+            # Its holder is past its retention (gone for reads) and the sweep has not deleted it
+            # yet: delete it now, freeing its key (B.10), and create.
+            await self.store.delete_tasks([holder.id])
+            (result,) = await self.store.insert_tasks([item])
         if result.outcome == InsertOutcome.CREATED:
             self.signal.notify()
         return created_reply(await self._current(result), body.type)
@@ -299,7 +308,15 @@ class TaskService:
             raise ValidationFailed("Validation failed", details=["offset: must be 0 or more"])
         await self.core.expire_due()
         like = type if type is not None and "%" in type else None
-        query = TaskQuery(wanted, None if like else type, like, worker_id, limit, offset)
+        query = TaskQuery(
+            wanted,
+            None if like else type,
+            like,
+            worker_id,
+            limit,
+            offset,
+            retention=await self.retention.now(),
+        )
         found = await self.store.list_tasks(query)
         items = [task_data(t) for t in found.tasks]
         return Reply(

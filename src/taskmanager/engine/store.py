@@ -145,6 +145,24 @@ class InsertResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """Which finished tasks are past their retention at one instant (B.10), as the engine decided
+    it (``engine/retention.py``): each entry says that tasks in these ``statuses`` of these
+    ``type_ids`` that finished (``completed_at``) at or before ``cutoff`` are due for removal.
+    Reads leave them out; the sweep deletes them."""
+
+    due: tuple[tuple[tuple[str, ...], datetime, tuple[int, ...]], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeQuery:
+    """Up to ``limit`` of the tasks ``retention`` says are due, to delete with their history."""
+
+    retention: Retention
+    limit: int = 500
+
+
+@dataclass(frozen=True, slots=True)
 class TaskQuery:
     statuses: tuple[TaskStatus, ...] = ()
     type_name: str | None = None
@@ -152,6 +170,8 @@ class TaskQuery:
     worker_id: str | None = None
     limit: int = 50
     offset: int = 0
+    #: Leave out the tasks past their retention (None: show every row).
+    retention: Retention | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +206,8 @@ class TaskFilter:
     created_before: datetime | None = None
     after_id: int = 0
     limit: int = 500
+    #: Leave out the tasks past their retention (None: every row).
+    retention: Retention | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +291,11 @@ class Store(Protocol):
 
     async def delete_tasks(self, task_ids: Sequence[int]) -> int:
         """Delete these tasks and their history in one transaction; how many existed."""
+        ...
+
+    async def purge_tasks(self, query: PurgeQuery) -> int:
+        """Delete up to ``query.limit`` tasks past their retention, and their history, in one
+        short transaction (rows another sweep holds are skipped); how many were deleted."""
         ...
 
     async def list_events(self, task_id: int) -> list[Event]: ...

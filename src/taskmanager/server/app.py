@@ -18,6 +18,7 @@ from starlette.routing import Route as StarletteRoute
 from taskmanager import __version__
 from taskmanager.engine.access import KeyService
 from taskmanager.engine.clock import Clock, SystemClock
+from taskmanager.engine.retention import Sweeper
 from taskmanager.engine.service import TaskService
 from taskmanager.engine.store import Store
 from taskmanager.errors import NotFound, TaskManagerError
@@ -93,7 +94,10 @@ def create_app(
         if owned and settings.migrate_on_start:
             await upgrade(active_store.db)  # type: ignore[attr-defined]
         await engine.start()
+        sweeper = Sweeper(engine.retention)  # deletes finished tasks past their retention (B.10)
+        sweeper.start()
         yield
+        await sweeper.stop()
         await keys.close()
         await limiter.close()
         if owned:

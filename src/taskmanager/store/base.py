@@ -27,6 +27,7 @@ from taskmanager.engine.store import (
     InsertResult,
     InsertTask,
     ListResult,
+    PurgeQuery,
     SaveType,
     TaskChange,
     TaskFilter,
@@ -134,6 +135,12 @@ class SqlStore:
         if not task_ids:
             return 0
         return await self._write(partial(ops.delete_tasks, task_ids))
+
+    async def purge_tasks(self, query: PurgeQuery) -> int:
+        # Found by a read, deleted by a write only when there is something to delete (SQLite's
+        # one writer is not taken every second for nothing).
+        ids = await self._read(partial(ops.due_for_purge, query)) if query.retention.due else []
+        return await self._write(partial(ops.purge_tasks, query, ids)) if ids else 0
 
     # -- claims ---------------------------------------------------------------------------------
 

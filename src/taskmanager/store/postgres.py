@@ -40,6 +40,7 @@ from taskmanager.engine.store import (
     InsertOutcome,
     InsertResult,
     InsertTask,
+    PurgeQuery,
     TaskChange,
 )
 from taskmanager.errors import Unavailable
@@ -250,6 +251,15 @@ class PostgresStore(SqlStore):
                     raise
         after = {task.id: task for task in map(task_from_row, rows)}
         return [after.get(change.task_id) for change in changes]
+
+    async def purge_tasks(self, query: PurgeQuery) -> int:
+        """One statement per batch on asyncpg (``PgStatements.purge``): the sweep runs on the
+        server's event loop, and the shared path's SQL building would hold it up for each batch."""
+        if not query.retention.due:
+            return 0
+        statement = self.statements.purge(query)
+        async with self._connection() as conn:
+            return len(await conn.fetch(statement.sql, *statement.args))
 
     def listener_for(self, on_work: Callable[[], None], waiting: threading.Event) -> Listener | None:
         return PgListener(self.db.url, WORK_CHANNEL, on_work)
