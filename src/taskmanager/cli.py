@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated
 
@@ -118,6 +119,10 @@ def serve(
         str | None, typer.Option(help="Only these addresses may connect (IPs/CIDRs).")
     ] = None,
     deny_ips: Annotated[str | None, typer.Option(help="These addresses may not connect (IPs/CIDRs).")] = None,
+    metrics_public: Annotated[
+        bool | None,
+        typer.Option("--metrics-public/--no-metrics-public", help="Serve GET /metrics without a key."),
+    ] = None,
     workers: Annotated[int, typer.Option(help="Server processes (uvicorn workers).")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
@@ -142,6 +147,7 @@ def serve(
         trusted_proxies=trusted_proxies,
         allow_ips=allow_ips,
         deny_ips=deny_ips,
+        metrics_public=metrics_public,
     )
     from taskmanager.serve_policy import plan_serve
     from taskmanager.store import display_url
@@ -168,6 +174,9 @@ def serve(
     }
     env["TASKMANAGER_MIGRATE_ON_START"] = str(plan.migrate_on_start).lower()
     os.environ.update(env)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several processes behind one port: /metrics sums their counters (server/metrics.py).
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="taskmanager-metrics-")
     console.print(f"TaskManager {__version__} listening on http://{settings.host}:{settings.port}")
     console.print(f"  database: {display_url(settings.database_url)}")
     console.print(f"  auth: {'on (API key required)' if plan.auth_on else 'OFF (open mode)'}")

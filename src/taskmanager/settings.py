@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     allow_ips: str = ""
     deny_ips: str = ""
+    metrics_public: bool = False
 
     @field_validator("api_key", "redis_url")
     @classmethod

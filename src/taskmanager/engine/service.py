@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from taskmanager import models
-from taskmanager.engine import lifecycle
+from taskmanager.engine import lifecycle, observe
 from taskmanager.engine.clock import Clock, SystemClock
 from taskmanager.engine.policy import Backoff, Defaults, compute_dedupe_key, dedupe_lock, exponential_backoff
 from taskmanager.engine.queries import MAX_LIST_LIMIT, statuses, when
@@ -314,6 +314,25 @@ class TaskService:
         await self.core.current(task_id)
         events = [event_data(e) for e in await self.store.list_events(task_id)]
         return Reply("Task history retrieved successfully", {"events": events, "count": len(events)})
+
+    # -- observing ------------------------------------------------------------------------------
+
+    async def stats(self) -> Reply:
+        await self.core.expire_due()  # counts after expired leases and deadlines are settled
+        return Reply("Statistics retrieved successfully", await observe.stats(self.store, self.clock))
+
+    async def workers(self) -> Reply:
+        return Reply("Workers retrieved successfully", await observe.workers(self.store, self.clock))
+
+    def follow(
+        self,
+        after: int | None,
+        wanted: observe.FeedFilter,
+        timing: observe.FeedTiming,
+        stopping: Callable[[], bool],
+    ) -> AsyncIterator[observe.FeedItem | observe.KeepAlive | observe.Dropped]:
+        """The live feed of history events (``engine/observe.py``)."""
+        return observe.follow(self.store, after, wanted, timing, stopping)
 
     async def cancel(self, task_id: int, body: models.CancelTask) -> Reply:
         now = self.clock.now()

@@ -1,0 +1,205 @@
+"""Observing the queue: ``GET /stats``, ``/workers`` and the feed of ``GET /events``.
+
+The counts come from the store (read from indexes); this module shapes them into the API's data
+and follows the history for a live feed. A feed reader pulls pages of history rows by id (one
+query per page, at most ``FEED_PAGE`` rows held at once), so a slow reader holds nothing of the
+server's back: it only falls behind, and one more than ``max_lag`` events behind the newest is
+dropped with a final ``Dropped`` item (its client may reconnect from its last event id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from taskmanager.engine.clock import Clock
+from taskmanager.engine.records import TaskStatus
+from taskmanager.engine.store import FeedEvent, Store
+from taskmanager.engine.wire import iso
+
+#: The window of "recent" in ``/stats`` (completed/failed last hour, throughput per minute).
+RECENT = timedelta(hours=1)
+#: The window of ``/workers``: every worker seen in the last day.
+WORKERS_WINDOW = timedelta(hours=24)
+#: History rows a feed reader reads (and holds) at once.
+FEED_PAGE = 200
+#: Seconds between a feed's looks for new history rows (every process looks for itself, so
+#: events written by other server processes arrive within this).
+FEED_POLL_SECONDS = 0.5
+#: Seconds of silence after which a feed sends a keep-alive (API.md B.7: every 15 s).
+FEED_KEEPALIVE_SECONDS = 15.0
+#: Events a reader may trail the newest by before it is dropped.
+FEED_MAX_LAG = 10_000
+
+#: The status a task has just after each history event (None: read the task's current status).
+STATUS_AFTER = {
+    "created": TaskStatus.PENDING,
+    "claimed": TaskStatus.CLAIMED,
+    "progress": TaskStatus.CLAIMED,
+    "heartbeat": TaskStatus.CLAIMED,
+    "completed": TaskStatus.COMPLETED,
+    "failed": TaskStatus.FAILED,
+    "retry_scheduled": TaskStatus.PENDING,
+    "cancelled": TaskStatus.CANCELLED,
+    "retried": TaskStatus.PENDING,
+    "expired": TaskStatus.CANCELLED,
+}
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+async def stats(store: Store, clock: Clock) -> dict[str, Any]:
+    """The data of ``GET /stats``."""
+    now = clock.now()
+    found = await store.queue_stats(now, now - RECENT)
+    by_status = dict.fromkeys((s.value for s in TaskStatus), 0)
+    by_type = []
+    for t in found.types:
+        for status, n in t.counts.items():
+            by_status[status] = by_status.get(status, 0) + n
+        oldest = None if t.oldest_pending_at is None else (now - t.oldest_pending_at).total_seconds()
+        by_type.append(
+            {
+                "type": t.type,
+                **{s.value: t.counts.get(s.value, 0) for s in TaskStatus},
+                "oldest_pending_seconds": None if oldest is None else max(0.0, round(oldest, 3)),
+                "completed_last_hour": t.completed_recent,
+                "failed_last_hour": t.failed_recent,
+                "avg_run_seconds": _seconds(t.avg_run_seconds),
+            }
+        )
+    return {
+        "by_status": by_status,
+        "by_type": by_type,
+        "workers_active": found.workers_active,
+        "throughput": throughput(now, found.minutes),
+    }
+
+
+def throughput(now: datetime, minutes: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
+    """The last 60 minutes, oldest first, each with its completed and failed counts (0 if none)."""
+    this_minute = now.replace(second=0, microsecond=0)
+    counted: dict[tuple[str, str], int] = {(m, s): n for m, s, n in minutes}
+    rows = []
+    for back in range(59, -1, -1):
+        minute = this_minute - timedelta(minutes=back)
+        key = minute.strftime("%Y-%m-%d %H:%M")
+        rows.append(
+            {
+                "minute": iso(minute),
+                "completed": counted.get((key, TaskStatus.COMPLETED.value), 0),
+                "failed": counted.get((key, TaskStatus.FAILED.value), 0),
+            }
+        )
+    return rows
+
+
+async def workers(store: Store, clock: Clock) -> dict[str, Any]:
+    """The data of ``GET /workers``."""
+    found = await store.worker_stats(clock.now() - WORKERS_WINDOW)
+    return {
+        "workers": [
+            {
+                "worker_id": w.worker_id,
+                "claimed": w.claimed,
+                "completed": w.completed,
+                "failed": w.failed,
+                "last_seen_at": iso(w.last_seen_at),
+                "avg_processing_seconds": _seconds(w.avg_processing_seconds),
+            }
+            for w in found
+        ],
+    }
+
+
+def event_data(event: FeedEvent) -> dict[str, Any]:
+    status = STATUS_AFTER.get(event.event)
+    return {
+        "task_id": event.task_id,
+        "type": event.type,
+        "status": event.status if status is None else status.value,
+        "worker_id": event.worker_id,
+        "at": iso(event.created_at),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class FeedItem:
+    """One history event of a feed."""
+
+    id: int
+    event: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAlive:
+    """Nothing happened for a keep-alive interval."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """The reader fell too far behind and is dropped; it may resume from ``last_id``."""
+
+    last_id: int
+    newest_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class FeedFilter:
+    types: frozenset[str] | None = None
+    task_id: int | None = None
+
+    def wants(self, event: FeedEvent) -> bool:
+        if self.task_id is not None and event.task_id != self.task_id:
+            return False
+        return self.types is None or event.type in self.types
+
+
+@dataclass(frozen=True, slots=True)
+class FeedTiming:
+    poll_seconds: float = FEED_POLL_SECONDS
+    keepalive_seconds: float = FEED_KEEPALIVE_SECONDS
+    max_lag: int = FEED_MAX_LAG
+    page: int = FEED_PAGE
+    #: Seconds after which a stream ends by itself (None: never); its client resumes with
+    #: ``Last-Event-ID``. In-process tests use it: their transport reads a whole response.
+    lifetime: float | None = None
+
+
+async def follow(
+    store: Store,
+    after: int | None,
+    wanted: FeedFilter,
+    timing: FeedTiming,
+    stopping: Callable[[], bool],
+) -> AsyncIterator[FeedItem | KeepAlive | Dropped]:
+    """History events after id ``after`` (None: from now on), as they are written by any
+    process; a ``KeepAlive`` after each quiet interval; ends when ``stopping()`` says so, or
+    after ``Dropped``."""
+    loop = asyncio.get_running_loop()
+    cursor = await store.last_event_id() if after is None else after
+    quiet_since = loop.time()
+    ends = None if timing.lifetime is None else loop.time() + timing.lifetime
+    while not stopping() and (ends is None or loop.time() < ends):
+        page = await store.events_after(cursor, timing.page)
+        for event in page:
+            cursor = event.id
+            if wanted.wants(event):
+                quiet_since = loop.time()
+                yield FeedItem(event.id, event.event, event_data(event))
+        if len(page) == timing.page:
+            newest = await store.last_event_id()
+            if newest - cursor > timing.max_lag:
+                yield Dropped(cursor, newest)
+                return
+            continue
+        if loop.time() - quiet_since >= timing.keepalive_seconds:
+            quiet_since = loop.time()
+            yield KeepAlive()
+        await asyncio.sleep(timing.poll_seconds)
