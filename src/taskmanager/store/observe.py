@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, cast, distinct, func, literal_column, select
+from sqlalchemy import ColumnElement, Float, Select, cast, distinct, func, literal_column, select
 from sqlalchemy.engine import Connection
 
 from taskmanager.engine.records import TaskStatus
@@ -46,25 +46,38 @@ def minute_of(conn: Connection, column: Any) -> ColumnElement[Any]:
     return func.strftime("%Y-%m-%d %H:%M", column)
 
 
-def queue_stats(now: datetime, since: datetime, conn: Connection) -> QueueStats:
+def stats_statements(conn: Connection, now: datetime, since: datetime) -> dict[str, Select[Any]]:
+    """The statements of ``queue_stats`` by name (``tests/contract/test_query_plans.py`` reads
+    their plans): types with their oldest pending task, counts per type and status, the ended
+    tasks per type and per minute, the workers holding live leases."""
     pending = TaskStatus.PENDING.value
     oldest = select(func.min(T.created_at)).where(T.type_id == TT.id, T.status == pending).scalar_subquery()
-    types = conn.execute(select(TT.id, TT.name, oldest).order_by(TT.name)).all()
-    counts: dict[int, dict[str, int]] = {}
-    by_type = select(T.type_id, T.status, func.count()).group_by(T.type_id, T.status)
-    for type_id, status, n in conn.execute(by_type):
-        counts.setdefault(type_id, {})[status] = n
-    recent: dict[tuple[int, str], tuple[int, float | None]] = {}
     ended = (T.status.in_(ENDED), T.completed_at >= since)
     run = cast(seconds_between(conn, T.claimed_at, T.completed_at), Float)
-    ended_by_type = select(T.type_id, T.status, func.count(), func.avg(run)).where(*ended)
-    for type_id, status, n, avg in conn.execute(ended_by_type.group_by(T.type_id, T.status)):
-        recent[type_id, status] = (n, None if avg is None else float(avg))
     minute = minute_of(conn, T.completed_at).label("minute")
-    per_minute = select(minute, T.status, func.count()).where(*ended).group_by(minute, T.status)
-    minutes = [(m, s, n) for m, s, n in conn.execute(per_minute)]
     live = (T.status == TaskStatus.CLAIMED.value, T.lease_expires_at > now)
-    workers = conn.execute(select(func.count(distinct(T.claimed_by))).where(*live)).scalar_one()
+    return {
+        "types": select(TT.id, TT.name, oldest).order_by(TT.name),
+        "counts": select(T.type_id, T.status, func.count()).group_by(T.type_id, T.status),
+        "ended": select(T.type_id, T.status, func.count(), func.avg(run))
+        .where(*ended)
+        .group_by(T.type_id, T.status),
+        "minutes": select(minute, T.status, func.count()).where(*ended).group_by(minute, T.status),
+        "workers": select(func.count(distinct(T.claimed_by))).where(*live),
+    }
+
+
+def queue_stats(now: datetime, since: datetime, conn: Connection) -> QueueStats:
+    statements = stats_statements(conn, now, since)
+    types = conn.execute(statements["types"]).all()
+    counts: dict[int, dict[str, int]] = {}
+    for type_id, status, n in conn.execute(statements["counts"]):
+        counts.setdefault(type_id, {})[status] = n
+    recent: dict[tuple[int, str], tuple[int, float | None]] = {}
+    for type_id, status, n, avg in conn.execute(statements["ended"]):
+        recent[type_id, status] = (n, None if avg is None else float(avg))
+    minutes = [(m, s, n) for m, s, n in conn.execute(statements["minutes"])]
+    workers = conn.execute(statements["workers"]).scalar_one()
     return QueueStats(
         types=[_type_stats(row, counts.get(row[0], {}), recent) for row in types],
         minutes=minutes,
