@@ -7,7 +7,9 @@ database need the ``[server]`` extra, and say so in one line when it is missing.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated
@@ -176,7 +178,9 @@ def serve(
     os.environ.update(env)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several processes behind one port: /metrics sums their counters (server/metrics.py).
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="taskmanager-metrics-")
+        metrics_dir = tempfile.mkdtemp(prefix="taskmanager-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
     console.print(f"TaskManager {__version__} listening on http://{settings.host}:{settings.port}")
     console.print(f"  database: {display_url(settings.database_url)}")
     console.print(f"  auth: {'on (API key required)' if plan.auth_on else 'OFF (open mode)'}")
