@@ -125,6 +125,9 @@ def serve(
         bool | None,
         typer.Option("--metrics-public/--no-metrics-public", help="Serve GET /metrics without a key."),
     ] = None,
+    stats_max_age: Annotated[
+        float | None, typer.Option(help="Seconds /stats, /workers and /metrics reuse an answer (0: never).")
+    ] = None,
     workers: Annotated[int, typer.Option(help="Server processes (uvicorn workers).")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
@@ -150,6 +153,7 @@ def serve(
         allow_ips=allow_ips,
         deny_ips=deny_ips,
         metrics_public=metrics_public,
+        stats_max_age=stats_max_age,
     )
     from taskmanager.serve_policy import plan_serve
     from taskmanager.store import display_url

@@ -10,6 +10,7 @@ import ipaddress
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskmanager.engine.observe import DEFAULT_STATS_MAX_AGE
 from taskmanager.engine.policy import (
     DEFAULT_CLAIM_TIMEOUT,
     DEFAULT_MAX_ATTEMPTS,
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
     allow_ips: str = ""
     deny_ips: str = ""
     metrics_public: bool = False
+    stats_max_age: float = Field(DEFAULT_STATS_MAX_AGE, ge=0, le=3600)
 
     @field_validator("api_key", "redis_url")
     @classmethod

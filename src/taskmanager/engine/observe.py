@@ -10,16 +10,22 @@ dropped with a final ``Dropped`` item (its client may reconnect from its last ev
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from taskmanager.engine.clock import Clock
 from taskmanager.engine.records import TaskStatus
 from taskmanager.engine.store import FeedEvent, Store
 from taskmanager.engine.wire import iso
 
+T = TypeVar("T")
+
+#: Seconds a ``/stats`` or ``/workers`` answer is served again (``TASKMANAGER_STATS_MAX_AGE``).
+DEFAULT_STATS_MAX_AGE = 2.0
+#: How many times ``max_age`` an answer may reach while it is served and refreshed behind.
+STALE_FACTOR = 5
 #: The window of "recent" in ``/stats`` (completed/failed last hour, throughput per minute).
 RECENT = timedelta(hours=1)
 #: The window of ``/workers``: every worker seen in the last day.
@@ -47,6 +53,55 @@ STATUS_AFTER = {
     "retried": TaskStatus.PENDING,
     "expired": TaskStatus.CANCELLED,
 }
+
+
+class Snapshot(Generic[T]):
+    """The last answer of an expensive read, served again while it is at most ``max_age``
+    seconds old (0: never kept). Up to ``STALE_FACTOR`` times that it is still served, while one
+    refresh runs in the background; older, the caller waits for a fresh one. At most one
+    computation runs at a time however many callers ask, so the database does the work of a
+    read once per ``max_age`` at most, whatever the request rate."""
+
+    def __init__(self, compute: Callable[[], Awaitable[T]], clock: Clock, max_age: float) -> None:
+        self._compute = compute
+        self._clock = clock
+        self.max_age = max_age
+        self._kept: tuple[datetime, T] | None = None
+        self._running: asyncio.Future[T] | None = None
+
+    async def get(self) -> T:
+        if self.max_age <= 0:
+            return await self._compute()
+        if self._kept is not None:
+            at, value = self._kept
+            age = (self._clock.now() - at).total_seconds()
+            if age <= self.max_age:
+                return value
+            if age <= self.max_age * STALE_FACTOR:
+                self._refresh()
+                return value
+        return await asyncio.shield(self._refresh())
+
+    def _refresh(self) -> asyncio.Future[T]:
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._keep())
+            self._running.add_done_callback(_retrieved)
+        return self._running
+
+    async def _keep(self) -> T:
+        try:
+            at = self._clock.now()
+            value = await self._compute()
+            self._kept = (at, value)
+            return value
+        finally:
+            self._running = None
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """A background refresh's failure is its waiters' to see; nobody waiting is no error."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _seconds(value: float | None) -> float | None:

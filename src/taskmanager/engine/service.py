@@ -61,6 +61,7 @@ class TaskService:
         rng: random.Random | None = None,
         retry_policy: Backoff = exponential_backoff,
         version: str = "0",
+        stats_max_age: float = observe.DEFAULT_STATS_MAX_AGE,
     ) -> None:
         self.core = Transitions(
             store, clock or SystemClock(), defaults or Defaults(), rng or random.Random(), retry_policy
@@ -68,6 +69,10 @@ class TaskService:
         self.work = WorkerOperations(self.core)
         self.version = version
         self._validator = ParamValidator()
+        self._stats = observe.Snapshot(self._fresh_stats, self.core.clock, stats_max_age)
+        self._workers = observe.Snapshot(
+            lambda: observe.workers(self.store, self.clock), self.core.clock, stats_max_age
+        )
 
     @property
     def store(self) -> Store:
@@ -318,11 +323,14 @@ class TaskService:
     # -- observing ------------------------------------------------------------------------------
 
     async def stats(self) -> Reply:
-        await self.core.expire_due()  # counts after expired leases and deadlines are settled
-        return Reply("Statistics retrieved successfully", await observe.stats(self.store, self.clock))
+        return Reply("Statistics retrieved successfully", await self._stats.get())
 
     async def workers(self) -> Reply:
-        return Reply("Workers retrieved successfully", await observe.workers(self.store, self.clock))
+        return Reply("Workers retrieved successfully", await self._workers.get())
+
+    async def _fresh_stats(self) -> dict[str, Any]:
+        await self.core.expire_due()  # counts after expired leases and deadlines are settled
+        return await observe.stats(self.store, self.clock)
 
     def follow(
         self,

@@ -83,7 +83,9 @@ def create_app(
     )
     metrics = Metrics()
     counted = cast(Store, CountingStore(active_store, metrics))
-    engine = TaskService(counted, clock=clock, defaults=defaults, version=__version__)
+    engine = TaskService(
+        counted, clock=clock, defaults=defaults, version=__version__, stats_max_age=settings.stats_max_age
+    )
     clock = clock or SystemClock()
     # The SQL store implements both protocols; an injected store must too.
     keys = KeyService(active_store.keys, clock=clock, cache_seconds=settings.key_cache_seconds)
