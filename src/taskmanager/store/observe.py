@@ -103,6 +103,23 @@ def _aware(value: Any) -> datetime | None:
     return naive_utc(value).replace(tzinfo=UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def worker_statements(conn: Connection, since: datetime) -> dict[str, Select[Any]]:
+    """The statements of ``worker_stats`` by name: the history's last day per worker and event,
+    the tasks each worker holds now, and the run times of the tasks each finished."""
+    run = cast(seconds_between(conn, T.claimed_at, T.completed_at), Float)
+    return {
+        "events": select(H.worker_id, H.event, func.count(), func.max(H.created_at))
+        .where(H.created_at >= since, H.worker_id.is_not(None))
+        .group_by(H.worker_id, H.event),
+        "holding": select(T.claimed_by, func.count(), func.max(T.updated_at))
+        .where(T.status == TaskStatus.CLAIMED.value, T.claimed_by.is_not(None))
+        .group_by(T.claimed_by),
+        "processing": select(T.claimed_by, func.avg(run))
+        .where(T.status.in_(ENDED), T.completed_at >= since, T.claimed_by.is_not(None))
+        .group_by(T.claimed_by),
+    }
+
+
 def worker_stats(since: datetime, conn: Connection) -> list[WorkerStats]:
     seen: dict[str, dict[str, Any]] = {}
 
@@ -111,34 +128,19 @@ def worker_stats(since: datetime, conn: Connection) -> list[WorkerStats]:
             worker_id, {"claimed": 0, "completed": 0, "failed": 0, "last": None, "avg": None}
         )
 
-    events = (
-        select(H.worker_id, H.event, func.count(), func.max(H.created_at))
-        .where(H.created_at >= since, H.worker_id.is_not(None))
-        .group_by(H.worker_id, H.event)
-    )
-    for worker_id, event, n, last in conn.execute(events):
+    statements = worker_statements(conn, since)
+    for worker_id, event, n, last in conn.execute(statements["events"]):
         entry = worker(worker_id)
         if event == "completed":
             entry["completed"] += n
         elif event in FAILED_EVENTS:
             entry["failed"] += n
         entry["last"] = _later(entry["last"], _aware(last))
-    holding = (
-        select(T.claimed_by, func.count(), func.max(T.updated_at))
-        .where(T.status == TaskStatus.CLAIMED.value, T.claimed_by.is_not(None))
-        .group_by(T.claimed_by)
-    )
-    for worker_id, n, last in conn.execute(holding):
+    for worker_id, n, last in conn.execute(statements["holding"]):
         entry = worker(worker_id)
         entry["claimed"] = n
         entry["last"] = _later(entry["last"], _aware(last))  # heartbeats are not in the history
-    run = cast(seconds_between(conn, T.claimed_at, T.completed_at), Float)
-    processing = (
-        select(T.claimed_by, func.avg(run))
-        .where(T.status.in_(ENDED), T.completed_at >= since, T.claimed_by.is_not(None))
-        .group_by(T.claimed_by)
-    )
-    for worker_id, avg in conn.execute(processing):
+    for worker_id, avg in conn.execute(statements["processing"]):
         if worker_id in seen and avg is not None:
             seen[worker_id]["avg"] = float(avg)
     return [
