@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -253,18 +254,22 @@ def test_metrics_need_admin_unless_public(make_api: ServerFactory) -> None:
 
 
 def test_events_over_a_socket_arrive_as_they_happen(make_live_api: ServerFactory) -> None:
-    live = make_live_api(feed=FeedTiming(poll_seconds=0.01))
+    """A create wakes the stream as it wakes a long-polling claimer: its event comes long before
+    the stream's next look (30 s away)."""
+    live = make_live_api(feed=FeedTiming(poll_seconds=30, keepalive_seconds=60))
     register(live)
     client = httpx.Client(base_url=live.url, headers=dict(live.headers), timeout=10)
     with client, client.stream("GET", "/api/events") as stream:
         lines = stream.iter_lines()
         assert next(lines) == ": connected"
+        started = time.monotonic()
         task = create(live)
         seen: list[str] = []
         for line in filter(None, lines):
             seen.append(line)
             if line.startswith("data:"):
                 break
+        assert time.monotonic() - started < 5
         assert seen[0].startswith("id: ")
         assert seen[1] == "event: created"
         assert json.loads(seen[2].removeprefix("data: "))["task_id"] == task["id"]

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from taskmanager.engine.clock import Clock
 from taskmanager.engine.records import TaskStatus
+from taskmanager.engine.signal import WorkSignal
 from taskmanager.engine.store import FeedEvent, Store
 from taskmanager.engine.wire import iso
 
@@ -229,6 +230,7 @@ class FeedTiming:
 
 async def follow(
     store: Store,
+    signal: WorkSignal,
     after: int | None,
     wanted: FeedFilter,
     timing: FeedTiming,
@@ -236,12 +238,18 @@ async def follow(
 ) -> AsyncIterator[FeedItem | KeepAlive | Dropped]:
     """History events after id ``after`` (None: from now on), as they are written by any
     process; a ``KeepAlive`` after each quiet interval; ends when ``stopping()`` says so, or
-    after ``Dropped``."""
+    after ``Dropped``.
+
+    Between looks it waits on the claimers' ``signal``, so what wakes a long-polling claimer
+    (a create or retry here, and from other processes PostgreSQL's NOTIFY or the SQLite file
+    watcher) brings its events at once; every other change is seen at the next look, within
+    ``poll_seconds``."""
     loop = asyncio.get_running_loop()
     cursor = await store.last_event_id() if after is None else after
     quiet_since = loop.time()
     ends = None if timing.lifetime is None else loop.time() + timing.lifetime
     while not stopping() and (ends is None or loop.time() < ends):
+        ticket = signal.ticket()  # taken before reading, so no wake-up is missed
         page = await store.events_after(cursor, timing.page)
         for event in page:
             cursor = event.id
@@ -257,4 +265,4 @@ async def follow(
         if loop.time() - quiet_since >= timing.keepalive_seconds:
             quiet_since = loop.time()
             yield KeepAlive()
-        await asyncio.sleep(timing.poll_seconds)
+        await signal.wait(ticket, timing.poll_seconds)

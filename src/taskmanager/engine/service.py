@@ -340,7 +340,7 @@ class TaskService:
         stopping: Callable[[], bool],
     ) -> AsyncIterator[observe.FeedItem | observe.KeepAlive | observe.Dropped]:
         """The live feed of history events (``engine/observe.py``)."""
-        return observe.follow(self.store, after, wanted, timing, stopping)
+        return observe.follow(self.store, self.signal, after, wanted, timing, stopping)
 
     async def cancel(self, task_id: int, body: models.CancelTask) -> Reply:
         now = self.clock.now()
