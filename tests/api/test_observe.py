@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -273,3 +274,23 @@ def test_events_over_a_socket_arrive_as_they_happen(make_live_api: ServerFactory
         assert seen[0].startswith("id: ")
         assert seen[1] == "event: created"
         assert json.loads(seen[2].removeprefix("data: "))["task_id"] == task["id"]
+
+
+def _open_streams(api: Api) -> float:
+    found = re.search(r"^taskmanager_event_streams (\S+)$", api.get("/api/metrics").text, re.MULTILINE)
+    assert found is not None
+    return float(found.group(1))
+
+
+def test_a_stream_ends_when_its_client_leaves(live_api: Api) -> None:
+    assert _open_streams(live_api) == 0
+    client = httpx.Client(base_url=live_api.url, headers=dict(live_api.headers), timeout=10)
+    with client, client.stream("GET", "/api/events") as stream:
+        lines = stream.iter_lines()  # kept: an iterator dropped early closes the response
+        assert next(lines) == ": connected"
+        assert _open_streams(live_api) == 1
+    # The server notices the hang-up by itself; nothing tells the client when, so look again.
+    deadline = time.monotonic() + 5
+    while _open_streams(live_api) != 0:
+        assert time.monotonic() < deadline, "the stream outlived its client"
+        time.sleep(0.02)

@@ -231,21 +231,20 @@ class FeedTiming:
 async def follow(
     store: Store,
     signal: WorkSignal,
-    after: int | None,
+    after: int,
     wanted: FeedFilter,
     timing: FeedTiming,
     stopping: Callable[[], bool],
 ) -> AsyncIterator[FeedItem | KeepAlive | Dropped]:
-    """History events after id ``after`` (None: from now on), as they are written by any
-    process; a ``KeepAlive`` after each quiet interval; ends when ``stopping()`` says so, or
-    after ``Dropped``.
+    """History events after id ``after``, as they are written by any process; a ``KeepAlive``
+    after each quiet interval; ends when ``stopping()`` says so, or after ``Dropped``.
 
     Between looks it waits on the claimers' ``signal``, so what wakes a long-polling claimer
     (a create or retry here, and from other processes PostgreSQL's NOTIFY or the SQLite file
     watcher) brings its events at once; every other change is seen at the next look, within
     ``poll_seconds``."""
     loop = asyncio.get_running_loop()
-    cursor = await store.last_event_id() if after is None else after
+    cursor = after
     quiet_since = loop.time()
     ends = None if timing.lifetime is None else loop.time() + timing.lifetime
     while not stopping() and (ends is None or loop.time() < ends):

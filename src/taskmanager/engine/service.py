@@ -332,9 +332,13 @@ class TaskService:
         await self.core.expire_due()  # counts after expired leases and deadlines are settled
         return await observe.stats(self.store, self.clock)
 
+    async def event_cursor(self, after: int | None) -> int:
+        """Where a feed starts: after ``after``, or (None) after the newest event now."""
+        return await self.store.last_event_id() if after is None else after
+
     def follow(
         self,
-        after: int | None,
+        after: int,
         wanted: observe.FeedFilter,
         timing: observe.FeedTiming,
         stopping: Callable[[], bool],

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from types import FrameType
 from typing import Any
 
+from prometheus_client import Gauge
 from starlette.responses import StreamingResponse
 
 from taskmanager.engine.observe import Dropped, FeedFilter, FeedItem, FeedTiming, KeepAlive
@@ -71,11 +72,18 @@ def event_stream(
     wanted: FeedFilter,
     timing: FeedTiming,
     shutdown: Shutdown,
+    open_streams: Gauge,
 ) -> StreamingResponse:
     async def body() -> AsyncIterator[bytes]:
-        yield b": connected\n\n"  # the headers and a first byte at once, so clients see it open
-        async for item in engine.follow(after, wanted, timing, shutdown.is_set):
-            yield frame(item)
+        open_streams.inc()
+        try:
+            # "From now on" is fixed before the client learns the stream is open.
+            cursor = await engine.event_cursor(after)
+            yield b": connected\n\n"  # the headers and a first byte at once: clients see it open
+            async for item in engine.follow(cursor, wanted, timing, shutdown.is_set):
+                yield frame(item)
+        finally:  # ended, or cancelled when the client went away
+            open_streams.dec()
 
     headers = {"X-Accel-Buffering": "no"}  # nginx: pass each event on at once
     return StreamingResponse(body(), media_type=EVENT_STREAM, headers=headers)

@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -51,6 +51,12 @@ class Metrics:
         self.completions = self._counter("taskmanager_task_completions", "Tasks completed, by type.")
         self.failures = self._counter(
             "taskmanager_task_failures", "Failed attempts (retried or final), by type."
+        )
+        self.streams = Gauge(
+            "taskmanager_event_streams",
+            "Open GET /events streams.",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
 
     def _counter(self, name: str, doc: str) -> Counter:

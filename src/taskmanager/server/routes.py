@@ -154,7 +154,9 @@ async def events(call: Call[None]) -> Response:
     names = {n.strip() for n in (q["types"] or "").split(",") if n.strip()}
     wanted = FeedFilter(frozenset(names) if names else None, q["task_id"])
     services = call.services
-    return event_stream(call.engine, after, wanted, services.feed, services.shutdown)
+    return event_stream(
+        call.engine, after, wanted, services.feed, services.shutdown, services.metrics.streams
+    )
 
 
 async def metrics(call: Call[None]) -> Response:
