@@ -51,7 +51,12 @@ class _Body(BaseModel):
 
 
 def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """``value`` in UTC. A valid ISO 8601 time can fall outside years 1-9999 once converted
+    (``9999-12-31T23:59:59-23:59``): a ValueError, so the field is named in a 400, not a 500."""
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range: must be within years 1-9999 in UTC") from None
 
 
 class TypeSettings(_Body):
