@@ -172,6 +172,11 @@ SortBy = Literal["created_at", "priority", "id", "attempts"]
 
 
 class ClaimTasks(_Body):
+    """A claim refuses fields it does not know (API.md B.11): a misspelt filter (``task_type``,
+    ``type_patern``) must never widen a claim to every type's work."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     worker_id: WorkerId
     task_type_id: DbId | None = None
     task_type_ids: Annotated[list[DbId], Field(min_length=1, max_length=1000)] | None = None
@@ -247,6 +252,8 @@ def _problem(error: Any) -> str:
         return f"{where}: field required"
     if kind == "model_type" or kind == "dict_type":
         return f"{where}: must be a JSON object"
+    if kind == "extra_forbidden":
+        return f"{where}: unknown field"
     return f"{where}: {error['msg']}"
 
 
