@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import pytest
 
@@ -54,3 +56,22 @@ def test_postgres_starting_up_or_shutting_down_gives_503(message: str) -> None:
                 assert answer.json()["code"] == "unavailable"
                 assert "asyncpg" not in answer.text
         assert database.refused > 0
+
+
+def test_a_503_is_logged_once_naming_its_cause(caplog: pytest.LogCaptureFixture) -> None:
+    """One warning line per cause, however many requests meet it (issue 18: an outage left
+    nothing in the server log)."""
+    with RefusingPostgres(STARTING_UP) as database:
+        url = f"postgresql://nobody@127.0.0.1:{database.port}/none"
+        settings = Settings(database_url=url, migrate_on_start=False, api_key="k" * 32)
+        with (
+            caplog.at_level(logging.WARNING, logger="taskmanager.server"),
+            RunningServer(create_app(settings)) as server,
+        ):
+            for path in ("/health", "/api/tasks", "/api/task-types", "/api/tasks", "/health"):
+                answer = httpx.get(f"{server.url}{path}", headers={"X-API-Key": "k" * 32}, timeout=30)
+                assert answer.status_code == 503
+    lines = [r.getMessage() for r in caplog.records if r.name == "taskmanager.server"]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("503 unavailable: GET /api/health: CannotConnectNowError: "), lines
+    assert STARTING_UP in lines[0]

@@ -29,6 +29,7 @@ from taskmanager.errors import TaskManagerError, ValidationFailed
 from taskmanager.server.auth import Authenticator
 from taskmanager.server.body import body
 from taskmanager.server.envelope import error, ok
+from taskmanager.server.outage import OutageLog
 
 B = TypeVar("B")
 
@@ -68,6 +69,8 @@ class Services:
     engine: TaskService
     keys: KeyService
     auth: Authenticator
+    #: One per app: a 503's cause is logged at most once a minute, whichever route met it.
+    outages: OutageLog = field(default_factory=OutageLog)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,8 @@ class RouteEndpoint:
         try:
             response = ok(await self.answer(request))
         except TaskManagerError as exc:
+            if exc.status == 503:
+                self.services.outages.unavailable(request.method, request.url.path, exc)
             response = error(exc)
         await response(scope, receive, send)
 
