@@ -287,7 +287,10 @@ def _key_line(key: dict[str, object]) -> str:
     limit = f"{key['rate_limit']}/min" if key["rate_limit"] else "default limit"
     scopes = " ".join(str(s) for s in key["scopes"])  # type: ignore[attr-defined]
     used = key["last_used_at"] or "never"
-    return f"{key['id']}\t{key['prefix']}\t{state}\t{key['name']}\t{scopes}\t{limit}\tlast used {used}"
+    line = f"{key['id']}\t{key['prefix']}\t{state}\t{key['name']}\t{scopes}\t{limit}\tlast used {used}"
+    if key.get("types") is not None:
+        line += "\ttypes " + " ".join(str(t) for t in key["types"])  # type: ignore[attr-defined]
+    return line
 
 
 @keys_app.command("create")
@@ -304,6 +307,14 @@ def keys_create(
     rate_limit: Annotated[
         int | None, typer.Option(help="Requests per minute (default: the server's).")
     ] = None,
+    types: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--types",
+            "-t",
+            help="Limit the key to task types matching this pattern, '*' any characters (repeatable).",
+        ),
+    ] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Create a key and print it once (to stdout; nothing else goes there)."""
@@ -313,7 +324,8 @@ def keys_create(
 
     try:
         body = models.parse_body(
-            models.CreateApiKey, {"name": name, "scopes": scope, "rate_limit": rate_limit}
+            models.CreateApiKey,
+            {"name": name, "scopes": scope, "rate_limit": rate_limit, "types": types or None},
         )
         reply = asyncio.run(_with_keys(database_url, lambda keys: keys.create(body)))
     except TaskManagerError as exc:

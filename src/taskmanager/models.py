@@ -234,6 +234,14 @@ class CreateApiKey(_Body):
     name: Annotated[StrictStr, Field(min_length=1, max_length=255)]
     scopes: Annotated[list[StrictStr], Field(min_length=1, max_length=20)]
     rate_limit: Annotated[StrictInt, Field(ge=1, le=1_000_000)] | None = None
+    #: Task-type name patterns (``*``: any run of characters) the key is limited to; None: all.
+    types: (
+        Annotated[
+            list[Annotated[StrictStr, Field(min_length=1, max_length=255)]],
+            Field(min_length=1, max_length=100),
+        ]
+        | None
+    ) = None
 
 
 def refuse_unsupported(body: BaseModel, *names: str) -> None:
@@ -486,6 +494,8 @@ class ApiKeyOut(_Out):
     prefix: str
     scopes: list[str]
     rate_limit: int | None
+    #: The type-name patterns the key is limited to; null: every type.
+    types: list[str] | None = None
     is_active: bool
     created_at: datetime
     last_used_at: datetime | None
