@@ -270,6 +270,13 @@ class InProcessServer:
         await self._step("shutdown")
         assert self._lifespan is not None
         await self._lifespan
+        # An app that leaves work running past its shutdown would have it cut off when the
+        # process exits (and its database connections dropped unclosed): fail the test instead.
+        left = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+        assert not left, f"the app left tasks running after its shutdown: {sorted(map(repr, left))}"
 
     async def _step(self, step: str) -> None:
         assert self._messages is not None

@@ -128,6 +128,21 @@ def serve(
     stats_max_age: Annotated[
         float | None, typer.Option(help="Seconds /stats, /workers and /metrics reuse an answer (0: never).")
     ] = None,
+    request_timeout: Annotated[
+        float | None, typer.Option(help="Seconds a client has to send a whole request (else 408).")
+    ] = None,
+    keep_alive_timeout: Annotated[
+        int | None, typer.Option(help="Seconds an idle keep-alive connection is kept.")
+    ] = None,
+    max_header_bytes: Annotated[
+        int | None, typer.Option(help="Largest request line and headers (else 431).")
+    ] = None,
+    max_connections: Annotated[
+        int | None, typer.Option(help="Open connections per server process (more: 503).")
+    ] = None,
+    max_concurrent_requests: Annotated[
+        int | None, typer.Option(help="Requests run at once per server process (more: 503; 0: no limit).")
+    ] = None,
     workers: Annotated[int, typer.Option(help="Server processes (uvicorn workers).")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
@@ -154,6 +169,11 @@ def serve(
         deny_ips=deny_ips,
         metrics_public=metrics_public,
         stats_max_age=stats_max_age,
+        request_timeout=request_timeout,
+        keep_alive_timeout=keep_alive_timeout,
+        max_header_bytes=max_header_bytes,
+        max_connections=max_connections,
+        max_concurrent_requests=max_concurrent_requests,
     )
     from taskmanager.serve_policy import plan_serve
     from taskmanager.store import display_url
@@ -194,6 +214,9 @@ def serve(
     console.print(f"  docs: http://{settings.host}:{settings.port}/api/docs")
     import uvicorn
 
+    from taskmanager.server.http import raise_open_files_limit, uvicorn_options
+
+    raise_open_files_limit(settings.max_connections)
     uvicorn.run(
         "taskmanager.server.app:create_app_from_env",
         factory=True,
@@ -203,9 +226,9 @@ def serve(
         log_level=log_level,
         access_log=False,
         loop="auto",
-        http="auto",
         # The app decides whose X-Forwarded-For to believe (TASKMANAGER_TRUSTED_PROXIES).
         proxy_headers=False,
+        **uvicorn_options(settings),
     )
 
 
@@ -281,7 +304,10 @@ def _key_line(key: dict[str, object]) -> str:
     limit = f"{key['rate_limit']}/min" if key["rate_limit"] else "default limit"
     scopes = " ".join(str(s) for s in key["scopes"])  # type: ignore[attr-defined]
     used = key["last_used_at"] or "never"
-    return f"{key['id']}\t{key['prefix']}\t{state}\t{key['name']}\t{scopes}\t{limit}\tlast used {used}"
+    line = f"{key['id']}\t{key['prefix']}\t{state}\t{key['name']}\t{scopes}\t{limit}\tlast used {used}"
+    if key.get("types") is not None:
+        line += "\ttypes " + " ".join(str(t) for t in key["types"])  # type: ignore[attr-defined]
+    return line
 
 
 @keys_app.command("create")
@@ -298,6 +324,14 @@ def keys_create(
     rate_limit: Annotated[
         int | None, typer.Option(help="Requests per minute (default: the server's).")
     ] = None,
+    types: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--types",
+            "-t",
+            help="Limit the key to task types matching this pattern, '*' any characters (repeatable).",
+        ),
+    ] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Create a key and print it once (to stdout; nothing else goes there)."""
@@ -307,7 +341,8 @@ def keys_create(
 
     try:
         body = models.parse_body(
-            models.CreateApiKey, {"name": name, "scopes": scope, "rate_limit": rate_limit}
+            models.CreateApiKey,
+            {"name": name, "scopes": scope, "rate_limit": rate_limit, "types": types or None},
         )
         reply = asyncio.run(_with_keys(database_url, lambda keys: keys.create(body)))
     except TaskManagerError as exc:

@@ -294,3 +294,12 @@ def test_a_stream_ends_when_its_client_leaves(live_api: Api) -> None:
     while _open_streams(live_api) != 0:
         assert time.monotonic() < deadline, "the stream outlived its client"
         time.sleep(0.02)
+
+
+def test_an_open_stream_takes_no_request_slot(make_live_api: ServerFactory) -> None:
+    live = make_live_api(max_concurrent_requests=1)
+    client = httpx.Client(base_url=live.url, headers=dict(live.headers), timeout=10)
+    with client, client.stream("GET", "/api/events") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == ": connected"
+        assert ok(live.get("/api/stats"))["by_type"] == []  # not 503 Server busy

@@ -254,6 +254,59 @@ async def test_update_many_writes_each_row_what_it_was_given(store: SqlStore, cl
     assert await store.update_tasks([]) == []
 
 
+async def test_a_batch_of_one_shape_compares_each_row_with_its_own_values(
+    store: SqlStore, clock: FrozenClock
+) -> None:
+    """The usual batch complete: every change alike but in its values (holder, token, result).
+    Each row is compared with its own expectation — holder, token, a lease still running, the
+    type's dedupe scope — and a miss leaves its row and history alone."""
+    kept = await make_type(store, "kept", clock.now(), dedupe="all")
+    freed = await make_type(store, "freed", clock.now(), dedupe="active")
+    made = [await add_task(store, kept, clock.now()) for _ in range(4)]
+    other = await add_task(store, freed, clock.now())
+    held = {}
+    for n, task in enumerate([*made, other]):
+        (held[task.id],) = await claim(store, clock.now(), f"w{n}", lease_seconds=30 if n == 0 else 60)
+        assert held[task.id].id == task.id  # claims take the oldest first
+    clock.advance(31)  # w0's lease (30 s) has run out; the others' have not
+    now = clock.now()
+
+    def complete(task: Task, worker_id: str, token: str | None) -> TaskChange:
+        return TaskChange(
+            task.id,
+            Expected(
+                {"status": TaskStatus.CLAIMED, "claimed_by": worker_id, "lease_token": token},
+                lease_alive_at=now,
+                dedupe_scopes=(DedupeScope.ALL, DedupeScope.NONE),
+            ),
+            {"status": TaskStatus.COMPLETED, "result": {"by": worker_id}, "completed_at": now},
+            (NewEvent(HistoryEvent.COMPLETED, worker_id, None, None),),
+            now,
+        )
+
+    token = {task_id: task.lease_token for task_id, task in held.items()}
+    changes = [
+        complete(made[3], "w3", token[made[3].id]),  # matches
+        complete(made[0], "w0", token[made[0].id]),  # its lease ran out
+        complete(made[1], "w1", token[made[1].id]),  # matches
+        complete(made[2], "w9", token[made[2].id]),  # not its holder
+        complete(other, "w4", token[other.id]),  # its type's dedupe scope is another
+    ]
+    after = await store.update_tasks(changes)
+    assert [t.id if t is not None else None for t in after] == [made[3].id, None, made[1].id, None, None]
+    for task, worker_id in ((made[3], "w3"), (made[1], "w1")):
+        stored = await _get(store, task.id)
+        expected = (TaskStatus.COMPLETED, {"by": worker_id}, now)
+        assert (stored.status, stored.result, stored.completed_at) == expected
+        assert stored in after
+        events = await store.list_events(task.id)
+        assert (events[-1].event, events[-1].worker_id) == ("completed", worker_id)
+    for task in (made[0], made[2], other):
+        stored = await _get(store, task.id)
+        assert (stored.status, stored.result) == (TaskStatus.CLAIMED, None)
+        assert [e.event for e in await store.list_events(task.id)][-1] == "claimed"
+
+
 async def test_get_tasks_reads_those_that_exist_in_id_order(store: SqlStore, clock: FrozenClock) -> None:
     task_type = await make_type(store, "t", clock.now())
     made = [await add_task(store, task_type, clock.now()) for _ in range(3)]

@@ -24,12 +24,14 @@ from taskmanager.engine.service import TaskService
 from taskmanager.engine.store import Store
 from taskmanager.errors import NotFound, TaskManagerError
 from taskmanager.server.auth import Authenticator
+from taskmanager.server.busy import ConcurrencyGuard
 from taskmanager.server.envelope import error
 from taskmanager.server.events import Shutdown
 from taskmanager.server.metrics import CountingStore, Metrics
 from taskmanager.server.middleware import EdgeMiddleware
 from taskmanager.server.network import AddressPolicy, parse_networks
 from taskmanager.server.openapi import document_routes
+from taskmanager.server.outage import OutageLog
 from taskmanager.server.ratelimit import open_limiter
 from taskmanager.server.routes import METRICS_PATH, ROUTES
 from taskmanager.server.table import Route, RouteEndpoint, Services
@@ -110,7 +112,7 @@ def create_app(
         shutdown.on_signals()
         yield
         shutdown.set()
-        await keys.flush()
+        await keys.close()
         await limiter.close()
         if owned:
             await active_store.close()
@@ -123,12 +125,14 @@ def create_app(
     edge = Middleware(
         EdgeMiddleware, origins=settings.origins(), max_body=settings.max_request_bytes, addresses=addresses
     )
+    outages = OutageLog()
+    busy = Middleware(ConcurrencyGuard, limit=settings.max_concurrent_requests, outages=outages)
     shutdown = Shutdown()
-    services = Services(engine, keys, auth, metrics, feed or FeedTiming(), shutdown)
+    services = Services(engine, keys, auth, outages, metrics, feed or FeedTiming(), shutdown)
     routes = [public_metrics(r) if settings.metrics_public else r for r in ROUTES]
     app = Starlette(
         routes=[*starlette_routes(routes, services), *document_routes(routes)],
-        middleware=[edge],
+        middleware=[edge, busy],
         exception_handlers={HTTPException: on_http_error},
         lifespan=lifespan,
     )

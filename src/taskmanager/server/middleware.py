@@ -12,6 +12,7 @@ import re
 import secrets
 from collections.abc import Iterable
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskmanager.errors import Forbidden, InternalError, PayloadTooLarge, TaskManagerError
@@ -133,6 +134,14 @@ class EdgeMiddleware:
 
         try:
             await self.app(scope, _limited(receive, self.max_body), tracking_send)
+        except ClientDisconnect:
+            # The client hung up mid-body: nobody is left to answer, and nothing went wrong here.
+            log.debug(
+                "client hung up before its request was read: %s %s (request %s)",
+                scope["method"],
+                path,
+                request_id,
+            )
         except Exception:
             log.exception("unhandled error in %s %s (request %s)", scope["method"], path, request_id)
             if not started:

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from taskmanager.engine import scope as type_scope
 from taskmanager.engine.access import KeyService
 from taskmanager.engine.observe import FeedTiming
 from taskmanager.engine.service import Reply, TaskService
@@ -34,6 +35,7 @@ from taskmanager.server.body import body
 from taskmanager.server.envelope import error, ok
 from taskmanager.server.events import Shutdown
 from taskmanager.server.metrics import Metrics
+from taskmanager.server.outage import OutageLog
 
 B = TypeVar("B")
 
@@ -74,6 +76,8 @@ class Services:
     engine: TaskService
     keys: KeyService
     auth: Authenticator
+    #: One per app: a 503's cause is logged at most once a minute, whichever route met it.
+    outages: OutageLog = field(default_factory=OutageLog)
     metrics: Metrics = field(default_factory=Metrics)
     feed: FeedTiming = field(default_factory=FeedTiming)
     shutdown: Shutdown = field(default_factory=Shutdown)
@@ -161,6 +165,8 @@ class RouteEndpoint:
             answer = await self.answer(request)
             response = answer if isinstance(answer, Response) else ok(answer)
         except TaskManagerError as exc:
+            if exc.status == 503:
+                self.services.outages.unavailable(request.method, request.url.path, exc)
             response = error(exc)
         finally:  # the time to the answer (a stream's: to its start), a crash counted as 500
             status = 500 if response is None else response.status_code
@@ -171,8 +177,18 @@ class RouteEndpoint:
     async def answer(self, request: Request) -> Reply | Response:
         route = self.route
         query = {param.name: param.read(request) for param in route.query}
+        principal = None
         if route.scope is not None:
-            await self.services.auth.check(request, route.scope)
+            principal = await self.services.auth.check(request, route.scope)
+        # The key's task types, for the engine to enforce (engine/scope.py); reset on the way out
+        # so that a caller running the app in its own context (embedded mode) keeps none.
+        token = type_scope.current.set(None if principal is None else principal.types)
+        try:
+            return await self._answer(request, route, query)
+        finally:
+            type_scope.current.reset(token)
+
+    async def _answer(self, request: Request, route: Route[Any], query: dict[str, Any]) -> Reply | Response:
         parsed = None
         if route.body is not None:
             parsed = await body(

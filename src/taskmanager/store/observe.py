@@ -1,6 +1,6 @@
 """The SQL of observing the queue (``GET /stats``, ``/workers``, ``/events``, ``/metrics``).
 
-Every query here reads an index range, never the whole table (migration 0003 added the indexes;
+Every query here reads an index range, never the whole table (migration 0004 added the indexes;
 ``tests/contract/test_query_plans.py`` checks the plans): counts per type and status from
 ``ix_tasks_type_status_created`` (index only), the oldest pending task per type from the same
 index (one entry per type), the tasks that ended recently from ``ix_tasks_status_completed`` and

@@ -54,6 +54,8 @@ _DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
 _TIMESTAMPS = frozenset(c.name for c in tasks.columns if isinstance(c.type, UTCDateTime))
 #: History columns a statement writes, in order (``id`` is the database's).
 HISTORY_COLUMNS = tuple(c.name for c in task_history.columns if c.name != "id")
+#: What each of a change's events carries (its task and instant are the change's).
+_EVENT_VALUES = ("event", "worker_id", "message", "metadata")
 
 
 def naive(value: Any) -> Any:
@@ -113,6 +115,7 @@ class _Binds(ClaimValues):
         "worker_id": T.claimed_by.type,
         "type_like": TT.name.type,
         "type_names": ARRAY(String),
+        "type_scope": ARRAY(String),
         "type_ids": ARRAY(BigInteger),
     }
 
@@ -121,6 +124,12 @@ class _Binds(ClaimValues):
 
     def member(self, column: ColumnElement[Any], name: str, values: tuple[Any, ...]) -> ColumnElement[bool]:
         return column == any_(bindparam(name, type_=self.TYPES[name]))
+
+    def like_any(
+        self, column: ColumnElement[str], name: str, patterns: tuple[str, ...]
+    ) -> ColumnElement[bool]:
+        # LIKE ANY takes no ESCAPE clause; PostgreSQL's default escape is the patterns' backslash.
+        return column.like(any_(bindparam(name, type_=self.TYPES[name])))
 
 
 class PgStatements:
@@ -245,6 +254,7 @@ class PgStatements:
             "claim",
             query.type_like is not None,
             query.type_names is not None,
+            query.type_scope is not None,
             query.type_ids is not None,
             query.order,
             tuple(changes),
@@ -259,6 +269,7 @@ class PgStatements:
             worker_id=query.worker_id,
             type_like=query.type_like,
             type_names=None if query.type_names is None else list(query.type_names),
+            type_scope=None if query.type_scope is None else list(query.type_scope),
             type_ids=None if query.type_ids is None else list(query.type_ids),
             limit=query.limit,
             lease_seconds=params.lease_seconds,
@@ -327,15 +338,7 @@ class PgStatements:
         expected = change.expected
         compared = encode_changes(expected.columns)
         changes = encode_changes(change.changes)
-        shape = (
-            "update",
-            tuple((name, value is None) for name, value in compared.items()),
-            expected.lease_alive_at is not None,
-            bool(expected.dedupe_scopes),
-            tuple(changes),
-            len(change.events),
-            change.wakes,
-        )
+        shape = self.update_shape(change, compared)
         compiled = self._shaped(shape, lambda: self._update_statement(shape))
         values: dict[str, Any] = {"id": change.task_id, "event_at": naive_utc(change.now)}
         values.update((f"x_{name}", naive(value)) for name, value in compared.items() if value is not None)
@@ -350,6 +353,114 @@ class PgStatements:
             values[f"e{n}_message"] = event.message
             values[f"e{n}_metadata"] = dump(event.metadata)
         return Statement(compiled, compiled.args(values))
+
+    @staticmethod
+    def update_shape(change: TaskChange, compared: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
+        """What decides the text of a change's statement: which columns it compares (and which
+        with NULL), whether it checks the lease and the dedupe scopes, which columns it writes,
+        how many events it records, whether it wakes claimers. (``compared``: the expected
+        columns encoded, when the caller has them already.)"""
+        expected = change.expected
+        if compared is None:
+            compared = encode_changes(expected.columns)
+        return (
+            "update",
+            tuple((name, value is None) for name, value in compared.items()),
+            expected.lease_alive_at is not None,
+            tuple(scope.value for scope in expected.dedupe_scopes),
+            tuple(change.changes),
+            len(change.events),
+            change.wakes,
+        )
+
+    def update_many(self, changes: Sequence[TaskChange]) -> Statement:
+        """``update`` for many tasks at once, as one statement: changes of one ``shape`` (see
+        ``update_shape``) on distinct tasks, each row's values unnested beside its id. It returns
+        the tasks that matched, as they are after the change; a task it does not return did not
+        match (or is gone)."""
+        first = changes[0]
+        shape = self.update_shape(first)
+        _, compared, lease_alive, _scopes, changed, events, _wakes = shape
+        compiled = self._shaped(("update many", *shape), lambda: self._update_many_statement(shape))
+        values: dict[str, Any] = {"a_id": [change.task_id for change in changes]}
+        expected = [encode_changes(change.expected.columns) for change in changes]
+        times = {change.now for change in changes}
+        converted = {at: naive_utc(at) for at in times}  # a batch mostly shares one instant
+        values["a_event_at"] = [converted[change.now] for change in changes]
+        for name, is_null in compared:
+            if not is_null:
+                values[f"a_x_{name}"] = [naive(row[name]) for row in expected]
+        encoded = [encode_changes(change.changes) for change in changes]
+        for name in changed:
+            column = [row[name] for row in encoded]
+            values[f"a_c_{name}"] = [naive(v) for v in column] if name in _TIMESTAMPS else column
+        if lease_alive:
+            values["a_alive_at"] = [naive(change.expected.lease_alive_at) for change in changes]
+        if first.expected.dedupe_scopes:
+            values["scopes"] = [scope.value for scope in first.expected.dedupe_scopes]
+        for n in range(events):
+            happened = [change.events[n] for change in changes]
+            values[f"a_e{n}_event"] = [event.event.value for event in happened]
+            values[f"a_e{n}_worker_id"] = [event.worker_id for event in happened]
+            values[f"a_e{n}_message"] = [event.message for event in happened]
+            values[f"a_e{n}_metadata"] = [dump(event.metadata) for event in happened]
+        return Statement(compiled, compiled.args(values))
+
+    def _update_many_statement(self, shape: tuple[Any, ...]) -> Any:
+        _, compared, lease_alive, scopes, changed, events, wakes = shape
+        per_row = [func.unnest(_array("a_id", T.id)).label("id")]
+        per_row.append(func.unnest(_array("a_event_at", H.created_at)).label("event_at"))
+        per_row += [
+            func.unnest(_array(f"a_x_{name}", T[name])).label(f"x_{name}")
+            for name, is_null in compared
+            if not is_null
+        ]
+        per_row += [func.unnest(_array(f"a_c_{name}", T[name])).label(f"c_{name}") for name in changed]
+        if lease_alive:
+            per_row.append(func.unnest(_array("a_alive_at", T.lease_expires_at)).label("alive_at"))
+        for n in range(events):
+            per_row += [
+                func.unnest(_array(f"a_e{n}_{name}", H[name])).label(f"e{n}_{name}") for name in _EVENT_VALUES
+            ]
+        unnested = select(*per_row).subquery("u")
+        where: list[Any] = [T.id == unnested.c.id, TT.id == T.type_id]
+        for name, is_null in compared:
+            where.append(T[name].is_(None) if is_null else T[name] == unnested.c[f"x_{name}"])
+        if lease_alive:
+            where.append(or_(T.lease_expires_at.is_(None), T.lease_expires_at > unnested.c.alive_at))
+        if scopes:
+            where.append(TT.dedupe == any_(bindparam("scopes", type_=ARRAY(String))))
+        event_columns = [unnested.c.event_at.label("event_at")] + [
+            unnested.c[f"e{n}_{name}"] for n in range(events) for name in _EVENT_VALUES
+        ]
+        changed_rows = (
+            update(tasks)
+            .where(*where)
+            .values({name: unnested.c[f"c_{name}"] for name in changed})
+            .returning(*task_columns(self.defaults, _utc), *event_columns)
+            .cte("changed")
+        )
+        result = select(*changed_rows.c)
+        if events:
+            rows = [
+                select(
+                    changed_rows.c.id,
+                    changed_rows.c[f"e{n}_event"],
+                    changed_rows.c[f"e{n}_worker_id"],
+                    changed_rows.c[f"e{n}_message"],
+                    changed_rows.c[f"e{n}_metadata"],
+                    changed_rows.c.event_at,
+                )
+                for n in range(events)
+            ]
+            source = rows[0] if events == 1 else union_all(*rows)
+            result = result.add_cte(insert(task_history).from_select(HISTORY_COLUMNS, source).cte("history"))
+        if wakes:
+            wake = select(
+                func.pg_notify(literal_column(f"'{WORK_CHANNEL}'"), literal_column("''"))
+            ).select_from(changed_rows)
+            result = result.add_columns(select(func.count()).select_from(wake.subquery()).scalar_subquery())
+        return result
 
     def _update_statement(self, shape: tuple[Any, ...]) -> Any:
         _, compared, lease_alive, scoped, changed, events, wakes = shape

@@ -10,9 +10,12 @@ built with SQLAlchemy Core and compiled once per shape (``pgstatements.py``):
   ``max_pending`` count), its history event and the NOTIFY that wakes claimers;
 * **claim** — pick with ``FOR UPDATE OF tasks SKIP LOCKED``, update, history, in CTEs;
 * **update_task** — ``UPDATE … WHERE <expected> RETURNING``, its history and NOTIFY in CTEs;
-* **update_tasks** (a batch complete, the expiry sweep) and **get_tasks** — the rows locked in id
-  order and read, the changes judged on them (``verbs.plan_updates``), then one UPDATE per shape
-  of change and one history INSERT with their values unnested, in one transaction.
+* **update_tasks** — a batch whose changes share one shape on distinct tasks (a worker's batch of
+  successes) as one statement: ``update_task``'s, with each row's values unnested; any other batch
+  (the expiry sweep, mixed outcomes) with its rows locked in id order and read, the changes judged
+  on them (``verbs.plan_updates``), then one UPDATE per shape of change and one history INSERT
+  with their values unnested, in one transaction;
+* **get_tasks** — one statement.
 
 Everything else (batch creates, listing, types, keys) is the shared SQLAlchemy implementation.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -40,7 +43,13 @@ from taskmanager.engine.store import (
 from taskmanager.errors import Unavailable
 from taskmanager.store import verbs
 from taskmanager.store.base import Listener, SqlStore
-from taskmanager.store.database import CONNECT_TIMEOUT, STATEMENT_TIMEOUT, Database
+from taskmanager.store.database import (
+    ASYNCPG_CONNECTION_ERRORS,
+    CONNECT_TIMEOUT,
+    DEADLOCK_RETRIES,
+    STATEMENT_TIMEOUT,
+    Database,
+)
 from taskmanager.store.listen import PgListener
 from taskmanager.store.operations import WORK_CHANNEL, created
 from taskmanager.store.pgpool import ConnectionPool
@@ -57,15 +66,7 @@ PLANNER_SETTINGS = {"enable_sort": "off", "enable_bitmapscan": "off"}
 CREATE_ATTEMPTS = 3
 
 #: Errors meaning the database or the connection to it is gone (a 503, never a 500).
-_CONNECTION_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
-)
+_CONNECTION_ERRORS = (OSError, TimeoutError, *ASYNCPG_CONNECTION_ERRORS)
 
 
 class PostgresStore(SqlStore):
@@ -187,12 +188,16 @@ class PostgresStore(SqlStore):
         return None if row is None else task_from_row(row)
 
     async def update_tasks(self, changes: Sequence[TaskChange]) -> list[Task | None]:
-        """The batch in one transaction: its rows locked in id order and read, the changes judged
-        on them (``verbs.plan_updates``), then one UPDATE per shape of change, one INSERT of the
-        history rows and the NOTIFY, each with its values unnested."""
+        """A batch of one shape on distinct tasks (a worker's successes, the usual batch
+        complete) is one statement, ``update_many``: the compare-and-set of each row in SQL, as
+        a single change's. Any other batch runs in one transaction: its rows locked in id order
+        and read, the changes judged on them (``verbs.plan_updates``), then one UPDATE per shape
+        of change, one INSERT of the history rows and the NOTIFY, each with its values unnested."""
         if not changes:
             return []
         statements = self.statements
+        if _one_shape(changes, statements.update_shape):
+            return await self._update_many(changes)
         locked = statements.tasks_by_ids(sorted({change.task_id for change in changes}), lock=True)
         async with self._connection() as conn, conn.transaction():
             rows = await conn.fetch(locked.sql, *locked.args)
@@ -206,8 +211,32 @@ class PostgresStore(SqlStore):
                 await conn.execute(write.sql, *write.args)
         return plan.results
 
+    async def _update_many(self, changes: Sequence[TaskChange]) -> list[Task | None]:
+        # The rows go in id order, so two batches over the same tasks lock them in the same order;
+        # should the plan take them otherwise and deadlock, the statement is whole or nothing,
+        # and run again.
+        statement = self.statements.update_many(sorted(changes, key=attrgetter("task_id")))
+        for attempt in range(DEADLOCK_RETRIES):
+            try:
+                async with self._connection() as conn:
+                    rows = await conn.fetch(statement.sql, *statement.args)
+                break
+            except asyncpg.DeadlockDetectedError:
+                if attempt == DEADLOCK_RETRIES - 1:
+                    raise
+        after = {task.id: task for task in map(task_from_row, rows)}
+        return [after.get(change.task_id) for change in changes]
+
     def listener_for(self, on_work: Callable[[], None], waiting: threading.Event) -> Listener | None:
         return PgListener(self.db.url, WORK_CHANNEL, on_work)
+
+
+def _one_shape(changes: Sequence[TaskChange], shape_of: Callable[[TaskChange], Hashable]) -> bool:
+    """Whether ``changes`` touch distinct tasks and share one statement shape."""
+    if len({change.task_id for change in changes}) != len(changes):
+        return False
+    first = shape_of(changes[0])
+    return all(shape_of(change) == first for change in changes[1:])
 
 
 def _in_order(claimed: list[Task], order: tuple[tuple[str, bool], ...]) -> list[Task]:
