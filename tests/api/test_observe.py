@@ -303,3 +303,18 @@ def test_an_open_stream_takes_no_request_slot(make_live_api: ServerFactory) -> N
         lines = stream.iter_lines()
         assert next(lines) == ": connected"
         assert ok(live.get("/api/stats"))["by_type"] == []  # not 503 Server busy
+
+
+def test_a_key_limited_to_types_observes_only_theirs(api: Api) -> None:
+    busy_queue(api)
+    body = {"name": "b only", "scopes": ["tasks:read"], "types": ["b.*"]}
+    key = ok(api.post("/api/api-keys", json=body))["key"]
+    with api.new_client({"X-API-Key": key}) as limited:
+        data = ok(limited.get("/api/stats"))
+        assert [t["type"] for t in data["by_type"]] == ["b.two"]
+        assert data["by_status"] == {"pending": 1, "claimed": 0, "completed": 0, "failed": 0, "cancelled": 0}
+        assert data["workers_active"] == 0  # w1 holds an a.one task
+        assert sum(m["completed"] + m["failed"] for m in data["throughput"]) == 0
+        events = limited.get("/api/events", headers={"Last-Event-ID": "0"}).text
+        assert {m["data"]["type"] for m in sse(events) if "data" in m} == {"b.two"}
+    assert ok(api.get("/api/stats"))["workers_active"] == 1  # the admin key sees every type

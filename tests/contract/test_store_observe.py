@@ -69,7 +69,7 @@ async def test_queue_stats_counts_per_type_and_the_recent_ends(store: SqlStore, 
     assert abs(stats_a.avg_run_seconds - 3) < 0.001
     assert (empty.type, empty.counts, empty.oldest_pending_at) == ("empty", {}, None)
     minute = clock.now().strftime("%Y-%m-%d %H:%M")
-    assert found.minutes == [(minute, "completed", 1)]
+    assert found.minutes == [(minute, "a", "completed", 1)]
     assert found.workers_active == 0
     later = await store.queue_stats(clock.now() + timedelta(hours=2), clock.now() + timedelta(hours=1))
     assert (later.types[0].completed_recent, later.minutes) == (0, [])

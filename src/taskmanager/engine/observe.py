@@ -17,8 +17,9 @@ from typing import Any, Generic, TypeVar
 
 from taskmanager.engine.clock import Clock
 from taskmanager.engine.records import TaskStatus
+from taskmanager.engine.scope import TypeScope
 from taskmanager.engine.signal import WorkSignal
-from taskmanager.engine.store import FeedEvent, Store
+from taskmanager.engine.store import FeedEvent, QueueStats, Store
 from taskmanager.engine.wire import iso
 
 T = TypeVar("T")
@@ -109,16 +110,21 @@ def _seconds(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-async def stats(store: Store, clock: Clock) -> dict[str, Any]:
-    """The data of ``GET /stats``."""
+async def queue_stats(store: Store, clock: Clock) -> tuple[datetime, QueueStats]:
+    """What ``GET /stats`` is made of, read at one instant (kept by a ``Snapshot``)."""
     now = clock.now()
-    found = await store.queue_stats(now, now - RECENT)
+    return now, await store.queue_stats(now, now - RECENT)
+
+
+def stats(at: datetime, found: QueueStats, allowed: Callable[[str], bool]) -> dict[str, Any]:
+    """The data of ``GET /stats``, of the types ``allowed`` (a key limited to types sees only
+    theirs: counts, throughput, and the workers holding their tasks)."""
     by_status = dict.fromkeys((s.value for s in TaskStatus), 0)
     by_type = []
-    for t in found.types:
+    for t in (t for t in found.types if allowed(t.type)):
         for status, n in t.counts.items():
             by_status[status] = by_status.get(status, 0) + n
-        oldest = None if t.oldest_pending_at is None else (now - t.oldest_pending_at).total_seconds()
+        oldest = None if t.oldest_pending_at is None else (at - t.oldest_pending_at).total_seconds()
         by_type.append(
             {
                 "type": t.type,
@@ -129,18 +135,24 @@ async def stats(store: Store, clock: Clock) -> dict[str, Any]:
                 "avg_run_seconds": _seconds(t.avg_run_seconds),
             }
         )
+    every = all(allowed(t.type) for t in found.types)
+    workers = (
+        found.workers_active if every else sum(n for t, n in found.workers_by_type.items() if allowed(t))
+    )
     return {
         "by_status": by_status,
         "by_type": by_type,
-        "workers_active": found.workers_active,
-        "throughput": throughput(now, found.minutes),
+        "workers_active": workers,
+        "throughput": throughput(at, [(m, s, n) for m, t, s, n in found.minutes if allowed(t)]),
     }
 
 
 def throughput(now: datetime, minutes: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
     """The last 60 minutes, oldest first, each with its completed and failed counts (0 if none)."""
     this_minute = now.replace(second=0, microsecond=0)
-    counted: dict[tuple[str, str], int] = {(m, s): n for m, s, n in minutes}
+    counted: dict[tuple[str, str], int] = {}
+    for m, s, n in minutes:
+        counted[m, s] = counted.get((m, s), 0) + n
     rows = []
     for back in range(59, -1, -1):
         minute = this_minute - timedelta(minutes=back)
@@ -210,9 +222,13 @@ class Dropped:
 class FeedFilter:
     types: frozenset[str] | None = None
     task_id: int | None = None
+    #: The types the reader's key is limited to (None: every type).
+    scope: TypeScope | None = None
 
     def wants(self, event: FeedEvent) -> bool:
         if self.task_id is not None and event.task_id != self.task_id:
+            return False
+        if self.scope is not None and (event.type is None or not self.scope.allows(event.type)):
             return False
         return self.types is None or event.type in self.types
 

@@ -35,7 +35,15 @@ from taskmanager.engine.replies import (
 )
 from taskmanager.engine.schema import PATTERN_TIME_BUDGET, ParamValidator, check_param_schema
 from taskmanager.engine.signal import WorkSignal
-from taskmanager.engine.store import InsertOutcome, InsertResult, InsertTask, SaveType, Store, TaskQuery
+from taskmanager.engine.store import (
+    InsertOutcome,
+    InsertResult,
+    InsertTask,
+    QueueStats,
+    SaveType,
+    Store,
+    TaskQuery,
+)
 from taskmanager.engine.transitions import Transitions
 from taskmanager.engine.wire import event_data, task_data, type_data
 from taskmanager.engine.work import WorkerOperations
@@ -326,14 +334,15 @@ class TaskService:
     # -- observing ------------------------------------------------------------------------------
 
     async def stats(self) -> Reply:
-        return Reply("Statistics retrieved successfully", await self._stats.get())
+        at, found = await self._stats.get()
+        return Reply("Statistics retrieved successfully", observe.stats(at, found, scope.allowed))
 
     async def workers(self) -> Reply:
         return Reply("Workers retrieved successfully", await self._workers.get())
 
-    async def _fresh_stats(self) -> dict[str, Any]:
+    async def _fresh_stats(self) -> tuple[datetime, QueueStats]:
         await self.core.expire_due()  # counts after expired leases and deadlines are settled
-        return await observe.stats(self.store, self.clock)
+        return await observe.queue_stats(self.store, self.clock)
 
     async def event_cursor(self, after: int | None) -> int:
         """Where a feed starts: after ``after``, or (None) after the newest event now."""

@@ -203,10 +203,13 @@ class QueueStats:
     """What ``GET /stats`` shows, as the store counted it (every count read from an index)."""
 
     types: list[TypeStats]
-    #: Tasks that ended recently per minute: (minute as ``YYYY-MM-DD HH:MM`` UTC, status, count).
-    minutes: list[tuple[str, str, int]]
+    #: Tasks that ended recently per minute: (minute as ``YYYY-MM-DD HH:MM`` UTC, type, status,
+    #: count).
+    minutes: list[tuple[str, str, str, int]]
     #: Distinct workers holding a task under a live lease.
     workers_active: int
+    #: The same per type (a worker holding tasks of two types counts in both).
+    workers_by_type: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from pydantic import Field
 from starlette.responses import Response
 
 from taskmanager import models
+from taskmanager.engine import scope as type_scope
 from taskmanager.engine.keys import ADMIN
 from taskmanager.engine.observe import FeedFilter
 from taskmanager.engine.service import Reply
@@ -152,7 +153,8 @@ async def events(call: Call[None]) -> Response:
     resume = call.request.headers.get("last-event-id", "").strip()
     after = int(resume) if resume.isdigit() and int(resume) <= MAX_ID else None
     names = {n.strip() for n in (q["types"] or "").split(",") if n.strip()}
-    wanted = FeedFilter(frozenset(names) if names else None, q["task_id"])
+    # The key's type limit is read now: the stream runs after this request's context is gone.
+    wanted = FeedFilter(frozenset(names) if names else None, q["task_id"], type_scope.current.get())
     services = call.services
     return event_stream(
         call.engine, after, wanted, services.feed, services.shutdown, services.metrics.streams

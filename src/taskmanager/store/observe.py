@@ -62,8 +62,13 @@ def stats_statements(conn: Connection, now: datetime, since: datetime) -> dict[s
         "ended": select(T.type_id, T.status, func.count(), func.avg(run))
         .where(*ended)
         .group_by(T.type_id, T.status),
-        "minutes": select(minute, T.status, func.count()).where(*ended).group_by(minute, T.status),
+        "minutes": select(minute, T.type_id, T.status, func.count())
+        .where(*ended)
+        .group_by(minute, T.type_id, T.status),
         "workers": select(func.count(distinct(T.claimed_by))).where(*live),
+        "workers_by_type": select(T.type_id, func.count(distinct(T.claimed_by)))
+        .where(*live)
+        .group_by(T.type_id),
     }
 
 
@@ -76,12 +81,15 @@ def queue_stats(now: datetime, since: datetime, conn: Connection) -> QueueStats:
     recent: dict[tuple[int, str], tuple[int, float | None]] = {}
     for type_id, status, n, avg in conn.execute(statements["ended"]):
         recent[type_id, status] = (n, None if avg is None else float(avg))
-    minutes = [(m, s, n) for m, s, n in conn.execute(statements["minutes"])]
+    names = {row[0]: row[1] for row in types}
+    minutes = [(m, names[t], s, n) for m, t, s, n in conn.execute(statements["minutes"]) if t in names]
     workers = conn.execute(statements["workers"]).scalar_one()
+    by_type = {names[t]: n for t, n in conn.execute(statements["workers_by_type"]) if t in names}
     return QueueStats(
         types=[_type_stats(row, counts.get(row[0], {}), recent) for row in types],
         minutes=minutes,
         workers_active=workers,
+        workers_by_type=by_type,
     )
 
 
