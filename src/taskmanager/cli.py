@@ -7,7 +7,10 @@ database need the ``[server]`` extra, and say so in one line when it is missing.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated
 
@@ -118,6 +121,13 @@ def serve(
         str | None, typer.Option(help="Only these addresses may connect (IPs/CIDRs).")
     ] = None,
     deny_ips: Annotated[str | None, typer.Option(help="These addresses may not connect (IPs/CIDRs).")] = None,
+    metrics_public: Annotated[
+        bool | None,
+        typer.Option("--metrics-public/--no-metrics-public", help="Serve GET /metrics without a key."),
+    ] = None,
+    stats_max_age: Annotated[
+        float | None, typer.Option(help="Seconds /stats, /workers and /metrics reuse an answer (0: never).")
+    ] = None,
     request_timeout: Annotated[
         float | None, typer.Option(help="Seconds a client has to send a whole request (else 408).")
     ] = None,
@@ -157,6 +167,8 @@ def serve(
         trusted_proxies=trusted_proxies,
         allow_ips=allow_ips,
         deny_ips=deny_ips,
+        metrics_public=metrics_public,
+        stats_max_age=stats_max_age,
         request_timeout=request_timeout,
         keep_alive_timeout=keep_alive_timeout,
         max_header_bytes=max_header_bytes,
@@ -188,6 +200,11 @@ def serve(
     }
     env["TASKMANAGER_MIGRATE_ON_START"] = str(plan.migrate_on_start).lower()
     os.environ.update(env)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several processes behind one port: /metrics sums their counters (server/metrics.py).
+        metrics_dir = tempfile.mkdtemp(prefix="taskmanager-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
     console.print(f"TaskManager {__version__} listening on http://{settings.host}:{settings.port}")
     console.print(f"  database: {display_url(settings.database_url)}")
     console.print(f"  auth: {'on (API key required)' if plan.auth_on else 'OFF (open mode)'}")

@@ -509,3 +509,42 @@ class ApiKeyList(_Out):
     api_keys: list[ApiKeyOut]
     items: list[ApiKeyOut]
     count: int
+
+
+class TypeStatsOut(_Out):
+    type: str
+    pending: int
+    claimed: int
+    completed: int
+    failed: int
+    cancelled: int
+    oldest_pending_seconds: float | None
+    completed_last_hour: int
+    failed_last_hour: int
+    avg_run_seconds: float | None
+
+
+class ThroughputMinute(_Out):
+    minute: datetime
+    completed: int
+    failed: int
+
+
+class StatsData(_Out):
+    by_status: dict[str, int]
+    by_type: list[TypeStatsOut]
+    workers_active: int
+    throughput: list[ThroughputMinute]
+
+
+class WorkerOut(_Out):
+    worker_id: str
+    claimed: int
+    completed: int
+    failed: int
+    last_seen_at: datetime | None
+    avg_processing_seconds: float | None
+
+
+class WorkerList(_Out):
+    workers: list[WorkerOut]

@@ -10,6 +10,7 @@ import ipaddress
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskmanager.engine.observe import DEFAULT_STATS_MAX_AGE
 from taskmanager.engine.policy import (
     DEFAULT_CLAIM_TIMEOUT,
     DEFAULT_MAX_ATTEMPTS,
@@ -72,6 +73,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     allow_ips: str = ""
     deny_ips: str = ""
+    metrics_public: bool = False
+    stats_max_age: float = Field(DEFAULT_STATS_MAX_AGE, ge=0, le=3600)
     request_timeout: float = Field(DEFAULT_REQUEST_TIMEOUT, gt=0, le=3600)
     keep_alive_timeout: int = Field(DEFAULT_KEEP_ALIVE_TIMEOUT, ge=1, le=3600)
     max_header_bytes: int = Field(DEFAULT_MAX_HEADER_BYTES, ge=1024, le=16 * 1_048_576)

@@ -31,6 +31,7 @@ SERVER_STACK = (
     "redis",
     "regex",
     "pydantic_settings",
+    "prometheus_client",
 )
 BLOCKER = f'''
 import sys

@@ -5,7 +5,10 @@ meanwhile (issue 18): every request was admitted and each waited its turn for th
 and the event loop. Past ``max_concurrent_requests`` a request is answered at once with 503
 ``unavailable`` (``Server busy``, ``Retry-After: 1``) without touching the database, so the
 process keeps its time for the requests it took. ``/health`` is never refused here: a load
-balancer asks it whether the process is alive, and it costs one ``SELECT 1``.
+balancer asks it whether the process is alive, and it costs one ``SELECT 1``. Nor is an
+``/events`` stream counted: it is open for hours by design (a dashboard), so it would hold a
+slot for as long; it costs one indexed query per look, and open connections are capped anyway
+(``max_connections``).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from taskmanager.server.envelope import dumps, error_body
 from taskmanager.server.outage import OutageLog
 
 BUSY = "Server busy"
-#: The path (after the edge's /api alias) that is always admitted.
+#: The paths (after the edge's /api alias) that are always admitted and not counted.
 HEALTH_PATH = "/api/health"
+EVENTS_PATH = "/api/events"
 
 
 class ConcurrencyGuard:
@@ -31,7 +35,8 @@ class ConcurrencyGuard:
         self.running = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.limit or scope["path"].endswith(HEALTH_PATH):
+        uncounted = scope["type"] != "http" or scope["path"].endswith((HEALTH_PATH, EVENTS_PATH))
+        if uncounted or not self.limit:
             await self.app(scope, receive, send)
             return
         if self.running >= self.limit:

@@ -101,8 +101,11 @@ def _operation(route: Route[Any], refs: dict[Any, Any]) -> dict[str, Any]:
     if route.body is not None:
         body = {"$ref": REF.format(model=route.body.__name__)}
         operation["requestBody"] = {"required": route.body_required, "content": _json(body)}
-    success = refs[envelope(route), "serialization"]
-    responses: dict[str, Any] = {"200": {"description": "Success", "content": _json(success)}}
+    if route.produces is None:
+        content = _json(refs[envelope(route), "serialization"])
+    else:
+        content = {route.produces: {"schema": {"type": "string"}}}
+    responses: dict[str, Any] = {"200": {"description": "Success", "content": content}}
     for status in sorted({*route.errors, 500}):
         error = refs[models.ErrorEnvelope, "serialization"]
         responses[str(status)] = {"description": ERROR_STATUSES[status], "content": _json(error)}
@@ -113,7 +116,7 @@ def _operation(route: Route[Any], refs: dict[Any, Any]) -> dict[str, Any]:
 def document(routes: Sequence[Route[Any]]) -> dict[str, Any]:
     """The OpenAPI document of ``routes``."""
     wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(models.ErrorEnvelope, "serialization")]
-    wanted += [(envelope(route), "serialization") for route in routes]
+    wanted += [(envelope(route), "serialization") for route in routes if route.produces is None]
     wanted += [(route.body, "validation") for route in routes if route.body is not None]
     refs, definitions = models_json_schema(list(dict.fromkeys(wanted)), ref_template=REF)
     paths: dict[str, dict[str, Any]] = {}

@@ -142,6 +142,18 @@ Index(
     tasks.c.created_at,
     tasks.c.id,
 )
+# Observing (GET /stats, /workers, /metrics): counts per type and status and the oldest pending
+# task of a type are read from this narrow index, never from the table.
+Index("ix_tasks_type_status_created", tasks.c.type_id, tasks.c.status, tasks.c.created_at)
+# The tasks that ended recently, with what the last hour's throughput and run times need.
+Index(
+    "ix_tasks_status_completed",
+    tasks.c.status,
+    tasks.c.completed_at,
+    tasks.c.type_id,
+    tasks.c.claimed_at,
+    tasks.c.claimed_by,
+)
 
 task_history = Table(
     "task_history",
@@ -154,6 +166,8 @@ task_history = Table(
     Column("metadata", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_task_history_task_id", "task_id", "id"),
+    # The workers seen recently (GET /workers): a range of the last day's events.
+    Index("ix_task_history_created", "created_at", "worker_id", "event"),
 )
 
 # API keys (docs/reference/api.md, API keys): only the SHA-256 of a key is stored; ``prefix``
