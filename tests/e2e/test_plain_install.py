@@ -31,6 +31,7 @@ SERVER_STACK = (
     "redis",
     "regex",
     "pydantic_settings",
+    "swagger_ui_bundle",
 )
 BLOCKER = f'''
 import sys
