@@ -14,7 +14,13 @@ from tests.e2e.process import TASKMANAGER, ServerProcess
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [TASKMANAGER, *args], capture_output=True, text=True, timeout=120, env=env, check=False
+        [TASKMANAGER, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -36,7 +42,16 @@ def test_db_commands_upgrade_report_and_downgrade(tmp_path: Path) -> None:
     head = latest.split("latest:")[1].strip()
     assert f"current: {head}" in latest
 
-    down = run("db", "downgrade", "base", "--database-url", url)
+    back = run("db", "downgrade", "-1", "--database-url", url)
+    assert back.returncode == 0, back.stderr
+    assert f"current: {head}" not in run("db", "current", "--database-url", url).stdout
+
+    asked = run("db", "downgrade", "base", "--database-url", url)
+    assert asked.returncode == 1, "with no one to say yes, nothing is dropped"
+    assert asked.stderr.strip().endswith("taskmanager: aborted")
+    assert "current: base (empty)" not in run("db", "current", "--database-url", url).stdout
+
+    down = run("db", "downgrade", "base", "--yes", "--database-url", url)
     assert down.returncode == 0, down.stderr
     assert "base (empty)" in down.stdout
     assert "current: base (empty)" in run("db", "current", "--database-url", url).stdout

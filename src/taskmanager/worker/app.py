@@ -11,11 +11,14 @@
 then claims tasks of those types and runs them: blocking handlers in threads, ``async`` ones as
 asyncio tasks, ``concurrency`` at a time. SIGTERM or SIGINT stops the claims and lets the running
 tasks finish (exit 0); a second signal abandons them (exit 1) and their leases bring them back.
+A server that does not answer yet when the worker starts is waited for: the worker tries again
+with a growing pause (one log line per try) until it answers or the worker is told to stop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import threading
@@ -23,6 +26,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from taskmanager.client import AsyncTaskManagerClient
+from taskmanager.client.errors import TaskManagerConnectionError, TaskManagerServerError
+from taskmanager.worker.logs import configure_logging
 from taskmanager.worker.loop import DEFAULT_CLAIM_WAIT, ClaimLoop, LoopOptions
 from taskmanager.worker.registry import HandlerFn, Registry
 
@@ -30,6 +35,9 @@ log = logging.getLogger("taskmanager.worker")
 
 F = TypeVar("F", bound=HandlerFn)
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Pause after the first failed try to reach the server at start; it doubles up to the maximum.
+START_RETRY_DELAY = 1.0
+START_RETRY_MAX_DELAY = 30.0
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -95,10 +103,14 @@ class Worker:
     def run(self) -> int:
         """Run until SIGTERM/SIGINT (blocking); the exit code (0, or 1 when tasks were abandoned).
 
-        The event loop is uvloop's where it is installed (a dependency of the package on CPython
-        outside Windows): a worker's own CPU per task is mostly event-loop work — timers, futures
-        and socket calls for every claim, handler and report — which uvloop does in C.
+        Logs go to stderr as ``taskmanager worker`` sends them (``configure_logging``), unless the
+        program has set up logging of its own. The event loop is uvloop's where it is installed
+        (a dependency of the package on CPython outside Windows): a worker's own CPU per task is
+        mostly event-loop work — timers, futures and socket calls for every claim, handler and
+        report — which uvloop does in C.
         """
+        if not logging.getLogger().handlers and not logging.getLogger("taskmanager").handlers:
+            configure_logging()
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(self.run_async(handle_signals=True))
 
@@ -118,8 +130,8 @@ class Worker:
         self._loop, self._event_loop = claim_loop, asyncio.get_running_loop()
         installed = self._install_signals() if handle_signals else []
         try:
-            if self.register_types:
-                await self._register(client)
+            if self.register_types and not await self._register(client, claim_loop.stopping):
+                return 0
             log.info(
                 "worker %s started: %d handlers (%s), concurrency %d",
                 options.worker_id,
@@ -138,11 +150,30 @@ class Worker:
             if self.client is None:
                 await client.aclose()
 
-    async def _register(self, client: AsyncTaskManagerClient) -> None:
-        for handler in self.registry:
-            await client.register_task_type(
-                handler.name, handler.version, handler.schema, **dict(handler.settings)
-            )
+    async def _register(self, client: AsyncTaskManagerClient, stopping: asyncio.Event) -> bool:
+        """Register the handlers' types, waiting for a server that does not answer yet; False
+        when told to stop before it did."""
+        delay, tries = START_RETRY_DELAY, 1
+        while True:
+            try:
+                for handler in self.registry:
+                    await client.register_task_type(
+                        handler.name, handler.version, handler.schema, **dict(handler.settings)
+                    )
+                return True
+            except (TaskManagerConnectionError, TaskManagerServerError) as exc:
+                log.warning(
+                    "cannot reach the server at %s (try %d: %s); trying again in %.0f s",
+                    client.config.api_url,
+                    tries,
+                    exc,
+                    delay,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            if stopping.is_set():
+                return False
+            delay, tries = min(delay * 2, START_RETRY_MAX_DELAY), tries + 1
 
     def _install_signals(self) -> list[signal.Signals]:
         if threading.current_thread() is not threading.main_thread():

@@ -1,13 +1,17 @@
-"""The ``taskmanager`` command: serve, worker, db upgrade|downgrade|current, keys, import-prismq, version.
+"""The ``taskmanager`` command: serve, worker, db upgrade|downgrade|current, keys, import-prismq, version,
+and the operator's commands for a running server (``tasks``, ``types``, ``enqueue``, ``stats``,
+``workers``: modules ``tasks`` and ``queue`` beside this one).
 
-``worker`` and ``version`` need only a plain install; the commands that run the server or open a
-database need the ``[server]`` extra, and say so in one line when it is missing.
+``worker``, ``version`` and the operator's commands need only a plain install; the commands that
+run the server or open a database need the ``[server]`` extra, and say so in one line when it is
+missing. Every failure ends as one line on stderr (``failures``), never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +20,7 @@ from rich.console import Console
 
 from taskmanager._server_extra import INSTALL_SERVER, missing_server_module
 from taskmanager._version import __version__
+from taskmanager.cli import failures, queue, tasks
 
 if TYPE_CHECKING:
     from taskmanager.engine.access import KeyService
@@ -24,7 +29,11 @@ if TYPE_CHECKING:
     from taskmanager.store import Database
 
 app = typer.Typer(
-    help="TaskManager: a self-hosted HTTP work queue.", no_args_is_help=True, add_completion=False
+    help="TaskManager: a self-hosted HTTP work queue.",
+    no_args_is_help=True,
+    add_completion=False,
+    # A mistake is one line (cli/failures.py); a traceback only with --debug.
+    pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -32,7 +41,22 @@ keys_app = typer.Typer(
     help="API keys: create, list, revoke (on the database directly).", no_args_is_help=True
 )
 app.add_typer(keys_app, name="keys")
+app.add_typer(tasks.tasks_app, name="tasks")
+app.add_typer(queue.types_app, name="types")
+app.command("enqueue")(queue.enqueue)
+app.command("stats")(queue.stats)
+app.command("workers")(queue.workers)
 console = Console(stderr=True, soft_wrap=True)
+
+
+@app.callback()
+def options(
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="TASKMANAGER_DEBUG", help="Show the traceback of a failure.")
+    ] = False,
+) -> None:
+    """TaskManager: a self-hosted HTTP work queue."""
+
 
 DatabaseOption = Annotated[
     str | None,
@@ -222,13 +246,21 @@ def db_upgrade(
     typer.echo(f"database at revision {found or 'base (empty)'}")
 
 
-@db_app.command("downgrade")
+# ``-1`` is a revision, not an option: unknown options are taken as the argument.
+@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 def db_downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision: -1, a revision id, or base.")],
     database_url: DatabaseOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before dropping every table.")] = False,
 ) -> None:
-    """Roll the schema back to REVISION (``base`` drops every table)."""
+    """Roll the schema back to REVISION (``base`` drops every table, after asking)."""
     _require_server("db downgrade")
+    if revision.startswith("--"):
+        raise typer.BadParameter(f"no such option: {revision}", param_hint="REVISION")
+    if revision == "base" and not yes:
+        typer.confirm(
+            "Downgrade to base drops every table and all their data. Continue?", abort=True, err=True
+        )
     from taskmanager.store.migrate import downgrade
 
     found = asyncio.run(_on_store(database_url, lambda db: downgrade(db, revision)))
@@ -411,4 +443,4 @@ def worker(
 
 
 def main() -> None:
-    app()
+    sys.exit(failures.run(app, sys.argv[1:]))
