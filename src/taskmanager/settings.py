@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     allow_ips: str = ""
     deny_ips: str = ""
+    #: One line per request at info on ``taskmanager.access`` (uvicorn's own access log is off).
+    access_log: bool = True
 
     @field_validator("api_key", "redis_url")
     @classmethod

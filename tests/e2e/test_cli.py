@@ -82,3 +82,18 @@ def test_serve_in_open_mode_on_loopback_needs_no_key(tmp_path: Path) -> None:
     with ServerProcess(f"sqlite:///{tmp_path / 'open.db'}") as server:
         assert httpx.get(f"{server.url}/api/task-types").status_code == 200
         assert "auth: OFF (open mode)" in server.output()
+
+
+def test_serve_writes_one_access_line_per_request_unless_told_not_to(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'access.db'}"
+    with ServerProcess(url, api_key=ADMIN_KEY, extra=["--log-level", "info"]) as server:
+        headers = {"X-API-Key": ADMIN_KEY, "X-Request-Id": "access-1"}
+        assert httpx.get(f"{server.url}/api/task-types", headers=headers).status_code == 200
+        logged = server.output()
+    assert "GET /api/task-types 200 " in logged
+    assert "request=access-1 key=other" in logged
+    assert ADMIN_KEY not in logged
+    with ServerProcess(url, api_key=ADMIN_KEY, extra=["--log-level", "info", "--no-access-log"]) as server:
+        assert httpx.get(f"{server.url}/api/task-types", headers=headers).status_code == 200
+        quiet = server.output()
+    assert "GET /api/task-types" not in quiet

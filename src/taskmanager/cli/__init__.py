@@ -144,6 +144,10 @@ def serve(
     deny_ips: Annotated[str | None, typer.Option(help="These addresses may not connect (IPs/CIDRs).")] = None,
     workers: Annotated[int, typer.Option(help="Server processes (uvicorn workers).")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    access_log: Annotated[
+        bool | None,
+        typer.Option("--access-log/--no-access-log", help="Log one line per request (at info)."),
+    ] = None,
 ) -> None:
     """Run the API server (migrating the database first)."""
     _require_server("serve")
@@ -166,6 +170,7 @@ def serve(
         trusted_proxies=trusted_proxies,
         allow_ips=allow_ips,
         deny_ips=deny_ips,
+        access_log=access_log,
     )
     from taskmanager.serve_policy import plan_serve
     from taskmanager.store import display_url
@@ -201,6 +206,8 @@ def serve(
     console.print(f"  docs: http://{settings.host}:{settings.port}/api/docs")
     import uvicorn
 
+    from taskmanager.server.logs import log_config
+
     uvicorn.run(
         "taskmanager.server.app:create_app_from_env",
         factory=True,
@@ -208,6 +215,8 @@ def serve(
         port=settings.port,
         workers=workers,
         log_level=log_level,
+        log_config=log_config(log_level),
+        # The app's edge writes the access log (taskmanager.access), with request ids and keys.
         access_log=False,
         loop="auto",
         http="auto",
