@@ -49,7 +49,7 @@ def list_types(
         ]
         for t in data["task_types"]
     ]
-    out.print(
+    out().print(
         table(f"{data['count']} task types", ["name", "version", "active", "max attempts", "about"], rows)
     )
 
@@ -91,7 +91,7 @@ def enqueue(
         print_json(data)
         return
     kind = "duplicate of task" if data.get("duplicate") else "task"
-    out.print(f"{kind} {data['id']}: {data['status']}")
+    out().print(f"{kind} {data['id']}: {data['status']}")
     if wait and data["status"] != "completed":
         raise CommandFailed(
             f"task {data['id']} ended {data['status']}: {data.get('error_message') or ''}".strip()
@@ -117,11 +117,11 @@ def stats(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None, as_json: Json
         for entry in data["by_type"]
     ]
     totals = ["all", *(data["by_status"].get(status, 0) for status in STATUSES), "", "", "", ""]
-    columns = ["type", *STATUSES, "oldest pending", "done/h", "failed/h", "avg run"]
-    out.print(table("tasks", columns, [*rows, totals]))
+    columns = ["type", *STATUSES, "oldest", "done 1h", "failed 1h", "avg run"]
+    out().print(table("tasks", columns, [*rows, totals]))
     done = sum(minute["completed"] for minute in data.get("throughput", []))
     failed = sum(minute["failed"] for minute in data.get("throughput", []))
-    out.print(f"last hour: {done} completed, {failed} failed; {data['workers_active']} workers active")
+    out().print(f"last hour: {done} completed, {failed} failed; {data['workers_active']} workers active")
 
 
 def workers(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None, as_json: JsonOption = False) -> None:
@@ -143,7 +143,7 @@ def workers(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None, as_json: Js
         ]
         for w in data["workers"]
     ]
-    out.print(table(f"{len(rows)} workers", columns, rows))
+    out().print(table(f"{len(rows)} workers", columns, rows))
 
 
 def _seconds(value: float | None) -> str:

@@ -9,11 +9,13 @@ or an unreachable server becomes one line (``CommandFailed``), never a traceback
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -46,7 +48,13 @@ JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the data of the API's answer as JSON (for scripts).")
 ]
 DEFAULT_URL = DEFAULT_API_URL
-out = Console(soft_wrap=True)
+#: The width of tables written to a pipe or a file (a terminal's own width is used on a terminal).
+PIPE_WIDTH = 200
+
+
+def out() -> Console:
+    """Standard output, as it is now: a terminal's width there, wide when piped (no folding)."""
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH)
 
 
 def _as_is(data: Any) -> Any:
@@ -114,9 +122,12 @@ def print_json(data: Any) -> None:
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
-    found = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        found.add_column(column, overflow="fold")
+    found = Table(
+        title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, collapse_padding=True
+    )
+    for index, column in enumerate(columns):
+        # The first column names the row (an id, a type, a worker): never folded.
+        found.add_column(column, overflow="fold", no_wrap=index == 0)
     for row in rows:
         found.add_row(*("" if cell is None else str(cell) for cell in row))
     return found

@@ -76,7 +76,7 @@ def list_tasks(
         print_json(data)
         return
     title = f"{data['count']} of {data['total']} tasks"
-    out.print(table(title, TASK_COLUMNS, [_task_row(task) for task in data["tasks"]]))
+    out().print(table(title, TASK_COLUMNS, [_task_row(task) for task in data["tasks"]]))
 
 
 @tasks_app.command("show")
@@ -94,12 +94,12 @@ def show_task(
         print_json({**task, "history": history["events"]})
         return
     fields = [[name, short(value, 200)] for name, value in task.items()]
-    out.print(table(f"task {task_id}", ["field", "value"], fields))
+    out().print(table(f"task {task_id}", ["field", "value"], fields))
     events = [
         [e["created_at"], e["event"], e.get("worker_id"), short(e.get("message"), 80)]
         for e in history["events"]
     ]
-    out.print(table("history", ["at", "event", "worker", "message"], events))
+    out().print(table("history", ["at", "event", "worker", "message"], events))
 
 
 def matching_ids(server: Remote, status: str | None, task_type: str | None) -> list[int]:
@@ -146,7 +146,7 @@ def _each(
             continue
         answers.append(data)
         if not as_json:
-            out.print(f"task {task_id}: {_outcome(verb, data)}")
+            out().print(f"task {task_id}: {_outcome(verb, data)}")
     if as_json:
         print_json(answers)
     if failed:
@@ -162,7 +162,7 @@ def _bulk(
 ) -> None:
     changed, refused = 0, []
     columns = (TextColumn(f"{verb} tasks"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=out, transient=True, disable=as_json or not sys.stdout.isatty()) as bar:
+    with Progress(*columns, console=out(), transient=True, disable=as_json or not sys.stdout.isatty()) as bar:
         step = bar.add_task(verb, total=len(ids))
         for task_id in ids:
             try:
@@ -174,7 +174,7 @@ def _bulk(
     if as_json:
         print_json({"matched": len(ids), "changed": changed, "refused": refused})
         return
-    out.print(
+    out().print(
         f"{verb}: {changed} of {len(ids)} matching tasks" + (f", {len(refused)} refused" if refused else "")
     )
 
