@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from taskmanager import __version__
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, free_port
 from tests.e2e.process import TASKMANAGER, ServerProcess
 
 
@@ -97,3 +99,39 @@ def test_serve_writes_one_access_line_per_request_unless_told_not_to(tmp_path: P
         assert httpx.get(f"{server.url}/api/task-types", headers=headers).status_code == 200
         quiet = server.output()
     assert "GET /api/task-types" not in quiet
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (
+            ["serve", "--api-key", "k", "--database-url", "postgresql://postgres@127.0.0.1:{port}/none"],
+            {},
+            "taskmanager: Database unavailable: ConnectionRefusedError: ",
+        ),
+        (
+            ["serve", "--api-key", "k", "--database-url", "sqlite:///{tmp}/no/such/dir/x.db"],
+            {},
+            "taskmanager: Database unavailable: ",
+        ),
+        (
+            ["serve", "--database-url", "sqlite:///{tmp}/x.db"],
+            {"TASKMANAGER_ALLOW_IPS": "banana"},
+            "taskmanager: bad setting TASKMANAGER_ALLOW_IPS: ",
+        ),
+        (
+            ["keys", "list", "--database-url", "oracle://x"],
+            {},
+            "taskmanager: ValueError: Unsupported database URL scheme 'oracle'",
+        ),
+    ],
+)
+def test_a_mistake_at_start_is_one_line_and_exit_1(
+    tmp_path: Path, args: list[str], env: dict[str, str], said: str
+) -> None:
+    argv = [arg.format(port=free_port(), tmp=tmp_path) for arg in args]
+    result = run(*argv, env={**os.environ, **env})
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(said), lines[0]

@@ -38,3 +38,15 @@ def test_a_worker_told_to_stop_while_it_waits_stops(tmp_path: Path) -> None:
         worker.signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
         assert "Traceback" not in worker.output()
+
+
+def test_a_worker_with_a_wrong_key_says_so_in_one_line(tmp_path: Path) -> None:
+    with ServerProcess(f"sqlite:///{tmp_path / 'keyed.db'}", api_key=ADMIN_KEY) as server:
+        worker = WorkerProcess(server.url, tmp_path)
+        worker.env["TASKMANAGER_API_KEY"] = "not-the-key"
+        with worker:
+            assert worker.wait() == 1
+            last = worker.output().strip().splitlines()[-1]
+            assert last.startswith("taskmanager: Invalid or missing API key.")
+            assert last.endswith("(401)")
+            assert "Traceback" not in worker.output()

@@ -53,7 +53,9 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, CommandFailed):
         return exc.message
     if isinstance(exc, TaskManagerError):
+        answered = getattr(exc, "status_code", None)  # the client's error for a server's answer
         details = f" ({'; '.join(exc.details)})" if exc.details else ""
+        details += f" ({answered})" if answered else ""
         cause = f": {_cause(exc.__cause__)}" if exc.__cause__ is not None else ""
         return _one_line(f"{exc.message}{details}{cause}")
     settings = _settings_error(exc) if isinstance(exc, ValueError) else None
