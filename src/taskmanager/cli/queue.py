@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 
-from taskmanager.cli.failures import CommandFailed
 from taskmanager.cli.remote import (
     DEFAULT_URL,
     JsonOption,
@@ -22,8 +21,6 @@ from taskmanager.cli.remote import (
 
 types_app = typer.Typer(help="Task types of a running server.", no_args_is_help=True)
 STATUSES = ("pending", "claimed", "completed", "failed", "cancelled")
-#: Seconds one ``--wait`` request is held by the server (its maximum), asked again until done.
-WAIT_STEP = 60
 
 
 @types_app.command("list")
@@ -71,7 +68,6 @@ def enqueue(
     params: Annotated[str, typer.Option(help="The task's params, a JSON object.")] = "{}",
     priority: Annotated[int | None, typer.Option(help="Higher is claimed first (default 0).")] = None,
     delay: Annotated[float | None, typer.Option(min=0, help="Seconds before it may be claimed.")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait until the task has finished.")] = False,
     url: UrlOption = DEFAULT_URL,
     api_key: KeyOption = None,
     as_json: JsonOption = False,
@@ -84,18 +80,11 @@ def enqueue(
         body["delay_seconds"] = delay
     with remote(url, api_key) as server:
         data = server.post("/tasks", body)
-        if wait:
-            while not (data := server.get(f"/tasks/{data['id']}/wait", timeout=WAIT_STEP))["done"]:
-                pass
     if as_json:
         print_json(data)
         return
     kind = "duplicate of task" if data.get("duplicate") else "task"
     out().print(f"{kind} {data['id']}: {data['status']}")
-    if wait and data["status"] != "completed":
-        raise CommandFailed(
-            f"task {data['id']} ended {data['status']}: {data.get('error_message') or ''}".strip()
-        )
 
 
 def stats(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None, as_json: JsonOption = False) -> None:
