@@ -41,6 +41,6 @@ if [ ! -x /usr/bin/chromium ]; then
   echo "services: installing Chromium"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  apt-get install -y -qq chromium >/dev/null
 fi
 echo "services: $(/usr/bin/chromium --version 2>/dev/null || echo 'Chromium missing')"
