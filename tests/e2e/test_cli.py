@@ -135,3 +135,12 @@ def test_a_mistake_at_start_is_one_line_and_exit_1(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(said), lines[0]
+
+
+def test_serve_with_an_unknown_log_level_is_a_usage_mistake(tmp_path: Path) -> None:
+    result = run("serve", "--log-level", "loud", "--database-url", f"sqlite:///{tmp_path / 'x.db'}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "taskmanager serve: Invalid value for --log-level: 'loud' is not one of critical, error, warning, "
+        "info, debug, trace (see taskmanager serve --help)"
+    )

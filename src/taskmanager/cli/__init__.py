@@ -47,6 +47,7 @@ app.command("enqueue")(queue.enqueue)
 app.command("stats")(queue.stats)
 app.command("workers")(queue.workers)
 console = Console(stderr=True, soft_wrap=True)
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 @app.callback()
@@ -151,6 +152,7 @@ def serve(
 ) -> None:
     """Run the API server (migrating the database first)."""
     _require_server("serve")
+    _check_log_level(log_level)
     settings = _settings(
         host=host,
         port=port,
@@ -223,6 +225,11 @@ def serve(
         # The app decides whose X-Forwarded-For to believe (TASKMANAGER_TRUSTED_PROXIES).
         proxy_headers=False,
     )
+
+
+def _check_log_level(level: str) -> None:
+    if level.lower() not in LOG_LEVELS:
+        raise typer.BadParameter(f"{level!r} is not one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
 
 
 async def _on_store(database_url: str | None, action: Callable[[Database], Awaitable[object]]) -> str | None:
