@@ -23,6 +23,8 @@ def test_a_worker_started_before_its_server_waits_for_it(tmp_path: Path) -> None
             lambda: [r for r in worker.records() if r["message"].startswith("cannot reach the server")][1:],
         )
         assert f"cannot reach the server at {server.url} (try 2: " in tries[0]["message"]
+        waiting = [r["message"] for r in worker.records()]
+        assert all(m.startswith("cannot reach the server") for m in waiting), "one line per try"
         assert worker.proc is not None
         assert worker.proc.poll() is None, "the worker is still there"
         with server:

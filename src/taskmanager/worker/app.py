@@ -18,7 +18,6 @@ with a growing pause (one log line per try) until it answers or the worker is to
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import threading
@@ -26,18 +25,15 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from taskmanager.client import AsyncTaskManagerClient
-from taskmanager.client.errors import TaskManagerConnectionError, TaskManagerServerError
 from taskmanager.worker.logs import configure_logging
 from taskmanager.worker.loop import DEFAULT_CLAIM_WAIT, ClaimLoop, LoopOptions
 from taskmanager.worker.registry import HandlerFn, Registry
+from taskmanager.worker.startup import wait_for_server
 
 log = logging.getLogger("taskmanager.worker")
 
 F = TypeVar("F", bound=HandlerFn)
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
-#: Pause after the first failed try to reach the server at start; it doubles up to the maximum.
-START_RETRY_DELAY = 1.0
-START_RETRY_MAX_DELAY = 30.0
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -130,8 +126,13 @@ class Worker:
         self._loop, self._event_loop = claim_loop, asyncio.get_running_loop()
         installed = self._install_signals() if handle_signals else []
         try:
-            if self.register_types and not await self._register(client, claim_loop.stopping):
+            # A client of the worker's own making (not an injected one, nor the embedded engine)
+            # waits for a server that does not answer yet.
+            waits = self.client is None and not client.config.embedded
+            if waits and not await wait_for_server(client.config, claim_loop.stopping):
                 return 0
+            if self.register_types:
+                await self._register(client)
             log.info(
                 "worker %s started: %d handlers (%s), concurrency %d",
                 options.worker_id,
@@ -150,30 +151,11 @@ class Worker:
             if self.client is None:
                 await client.aclose()
 
-    async def _register(self, client: AsyncTaskManagerClient, stopping: asyncio.Event) -> bool:
-        """Register the handlers' types, waiting for a server that does not answer yet; False
-        when told to stop before it did."""
-        delay, tries = START_RETRY_DELAY, 1
-        while True:
-            try:
-                for handler in self.registry:
-                    await client.register_task_type(
-                        handler.name, handler.version, handler.schema, **dict(handler.settings)
-                    )
-                return True
-            except (TaskManagerConnectionError, TaskManagerServerError) as exc:
-                log.warning(
-                    "cannot reach the server at %s (try %d: %s); trying again in %.0f s",
-                    client.config.api_url,
-                    tries,
-                    exc,
-                    delay,
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
-            if stopping.is_set():
-                return False
-            delay, tries = min(delay * 2, START_RETRY_MAX_DELAY), tries + 1
+    async def _register(self, client: AsyncTaskManagerClient) -> None:
+        for handler in self.registry:
+            await client.register_task_type(
+                handler.name, handler.version, handler.schema, **dict(handler.settings)
+            )
 
     def _install_signals(self) -> list[signal.Signals]:
         if threading.current_thread() is not threading.main_thread():
