@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.cli.conftest import Command
-from tests.conftest import Api, free_port
+from tests.conftest import ADMIN_KEY, Api, free_port
 
 
 def test_a_wrong_key_says_so(taskmanager: Command) -> None:
@@ -36,7 +36,6 @@ def test_an_unreachable_server_names_its_url(taskmanager: Command) -> None:
 def test_url_and_key_come_from_the_environment(
     live_api: Api, taskmanager: Command, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.conftest import ADMIN_KEY
 
     monkeypatch.setenv("TASKMANAGER_URL", live_api.url)
     monkeypatch.setenv("TASKMANAGER_API_KEY", ADMIN_KEY)
@@ -80,3 +79,12 @@ def test_debug_shows_the_traceback(taskmanager: Command) -> None:
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/none"
     with pytest.raises(Exception, match="Database unavailable"):
         taskmanager("--debug", "keys", "list", "--database-url", url, connect=False)
+
+
+def test_the_clients_url_variable_is_read_when_taskmanager_url_is_unset(
+    live_api: Api, taskmanager: Command, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TASKMANAGER_URL", raising=False)
+    monkeypatch.setenv("TASKMANAGER_API_URL", f"{live_api.url}/api")
+    listed = taskmanager("types", "list", "--json", "--api-key", ADMIN_KEY, connect=False)
+    assert listed.code == 0, listed.err

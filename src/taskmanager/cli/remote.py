@@ -38,7 +38,12 @@ BULK_PAGE = 500
 
 UrlOption = Annotated[
     str,
-    typer.Option("--url", envvar="TASKMANAGER_URL", show_envvar=True, help="The server's URL."),
+    typer.Option(
+        "--url",
+        envvar=["TASKMANAGER_URL", "TASKMANAGER_API_URL"],
+        show_envvar=True,
+        help="The server's URL (TASKMANAGER_API_URL, the client's and the worker's, is read too).",
+    ),
 ]
 KeyOption = Annotated[
     str | None,
