@@ -7,9 +7,11 @@ prefer an index.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 
@@ -22,10 +24,13 @@ from tests.contract.builders import claim_params, claim_query, make_type, run_ra
 ROWS = 5000
 
 
-async def claim_plan(store: SqlStore, clock: FrozenClock) -> list[tuple[Any, ...]]:
+async def claim_plan(
+    store: SqlStore, clock: FrozenClock, type_scope: tuple[str, ...] | None = None
+) -> list[tuple[Any, ...]]:
     """The plan of the statement the store sends to pick a default claim's rows (on PostgreSQL,
-    the one statement that picks and claims them)."""
-    return await store.explain_claim(claim_query(clock.now()), claim_params(clock.now(), count=1))
+    the one statement that picks and claims them); ``type_scope``: as a key limited to types."""
+    query = replace(claim_query(clock.now()), type_scope=type_scope)
+    return await store.explain_claim(query, claim_params(clock.now(), count=1))
 
 
 def fill(type_id: int, clock: FrozenClock, kind: str, *, analyze: bool = True) -> Any:
@@ -89,13 +94,14 @@ async def test_claim_walks_the_index_before_statistics_catch_up(
     _assert_postgres_walks_the_index(plan)
 
 
+@pytest.mark.parametrize("type_scope", [None, ("t%", "other\\_x")], ids=["any-key", "key-limited-to-types"])
 async def test_default_claim_query_uses_the_claim_index(
-    store: SqlStore, clock: FrozenClock, clean_database: TestDatabase
+    store: SqlStore, clock: FrozenClock, clean_database: TestDatabase, type_scope: tuple[str, ...] | None
 ) -> None:
     kind = clean_database.kind
     task_type = await make_type(store, "t", clock.now())
     await run_raw(clean_database.url, fill(task_type.id, clock, kind))
-    plan = await claim_plan(store, clock)
+    plan = await claim_plan(store, clock, type_scope)
     if kind == "sqlite":
         details = [str(row[-1]) for row in plan]
         assert any("tasks USING INDEX ix_tasks_claim" in d for d in details), details

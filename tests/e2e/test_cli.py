@@ -144,3 +144,37 @@ def test_serve_with_an_unknown_log_level_is_a_usage_mistake(tmp_path: Path) -> N
         "taskmanager serve: Invalid value for --log-level: 'loud' is not one of critical, error, warning, "
         "info, debug, trace (see taskmanager serve --help)"
     )
+
+
+def test_keys_create_with_types_makes_a_key_that_claims_only_those_types(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'typed.db'}"
+    created = run(
+        "keys",
+        "create",
+        "scripts",
+        "-s",
+        "tasks:work",
+        "--types",
+        "PrismQ.Script.*",
+        "-t",
+        "demo",
+        "--database-url",
+        url,
+    )
+    assert created.returncode == 0, created.stderr
+    (key,) = created.stdout.split()
+    listed = run("keys", "list", "--database-url", url)
+    assert "types PrismQ.Script.* demo" in listed.stdout
+    admin = {"X-API-Key": ADMIN_KEY}
+    with ServerProcess(url, api_key=ADMIN_KEY) as server:
+        for name in ("PrismQ.Script.Write", "PrismQ.Video.Cut"):
+            body = {"name": name, "version": "1", "param_schema": {"type": "object"}}
+            assert (
+                httpx.post(f"{server.url}/api/task-types/register", json=body, headers=admin).status_code
+                == 200
+            )
+            task = {"type": name, "params": {}}
+            assert httpx.post(f"{server.url}/api/tasks", json=task, headers=admin).status_code == 200
+        claim = {"worker_id": "w", "limit": 10}
+        claimed = httpx.post(f"{server.url}/api/tasks/claim", json=claim, headers={"X-API-Key": key}).json()
+        assert [t["type"] for t in claimed["data"]["tasks"]] == ["PrismQ.Script.Write"]

@@ -143,6 +143,21 @@ def serve(
         str | None, typer.Option(help="Only these addresses may connect (IPs/CIDRs).")
     ] = None,
     deny_ips: Annotated[str | None, typer.Option(help="These addresses may not connect (IPs/CIDRs).")] = None,
+    request_timeout: Annotated[
+        float | None, typer.Option(help="Seconds a client has to send a whole request (else 408).")
+    ] = None,
+    keep_alive_timeout: Annotated[
+        int | None, typer.Option(help="Seconds an idle keep-alive connection is kept.")
+    ] = None,
+    max_header_bytes: Annotated[
+        int | None, typer.Option(help="Largest request line and headers (else 431).")
+    ] = None,
+    max_connections: Annotated[
+        int | None, typer.Option(help="Open connections per server process (more: 503).")
+    ] = None,
+    max_concurrent_requests: Annotated[
+        int | None, typer.Option(help="Requests run at once per server process (more: 503; 0: no limit).")
+    ] = None,
     workers: Annotated[int, typer.Option(help="Server processes (uvicorn workers).")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     access_log: Annotated[
@@ -172,6 +187,11 @@ def serve(
         trusted_proxies=trusted_proxies,
         allow_ips=allow_ips,
         deny_ips=deny_ips,
+        request_timeout=request_timeout,
+        keep_alive_timeout=keep_alive_timeout,
+        max_header_bytes=max_header_bytes,
+        max_connections=max_connections,
+        max_concurrent_requests=max_concurrent_requests,
         access_log=access_log,
     )
     from taskmanager.serve_policy import plan_serve
@@ -208,7 +228,10 @@ def serve(
     console.print(f"  docs: http://{settings.host}:{settings.port}/api/docs")
     import uvicorn
 
+    from taskmanager.server.http import raise_open_files_limit, uvicorn_options
     from taskmanager.server.logs import log_config
+
+    raise_open_files_limit(settings.max_connections)
 
     uvicorn.run(
         "taskmanager.server.app:create_app_from_env",
@@ -221,9 +244,9 @@ def serve(
         # The app's edge writes the access log (taskmanager.access), with request ids and keys.
         access_log=False,
         loop="auto",
-        http="auto",
         # The app decides whose X-Forwarded-For to believe (TASKMANAGER_TRUSTED_PROXIES).
         proxy_headers=False,
+        **uvicorn_options(settings),
     )
 
 
@@ -312,7 +335,10 @@ def _key_line(key: dict[str, object]) -> str:
     limit = f"{key['rate_limit']}/min" if key["rate_limit"] else "default limit"
     scopes = " ".join(str(s) for s in key["scopes"])  # type: ignore[attr-defined]
     used = key["last_used_at"] or "never"
-    return f"{key['id']}\t{key['prefix']}\t{state}\t{key['name']}\t{scopes}\t{limit}\tlast used {used}"
+    line = f"{key['id']}\t{key['prefix']}\t{state}\t{key['name']}\t{scopes}\t{limit}\tlast used {used}"
+    if key.get("types") is not None:
+        line += "\ttypes " + " ".join(str(t) for t in key["types"])  # type: ignore[attr-defined]
+    return line
 
 
 @keys_app.command("create")
@@ -329,6 +355,14 @@ def keys_create(
     rate_limit: Annotated[
         int | None, typer.Option(help="Requests per minute (default: the server's).")
     ] = None,
+    types: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--types",
+            "-t",
+            help="Limit the key to task types matching this pattern, '*' any characters (repeatable).",
+        ),
+    ] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Create a key and print it once (to stdout; nothing else goes there)."""
@@ -338,7 +372,8 @@ def keys_create(
 
     try:
         body = models.parse_body(
-            models.CreateApiKey, {"name": name, "scopes": scope, "rate_limit": rate_limit}
+            models.CreateApiKey,
+            {"name": name, "scopes": scope, "rate_limit": rate_limit, "types": types or None},
         )
         reply = asyncio.run(_with_keys(database_url, lambda keys: keys.create(body)))
     except TaskManagerError as exc:

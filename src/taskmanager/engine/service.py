@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from taskmanager import models
-from taskmanager.engine import lifecycle
+from taskmanager.engine import lifecycle, scope
 from taskmanager.engine.clock import Clock, SystemClock
 from taskmanager.engine.policy import Backoff, Defaults, compute_dedupe_key, dedupe_lock, exponential_backoff
 from taskmanager.engine.queries import MAX_LIST_LIMIT, statuses, when
@@ -185,6 +185,7 @@ class TaskService:
         """The insert for one create; ``types`` caches the task types read so far (a batch), and
         ``deadline`` bounds the time schema patterns may take (one budget for a whole batch)."""
         models.refuse_unsupported(body, "depends_on", "callback_url")
+        scope.check_type(body.type)  # a key limited to other types: as if the type did not exist
         task_type = types.get(body.type) if types is not None else None
         if task_type is None:
             task_type = await self._type(body.type)
@@ -295,7 +296,9 @@ class TaskService:
             raise ValidationFailed("Validation failed", details=["offset: must be 0 or more"])
         await self.core.expire_due()
         like = type if type is not None and "%" in type else None
-        query = TaskQuery(wanted, None if like else type, like, worker_id, limit, offset)
+        query = TaskQuery(
+            wanted, None if like else type, like, worker_id, limit, offset, scope.like_patterns()
+        )
         found = await self.store.list_tasks(query)
         items = [task_data(t) for t in found.tasks]
         return Reply(

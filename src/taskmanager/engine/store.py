@@ -152,6 +152,8 @@ class TaskQuery:
     worker_id: str | None = None
     limit: int = 50
     offset: int = 0
+    #: The caller's key's types as SQL LIKE patterns (any of them); None: every type.
+    type_scope: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,8 @@ class ClaimQuery:
     type_ids: tuple[int, ...] | None = None
     type_like: str | None = None
     type_names: tuple[str, ...] | None = None
+    #: The caller's key's types as SQL LIKE patterns (any of them; ``engine/scope.py``); None: all.
+    type_scope: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,12 @@ from taskmanager.engine.service import TaskService
 from taskmanager.engine.store import Store
 from taskmanager.errors import NotFound, TaskManagerError
 from taskmanager.server.auth import Authenticator
+from taskmanager.server.busy import ConcurrencyGuard
 from taskmanager.server.envelope import error
 from taskmanager.server.middleware import EdgeMiddleware
 from taskmanager.server.network import AddressPolicy, parse_networks
 from taskmanager.server.openapi import document_routes
+from taskmanager.server.outage import OutageLog
 from taskmanager.server.ratelimit import open_limiter
 from taskmanager.server.routes import ROUTES
 from taskmanager.server.table import Route, RouteEndpoint, Services
@@ -111,9 +113,11 @@ def create_app(
         addresses=addresses,
         access_log=settings.access_log,
     )
+    outages = OutageLog()
+    busy = Middleware(ConcurrencyGuard, limit=settings.max_concurrent_requests, outages=outages)
     app = Starlette(
-        routes=[*starlette_routes(ROUTES, Services(engine, keys, auth)), *document_routes(ROUTES)],
-        middleware=[edge],
+        routes=[*starlette_routes(ROUTES, Services(engine, keys, auth, outages)), *document_routes(ROUTES)],
+        middleware=[edge, busy],
         exception_handlers={HTTPException: on_http_error},
         lifespan=lifespan,
     )

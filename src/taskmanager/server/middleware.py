@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Iterable
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskmanager.engine.keys import display_prefix
@@ -165,6 +166,14 @@ class EdgeMiddleware:
 
         try:
             await self.app(scope, _limited(receive, self.max_body), tracking_send)
+        except ClientDisconnect:
+            # The client hung up mid-body: nobody is left to answer, and nothing went wrong here.
+            log.debug(
+                "client hung up before its request was read: %s %s (request %s)",
+                scope["method"],
+                path,
+                request_id,
+            )
         except Exception:
             log.exception("unhandled error in %s %s (request %s)", scope["method"], path, request_id)
             if not started:

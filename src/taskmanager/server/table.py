@@ -23,12 +23,14 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
+from taskmanager.engine import scope as type_scope
 from taskmanager.engine.access import KeyService
 from taskmanager.engine.service import Reply, TaskService
 from taskmanager.errors import TaskManagerError, ValidationFailed
 from taskmanager.server.auth import Authenticator
 from taskmanager.server.body import body
 from taskmanager.server.envelope import error, ok
+from taskmanager.server.outage import OutageLog
 
 B = TypeVar("B")
 
@@ -68,6 +70,8 @@ class Services:
     engine: TaskService
     keys: KeyService
     auth: Authenticator
+    #: One per app: a 503's cause is logged at most once a minute, whichever route met it.
+    outages: OutageLog = field(default_factory=OutageLog)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,14 +147,26 @@ class RouteEndpoint:
         try:
             response = ok(await self.answer(request))
         except TaskManagerError as exc:
+            if exc.status == 503:
+                self.services.outages.unavailable(request.method, request.url.path, exc)
             response = error(exc)
         await response(scope, receive, send)
 
     async def answer(self, request: Request) -> Reply:
         route = self.route
         query = {param.name: param.read(request) for param in route.query}
+        principal = None
         if route.scope is not None:
-            await self.services.auth.check(request, route.scope)
+            principal = await self.services.auth.check(request, route.scope)
+        # The key's task types, for the engine to enforce (engine/scope.py); reset on the way out
+        # so that a caller running the app in its own context (embedded mode) keeps none.
+        token = type_scope.current.set(None if principal is None else principal.types)
+        try:
+            return await self._answer(request, route, query)
+        finally:
+            type_scope.current.reset(token)
+
+    async def _answer(self, request: Request, route: Route[Any], query: dict[str, Any]) -> Reply:
         parsed = None
         if route.body is not None:
             parsed = await body(

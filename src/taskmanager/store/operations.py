@@ -16,6 +16,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -24,6 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from taskmanager.engine.records import Event, Task, TaskStatus, TaskType
+from taskmanager.engine.scope import LIKE_ESCAPE
 from taskmanager.engine.store import (
     InsertOutcome,
     InsertResult,
@@ -277,8 +279,15 @@ def get_task(q: Selects, task_id: int, conn: Connection) -> Task | None:
     return None if row is None else task_from_row(row)
 
 
+def like_any(column: ColumnElement[str], patterns: tuple[str, ...]) -> ColumnElement[bool]:
+    """``column`` matches one of the LIKE ``patterns`` (escaped with ``LIKE_ESCAPE``)."""
+    return or_(*(column.like(p, escape=LIKE_ESCAPE) for p in patterns))
+
+
 def list_tasks(q: Selects, query: TaskQuery, conn: Connection) -> ListResult:
     conditions: list[ColumnElement[bool]] = []
+    if query.type_scope is not None:
+        conditions.append(like_any(TT.name, query.type_scope))
     if query.statuses:
         conditions.append(T.status.in_([s.value for s in query.statuses]))
     if query.type_name is not None:

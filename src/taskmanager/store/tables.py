@@ -172,6 +172,8 @@ api_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_used_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
+    #: JSON list of the task-type name patterns the key is limited to; NULL: every type.
+    Column("types", Text, nullable=True),
     UniqueConstraint("key_hash"),
     sqlite_autoincrement=True,
 )
