@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(DEFAULT_MAX_HEADER_BYTES, ge=1024, le=16 * 1_048_576)
     max_connections: int = Field(DEFAULT_MAX_CONNECTIONS, ge=1, le=1_000_000)
     max_concurrent_requests: int = Field(DEFAULT_MAX_CONCURRENT_REQUESTS, ge=0, le=1_000_000)
+    #: One line per request at info on ``taskmanager.access`` (uvicorn's own access log is off).
+    access_log: bool = True
 
     @field_validator("api_key", "redis_url")
     @classmethod

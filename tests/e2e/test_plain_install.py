@@ -32,6 +32,7 @@ SERVER_STACK = (
     "regex",
     "pydantic_settings",
     "prometheus_client",
+    "swagger_ui_bundle",
 )
 BLOCKER = f'''
 import sys

@@ -123,7 +123,11 @@ def create_app(
         parse_networks(settings.deny_ips, "deny_ips"),
     )
     edge = Middleware(
-        EdgeMiddleware, origins=settings.origins(), max_body=settings.max_request_bytes, addresses=addresses
+        EdgeMiddleware,
+        origins=settings.origins(),
+        max_body=settings.max_request_bytes,
+        addresses=addresses,
+        access_log=settings.access_log,
     )
     outages = OutageLog()
     busy = Middleware(ConcurrencyGuard, limit=settings.max_concurrent_requests, outages=outages)

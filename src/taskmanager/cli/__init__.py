@@ -1,7 +1,10 @@
-"""The ``taskmanager`` command: serve, worker, db upgrade|downgrade|current, keys, import-prismq, version.
+"""The ``taskmanager`` command: serve, worker, db upgrade|downgrade|current, keys, import-prismq, version,
+and the operator's commands for a running server (``tasks``, ``types``, ``enqueue``, ``stats``,
+``workers``: modules ``tasks`` and ``queue`` beside this one).
 
-``worker`` and ``version`` need only a plain install; the commands that run the server or open a
-database need the ``[server]`` extra, and say so in one line when it is missing.
+``worker``, ``version`` and the operator's commands need only a plain install; the commands that
+run the server or open a database need the ``[server]`` extra, and say so in one line when it is
+missing. Every failure ends as one line on stderr (``failures``), never a traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import asyncio
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated
@@ -19,6 +23,7 @@ from rich.console import Console
 
 from taskmanager._server_extra import INSTALL_SERVER, missing_server_module
 from taskmanager._version import __version__
+from taskmanager.cli import failures, queue, tasks
 
 if TYPE_CHECKING:
     from taskmanager.engine.access import KeyService
@@ -27,7 +32,11 @@ if TYPE_CHECKING:
     from taskmanager.store import Database
 
 app = typer.Typer(
-    help="TaskManager: a self-hosted HTTP work queue.", no_args_is_help=True, add_completion=False
+    help="TaskManager: a self-hosted HTTP work queue.",
+    no_args_is_help=True,
+    add_completion=False,
+    # A mistake is one line (cli/failures.py); a traceback only with --debug.
+    pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -35,7 +44,23 @@ keys_app = typer.Typer(
     help="API keys: create, list, revoke (on the database directly).", no_args_is_help=True
 )
 app.add_typer(keys_app, name="keys")
+app.add_typer(tasks.tasks_app, name="tasks")
+app.add_typer(queue.types_app, name="types")
+app.command("enqueue")(queue.enqueue)
+app.command("stats")(queue.stats)
+app.command("workers")(queue.workers)
 console = Console(stderr=True, soft_wrap=True)
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+@app.callback()
+def options(
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="TASKMANAGER_DEBUG", help="Show the traceback of a failure.")
+    ] = False,
+) -> None:
+    """TaskManager: a self-hosted HTTP work queue."""
+
 
 DatabaseOption = Annotated[
     str | None,
@@ -145,9 +170,14 @@ def serve(
     ] = None,
     workers: Annotated[int, typer.Option(help="Server processes (uvicorn workers).")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    access_log: Annotated[
+        bool | None,
+        typer.Option("--access-log/--no-access-log", help="Log one line per request (at info)."),
+    ] = None,
 ) -> None:
     """Run the API server (migrating the database first)."""
     _require_server("serve")
+    _check_log_level(log_level)
     settings = _settings(
         host=host,
         port=port,
@@ -174,6 +204,7 @@ def serve(
         max_header_bytes=max_header_bytes,
         max_connections=max_connections,
         max_concurrent_requests=max_concurrent_requests,
+        access_log=access_log,
     )
     from taskmanager.serve_policy import plan_serve
     from taskmanager.store import display_url
@@ -215,8 +246,10 @@ def serve(
     import uvicorn
 
     from taskmanager.server.http import raise_open_files_limit, uvicorn_options
+    from taskmanager.server.logs import log_config
 
     raise_open_files_limit(settings.max_connections)
+
     uvicorn.run(
         "taskmanager.server.app:create_app_from_env",
         factory=True,
@@ -224,12 +257,19 @@ def serve(
         port=settings.port,
         workers=workers,
         log_level=log_level,
+        log_config=log_config(log_level),
+        # The app's edge writes the access log (taskmanager.access), with request ids and keys.
         access_log=False,
         loop="auto",
         # The app decides whose X-Forwarded-For to believe (TASKMANAGER_TRUSTED_PROXIES).
         proxy_headers=False,
         **uvicorn_options(settings),
     )
+
+
+def _check_log_level(level: str) -> None:
+    if level.lower() not in LOG_LEVELS:
+        raise typer.BadParameter(f"{level!r} is not one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
 
 
 async def _on_store(database_url: str | None, action: Callable[[Database], Awaitable[object]]) -> str | None:
@@ -262,13 +302,21 @@ def db_upgrade(
     typer.echo(f"database at revision {found or 'base (empty)'}")
 
 
-@db_app.command("downgrade")
+# ``-1`` is a revision, not an option: unknown options are taken as the argument.
+@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 def db_downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision: -1, a revision id, or base.")],
     database_url: DatabaseOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before dropping every table.")] = False,
 ) -> None:
-    """Roll the schema back to REVISION (``base`` drops every table)."""
+    """Roll the schema back to REVISION (``base`` drops every table, after asking)."""
     _require_server("db downgrade")
+    if revision.startswith("--"):
+        raise typer.BadParameter(f"no such option: {revision}", param_hint="REVISION")
+    if revision == "base" and not yes:
+        typer.confirm(
+            "Downgrade to base drops every table and all their data. Continue?", abort=True, err=True
+        )
     from taskmanager.store.migrate import downgrade
 
     found = asyncio.run(_on_store(database_url, lambda db: downgrade(db, revision)))
@@ -463,4 +511,4 @@ def worker(
 
 
 def main() -> None:
-    app()
+    sys.exit(failures.run(app, sys.argv[1:]))
