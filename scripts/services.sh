@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the services the test suite uses answer: PostgreSQL on 5432, MariaDB on 3306, and
-# Redis on 6379 (shared rate limits).
+# Redis on 6379 (shared rate limits); and that Debian's Chromium is installed (the browser tests).
 # Starts a stopped one with the machine's own service commands and waits for it (max 60 s each).
 set -euo pipefail
 
@@ -34,3 +34,13 @@ if ! answers 6379; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
 fi
 wait_for Redis 6379
+
+# Debian's Chromium, which the browser tests (tests/browser) drive through Playwright: Playwright's
+# own browser download is not reachable from CI, so its package is installed here once.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "services: installing Chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq chromium >/dev/null
+fi
+echo "services: $(/usr/bin/chromium --version 2>/dev/null || echo 'Chromium missing')"

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskmanager.engine.clock import FrozenClock
+from taskmanager.engine.observe import FeedTiming
 from taskmanager.server.app import create_app
 from taskmanager.settings import Settings
 from taskmanager.store import SqlStore, open_store
@@ -342,6 +343,8 @@ class Api:
 
 
 ServerFactory = Callable[..., Api]
+#: ``GET /events`` in-process: the transport reads a whole response, so a stream ends by itself.
+IN_PROCESS_FEED = FeedTiming(poll_seconds=0.01, lifetime=0.3)
 
 
 def _settings(database: TestDatabase, api_key: str | None, settings: dict[str, Any]) -> Settings:
@@ -354,9 +357,15 @@ def make_api(clean_database: TestDatabase) -> Iterator[ServerFactory]:
     stopped after the test."""
     stack = contextlib.ExitStack()
 
-    def start(*, api_key: str | None = ADMIN_KEY, send_key: bool = True, **settings: Any) -> Api:
+    def start(
+        *,
+        api_key: str | None = ADMIN_KEY,
+        send_key: bool = True,
+        feed: FeedTiming = IN_PROCESS_FEED,
+        **settings: Any,
+    ) -> Api:
         clock = FrozenClock(START)
-        app = create_app(_settings(clean_database, api_key, settings), clock=clock)
+        app = create_app(_settings(clean_database, api_key, settings), clock=clock, feed=feed)
         server = stack.enter_context(InProcessServer(app))
         transport = server.transport()
         headers = {"X-API-Key": api_key} if api_key and send_key else {}
@@ -380,9 +389,15 @@ def make_live_api(clean_database: TestDatabase) -> Iterator[ServerFactory]:
     """Like ``make_api``, but a uvicorn server on a real port: for the tests that need a socket."""
     stack = contextlib.ExitStack()
 
-    def start(*, api_key: str | None = ADMIN_KEY, send_key: bool = True, **settings: Any) -> Api:
+    def start(
+        *,
+        api_key: str | None = ADMIN_KEY,
+        send_key: bool = True,
+        feed: FeedTiming | None = None,
+        **settings: Any,
+    ) -> Api:
         clock = FrozenClock(START)
-        app = create_app(_settings(clean_database, api_key, settings), clock=clock)
+        app = create_app(_settings(clean_database, api_key, settings), clock=clock, feed=feed)
         running = stack.enter_context(RunningServer(app))
         headers = {"X-API-Key": api_key} if api_key and send_key else {}
         client = stack.enter_context(httpx.Client(base_url=running.url, headers=headers, timeout=30))

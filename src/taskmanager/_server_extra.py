@@ -21,6 +21,8 @@ SERVER_MODULES = (
     "jsonschema",
     "regex",
     "pydantic_settings",
+    "prometheus_client",
+    "swagger_ui_bundle",
 )
 #: Modules of the extra imported only when a setting asks for them (a database driver, Redis).
 OPTIONAL_SERVER_MODULES = ("asyncpg", "asyncmy", "redis")

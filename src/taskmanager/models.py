@@ -8,6 +8,8 @@ messages of the API reference, docs/reference/api.md (``details`` entries of the
 from __future__ import annotations
 
 import json
+import math
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -32,6 +34,12 @@ MAX_CLAIM_LIMIT = 100
 #: Longest long-poll a claim may ask for, in seconds.
 MAX_CLAIM_WAIT = 60
 
+#: Deepest nesting accepted in a body (and in a ``param_schema`` sent as a string, counted as if
+#: it were in the body): deep enough for real params, shallow enough that no recursive validator
+#: or encoder can run out of stack.
+MAX_JSON_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
@@ -50,8 +58,47 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+def check_text(name: str, value: str) -> str:
+    """Refuse NUL characters (no database stores them in text, so they would be lost or fail) and
+    lone UTF-16 surrogates (``"\\ud800"`` in JSON: no UTF-8 text can hold one)."""
+    if "\x00" in value:
+        raise ValidationFailed("Validation failed", details=[f"{name}: NUL characters are not allowed"])
+    if _SURROGATE.search(value):
+        raise ValidationFailed(
+            "Validation failed", details=[f"{name}: lone surrogates are not valid Unicode"]
+        )
+    return value
+
+
+def check_json(value: Any, where: str = "body", depth: int = 1) -> None:
+    """Bound nesting depth and refuse NUL characters and non-finite numbers anywhere in decoded
+    JSON (iteratively); ``value`` sits at ``depth`` (a body is 1), named ``where`` in details."""
+    stack: list[tuple[Any, int, str]] = [(value, depth, where)]
+    while stack:
+        node, level, at = stack.pop()
+        if level > MAX_JSON_DEPTH:
+            raise ValidationFailed(
+                "Validation failed", details=[f"{at}: nested deeper than {MAX_JSON_DEPTH} levels"]
+            )
+        if isinstance(node, str):
+            check_text(at, node)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise ValidationFailed("Validation failed", details=[f"{at}: number out of range"])
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                check_text(at, key)
+                stack.append((item, level + 1, key if at == "body" else f"{at}.{key}"))
+        elif isinstance(node, list):
+            stack.extend((item, level + 1, f"{at}[{i}]") for i, item in enumerate(node))
+
+
 def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """``value`` in UTC. A valid ISO 8601 time can fall outside years 1-9999 once converted
+    (``9999-12-31T23:59:59-23:59``): a ValueError, so the field is named in a 400, not a 500."""
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range: must be within years 1-9999 in UTC") from None
 
 
 class TypeSettings(_Body):
@@ -77,12 +124,20 @@ class RegisterTaskType(TypeSettings):
     param_schema: dict[str, Any] | StrictStr
 
     def schema_object(self) -> Any:
-        """The schema as an object, decoding it if it was sent as a JSON string."""
+        """The schema as an object, decoding it if it was sent as a JSON string. A decoded schema
+        meets the body's limits as if it had been sent as an object (body → param_schema: 2)."""
         if isinstance(self.param_schema, str):
             try:
-                return json.loads(self.param_schema)
+                schema = json.loads(self.param_schema)
+            except RecursionError:
+                raise ValidationFailed(
+                    "Validation failed",
+                    details=[f"param_schema: nested deeper than {MAX_JSON_DEPTH} levels"],
+                ) from None
             except ValueError:
                 raise ValidationFailed("Invalid JSON schema format") from None
+            check_json(schema, "param_schema", depth=2)
+            return schema
         return self.param_schema
 
 
@@ -122,6 +177,11 @@ SortBy = Literal["created_at", "priority", "id", "attempts"]
 
 
 class ClaimTasks(_Body):
+    """A claim refuses fields it does not know (API.md B.11): a misspelt filter (``task_type``,
+    ``type_patern``) must never widen a claim to every type's work."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     worker_id: WorkerId
     task_type_id: DbId | None = None
     task_type_ids: Annotated[list[DbId], Field(min_length=1, max_length=1000)] | None = None
@@ -205,6 +265,14 @@ class CreateApiKey(_Body):
     name: Annotated[StrictStr, Field(min_length=1, max_length=255)]
     scopes: Annotated[list[StrictStr], Field(min_length=1, max_length=20)]
     rate_limit: Annotated[StrictInt, Field(ge=1, le=1_000_000)] | None = None
+    #: Task-type name patterns (``*``: any run of characters) the key is limited to; None: all.
+    types: (
+        Annotated[
+            list[Annotated[StrictStr, Field(min_length=1, max_length=255)]],
+            Field(min_length=1, max_length=100),
+        ]
+        | None
+    ) = None
 
 
 def refuse_unsupported(body: BaseModel, *names: str) -> None:
@@ -223,6 +291,8 @@ def _problem(error: Any) -> str:
         return f"{where}: field required"
     if kind == "model_type" or kind == "dict_type":
         return f"{where}: must be a JSON object"
+    if kind == "extra_forbidden":
+        return f"{where}: unknown field"
     return f"{where}: {error['msg']}"
 
 
@@ -464,6 +534,8 @@ class ApiKeyOut(_Out):
     prefix: str
     scopes: list[str]
     rate_limit: int | None
+    #: The type-name patterns the key is limited to; null: every type.
+    types: list[str] | None = None
     is_active: bool
     created_at: datetime
     last_used_at: datetime | None
@@ -477,3 +549,42 @@ class ApiKeyList(_Out):
     api_keys: list[ApiKeyOut]
     items: list[ApiKeyOut]
     count: int
+
+
+class TypeStatsOut(_Out):
+    type: str
+    pending: int
+    claimed: int
+    completed: int
+    failed: int
+    cancelled: int
+    oldest_pending_seconds: float | None
+    completed_last_hour: int
+    failed_last_hour: int
+    avg_run_seconds: float | None
+
+
+class ThroughputMinute(_Out):
+    minute: datetime
+    completed: int
+    failed: int
+
+
+class StatsData(_Out):
+    by_status: dict[str, int]
+    by_type: list[TypeStatsOut]
+    workers_active: int
+    throughput: list[ThroughputMinute]
+
+
+class WorkerOut(_Out):
+    worker_id: str
+    claimed: int
+    completed: int
+    failed: int
+    last_seen_at: datetime | None
+    avg_processing_seconds: float | None
+
+
+class WorkerList(_Out):
+    workers: list[WorkerOut]

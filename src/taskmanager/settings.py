@@ -10,6 +10,7 @@ import ipaddress
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskmanager.engine.observe import DEFAULT_STATS_MAX_AGE
 from taskmanager.engine.policy import (
     DEFAULT_CLAIM_TIMEOUT,
     DEFAULT_KEEP_COMPLETED,
@@ -31,6 +32,20 @@ DEFAULT_RATE_LIMIT = 0
 DEFAULT_AUTH_FAILURE_LIMIT = 30
 #: Seconds a server trusts a key it looked up: a key revoked elsewhere stops working within this.
 DEFAULT_KEY_CACHE_SECONDS = 5.0
+#: Seconds a client has to send a whole request (head and body) once its connection opened or its
+#: request began: a 1 MiB body needs ~35 KB/s; slow-loris clients and idle sockets are let go.
+DEFAULT_REQUEST_TIMEOUT = 30.0
+#: Seconds an idle keep-alive connection is kept between two requests (uvicorn's default).
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5
+#: Largest request line plus headers: nginx allows 4 buffers of 8 KB by default; 64 KiB holds
+#: any real client's head, and bounds what a hostile one makes the server buffer.
+DEFAULT_MAX_HEADER_BYTES = 65_536
+#: Open connections one server process accepts; more are answered 503 and closed. Below the common
+#: 1024 open-file limit's reach once `serve` raises it (sockets, database connections, files).
+DEFAULT_MAX_CONNECTIONS = 1000
+#: Requests one process runs at once (a long-poll claim counts while it waits); more get 503 at
+#: once. On two cores, 256 keeps the event loop answering /health in well under a second.
+DEFAULT_MAX_CONCURRENT_REQUESTS = 256
 
 
 class Settings(BaseSettings):
@@ -62,6 +77,15 @@ class Settings(BaseSettings):
     deny_ips: str = ""
     keep_completed: int = Field(DEFAULT_KEEP_COMPLETED, ge=0, le=10 * 365 * 86400)
     keep_failed: int = Field(DEFAULT_KEEP_FAILED, ge=0, le=10 * 365 * 86400)
+    metrics_public: bool = False
+    stats_max_age: float = Field(DEFAULT_STATS_MAX_AGE, ge=0, le=3600)
+    request_timeout: float = Field(DEFAULT_REQUEST_TIMEOUT, gt=0, le=3600)
+    keep_alive_timeout: int = Field(DEFAULT_KEEP_ALIVE_TIMEOUT, ge=1, le=3600)
+    max_header_bytes: int = Field(DEFAULT_MAX_HEADER_BYTES, ge=1024, le=16 * 1_048_576)
+    max_connections: int = Field(DEFAULT_MAX_CONNECTIONS, ge=1, le=1_000_000)
+    max_concurrent_requests: int = Field(DEFAULT_MAX_CONCURRENT_REQUESTS, ge=0, le=1_000_000)
+    #: One line per request at info on ``taskmanager.access`` (uvicorn's own access log is off).
+    access_log: bool = True
 
     @field_validator("api_key", "redis_url")
     @classmethod

@@ -131,3 +131,17 @@ def test_delete_needs_admin_and_the_other_actions_tasks_write(make_api: ServerFa
         assert bulk(writer, "cancel", ids=[task_id]) == {"matched": 1, "changed": 1}
     assert get_task(admin, task_id)["status"] == "cancelled"
     assert bulk(admin, "delete", ids=[task_id]) == {"matched": 1, "changed": 1}
+
+
+def test_a_key_limited_to_types_acts_on_its_types_only(make_api: ServerFactory) -> None:
+    admin = make_api()
+    register(admin, name="mine.a")
+    register(admin, name="other")
+    mine = create(admin, "mine.a", {})["id"]
+    other = create(admin, "other", {})["id"]
+    body = {"name": "scoped", "scopes": ["tasks:write", "tasks:read"], "types": ["mine.*"]}
+    key = ok(admin.post("/api/api-keys", json=body))["key"]
+    with admin.new_client({"X-API-Key": key}) as scoped:
+        assert bulk(scoped, "cancel", status="pending") == {"matched": 1, "changed": 1}
+        assert bulk(scoped, "cancel", ids=[other]) == {"matched": 0, "changed": 0}
+    assert (get_task(admin, mine)["status"], get_task(admin, other)["status"]) == ("cancelled", "pending")

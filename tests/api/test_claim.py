@@ -92,6 +92,36 @@ def test_bad_claim_bodies_are_400(api: Api, body: dict[str, Any], field: str) ->
     assert get_task(api, created["id"])["status"] == "pending"
 
 
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"task_type": "demo.echo"}, "task_type"),  # a misspelt filter must not claim any type
+        ({"type": "demo.echo"}, "type"),
+        ({"type_patern": "demo.%"}, "type_patern"),
+        ({"limit": 2, "wiat": 5}, "wiat"),
+    ],
+)
+def test_an_unknown_claim_field_is_400_naming_it_and_claims_nothing(
+    api: Api, extra: dict[str, Any], field: str
+) -> None:
+    """API.md B.11: a field the server does not know never widens a claim to other types' work."""
+    register(api)
+    created = create(api)
+    response = api.post("/api/tasks/claim", json={"worker_id": "w", **extra})
+    details = fails(response, 400, "validation_failed", "Validation failed")["details"]
+    assert details == [f"{field}: unknown field"]
+    assert get_task(api, created["id"])["status"] == "pending"
+
+
+def test_other_routes_keep_ignoring_unknown_fields(api: Api) -> None:
+    register(api)
+    created = ok(api.post("/api/tasks", json={"type": "demo.echo", "params": {}, "colour": "red"}))
+    claimed = claim(api)
+    assert claimed["id"] == created["id"]
+    body = {"worker_id": "w1", "success": True, "result": {}, "colour": "red"}
+    ok(api.post(f"/api/tasks/{created['id']}/complete", json=body))
+
+
 def test_a_worker_id_of_255_chars_is_accepted(api: Api) -> None:
     register(api)
     create(api)

@@ -14,7 +14,7 @@ from tests.api.test_auth import assert_unauthorized
 from tests.conftest import ADMIN_KEY, Api, ServerFactory
 
 KEY_FORMAT = re.compile(r"^tm_[0-9a-f]{8}_[A-Za-z0-9_-]{43}$")
-LISTED = {"id", "name", "prefix", "scopes", "rate_limit", "is_active", "created_at", "last_used_at"}
+LISTED = {"id", "name", "prefix", "scopes", "rate_limit", "types", "is_active", "created_at", "last_used_at"}
 
 
 def make_key(api: Api, scopes: list[str], name: str = "k", **fields: Any) -> dict[str, Any]:

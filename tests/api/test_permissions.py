@@ -36,6 +36,10 @@ MATRIX: list[tuple[str, str, str]] = [
     ("POST", "/api/tasks/{id}/heartbeat", "tasks:work"),
     ("DELETE", "/api/tasks/{id}", "admin"),
     ("POST", "/api/tasks/bulk", "tasks:write"),
+    ("GET", "/api/stats", "tasks:read"),
+    ("GET", "/api/workers", "tasks:read"),
+    ("GET", "/api/events", "tasks:read"),
+    ("GET", "/api/metrics", "admin"),
     ("POST", "/api/api-keys", "admin"),
     ("GET", "/api/api-keys", "admin"),
     ("DELETE", "/api/api-keys/{id}", "admin"),
@@ -119,3 +123,81 @@ def test_a_worker_key_claims_and_completes_but_cannot_create_or_read(make_api: S
         assert worker.post("/api/tasks", json={"type": "perm.check", "params": {}}).status_code == 403
         done = {"worker_id": "w1", "success": True, "lease_token": claimed["lease_token"]}
         assert ok(worker.post(f"/api/tasks/{claimed['id']}/complete", json=done))["status"] == "completed"
+
+
+#: A key limited to these types (API.md B.6 ``types``): ``*`` is any run of characters and every
+#: other character is itself — ``_`` and ``%`` included, which SQL LIKE would read as wildcards.
+MINE = ["perm.mine.*", "exact_name"]
+MY_TYPES = ["perm.mine.a", "perm.mine.b.c", "exact_name"]
+OTHER_TYPES = ["perm.other", "perm.mineXa", "exactXname", "perm.mine"]
+WORK_SCOPES = ["types:read", "tasks:read", "tasks:write", "tasks:work"]
+
+
+def test_a_key_limited_to_types_never_sees_or_touches_another_types_task(make_api: ServerFactory) -> None:
+    admin = make_api()
+    ids: dict[str, int] = {}
+    for name in MY_TYPES + OTHER_TYPES:
+        body = {"name": name, "version": "1", "param_schema": {"type": "object"}}
+        ok(admin.post("/api/task-types/register", json=body))
+        ids[name] = ok(admin.post("/api/tasks", json={"type": name, "params": {}}))["id"]
+    created = ok(admin.post("/api/api-keys", json={"name": "scoped", "scopes": WORK_SCOPES, "types": MINE}))
+    assert created["types"] == MINE
+    listed = ok(admin.get("/api/api-keys"))["items"]
+    assert [k["types"] for k in listed if k["id"] == created["id"]] == [MINE]
+    with admin.new_client({"X-API-Key": created["key"]}) as key:
+        # Reads: its own types' tasks only; another type's task is 404 as if it did not exist.
+        page = ok(key.get("/api/tasks", params={"limit": 100}))
+        assert sorted(t["type"] for t in page["tasks"]) == sorted(MY_TYPES)
+        assert page["total"] == len(MY_TYPES)
+        for name in OTHER_TYPES:
+            for path in (f"/api/tasks/{ids[name]}", f"/api/tasks/{ids[name]}/history"):
+                answer = key.get(path)
+                assert (path, answer.status_code, answer.json()["message"]) == (path, 404, "Task not found")
+        for name in MY_TYPES:
+            assert ok(key.get(f"/api/tasks/{ids[name]}"))["type"] == name
+        # Creates: another type is 404 as if it did not exist, alone and in a batch.
+        refused = key.post("/api/tasks", json={"type": "perm.other", "params": {}})
+        assert (refused.status_code, refused.json()["message"]) == (404, "Task type not found")
+        items = [{"type": "perm.mine.a", "params": {"n": 1}}, {"type": "exactXname", "params": {}}]
+        results = ok(key.post("/api/tasks/batch", json={"tasks": items}))["results"]
+        assert [r["error"] for r in results] == [None, "Task type not found"]
+        # Claims: even asked for everything, by a pattern or by name, only its own types.
+        assert (
+            key.post("/api/tasks/claim", json={"worker_id": "k", "types": ["perm.other"]}).status_code == 404
+        )
+        claimed = ok(key.post("/api/tasks/claim", json={"worker_id": "k", "limit": 100, "type_pattern": "%"}))
+        assert sorted(t["type"] for t in claimed["tasks"]) == sorted([*MY_TYPES, "perm.mine.a"])
+        assert key.post("/api/tasks/claim", json={"worker_id": "k"}).status_code == 404
+        # Reports and operator actions on another type's task, even holding its lease: 404.
+        other = ok(admin.post("/api/tasks/claim", json={"worker_id": "w", "types": ["perm.other"]}))
+        held = {"worker_id": "w", "lease_token": other["lease_token"]}
+        for action, body in (
+            ("complete", {**held, "success": True}),
+            ("progress", {**held, "progress": 50}),
+            ("heartbeat", held),
+            ("cancel", {}),
+            ("retry", {}),
+        ):
+            answer = key.post(f"/api/tasks/{other['id']}/{action}", json=body)
+            assert (action, answer.status_code) == (action, 404), answer.text
+        batch = {
+            "worker_id": "w",
+            "results": [{"id": other["id"], "success": True, "lease_token": other["lease_token"]}],
+        }
+        (entry,) = ok(key.post("/api/tasks/complete-batch", json=batch))["results"]
+        assert entry["error"] == "Task not found"
+        # Its own claimed task it reports as any key does.
+        mine = claimed["tasks"][0]
+        done = {"worker_id": "k", "success": True, "lease_token": mine["lease_token"]}
+        assert ok(key.post(f"/api/tasks/{mine['id']}/complete", json=done))["status"] == "completed"
+    after = ok(admin.get(f"/api/tasks/{other['id']}"))
+    assert (after["status"], after["progress"], after["claimed_by"]) == ("claimed", 0, "w")
+    for name in OTHER_TYPES[1:]:
+        assert ok(admin.get(f"/api/tasks/{ids[name]}"))["status"] == "pending"
+
+
+@pytest.mark.parametrize("types", [[], [""], ["  "], ["a\nb"], "perm.*", [7]])
+def test_bad_type_patterns_are_400_naming_types(api: Api, types: Any) -> None:
+    answer = api.post("/api/api-keys", json={"name": "bad", "scopes": ["tasks:work"], "types": types})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["details"][0].startswith("types"), answer.json()

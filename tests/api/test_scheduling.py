@@ -68,6 +68,14 @@ def test_a_delayed_task_does_not_block_a_due_one_behind_it(api: Api) -> None:
         ({"expires_at": "never"}, "expires_at"),
         ({"run_at": 1767272400}, "run_at"),
         ({"expires_at": 1767272400.5}, "expires_at"),
+        # Valid ISO 8601, but past year 9999 (or before year 1) once converted to UTC.
+        ({"run_at": "9999-12-31T23:59:59-23:59"}, "run_at"),
+        ({"expires_at": "9999-12-31T23:59:59.999999-00:01"}, "expires_at"),
+        ({"run_at": "0001-01-01T00:00:00+23:59"}, "run_at"),
+        # now + delay must stay representable: both are bounded to ten years.
+        ({"delay_seconds": 10 * 365 * 86400 + 1}, "delay_seconds"),
+        ({"ttl_seconds": 10 * 365 * 86400 + 1}, "ttl_seconds"),
+        ({"delay_seconds": 1e308}, "delay_seconds"),
     ],
 )
 def test_bad_schedule_fields_are_400(api: Api, extra: dict[str, Any], field: str) -> None:
@@ -139,3 +147,27 @@ def test_an_expired_task_can_be_retried(api: Api) -> None:
     assert retried["status"] == "pending"
     assert retried["expires_at"] is None
     assert claim(api)["id"] == task["id"]
+
+
+def test_a_batch_item_past_year_9999_in_utc_fails_alone_naming_run_at(api: Api) -> None:
+    register(api)
+    late = {"type": "demo.echo", "params": {"n": 2}, "run_at": "9999-12-31T23:59:59-23:59"}
+    response = api.post("/api/tasks/batch", json={"tasks": [{"type": "demo.echo", "params": {"n": 1}}, late]})
+    results = ok(response)["results"]
+    assert results[0]["error"] is None
+    assert results[1]["error"].startswith("Validation failed: run_at:"), results[1]
+    assert ok(api.get("/api/tasks"))["total"] == 1
+
+
+def test_the_longest_delay_is_accepted(api: Api) -> None:
+    register(api)
+    task = create(api, params={"n": 1}, delay_seconds=10 * 365 * 86400, ttl_seconds=10 * 365 * 86400)
+    assert (when(task["run_after"]) - START).days == 3650
+    no_tasks(api)
+
+
+def test_the_latest_representable_run_at_is_accepted(api: Api) -> None:
+    register(api)
+    task = create(api, params={"n": 1}, run_at="9999-12-31T23:59:59Z")
+    assert task["run_after"].startswith("9999-12-31T23:59:59")
+    no_tasks(api)

@@ -3,6 +3,7 @@ fetches anything, and schemas that loop or point nowhere are refused at registra
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -172,3 +173,36 @@ def test_remote_ids_and_schema_uris_are_never_fetched(api: Api, listener: socket
     )
     assert create(api, "remote.meta", {"a": 1})["status"] == "pending"
     assert nobody_connected(listener)
+
+
+def nested_properties(levels: int) -> str:
+    """A schema whose ``properties`` nest ``levels`` deep, as JSON text (too deep for json.dumps)."""
+    return '{"type": "object", "properties": {"a": ' * levels + '{"type": "string"}' + "}}" * levels
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 2000 + "]" * 2000,
+        '{"type": "object", "x": ' + "[" * 2000 + "]" * 2000 + "}",
+        *(nested_properties(levels) for levels in (100, 400, 900)),
+        nested_properties(31),  # one level deeper than a body may hold it
+    ],
+    ids=["arrays-2000", "arrays-2000-inside", *(f"properties-{n}" for n in (100, 400, 900, 31))],
+)
+def test_a_schema_string_nested_deeper_than_a_body_may_be_is_400(api: Api, text: str) -> None:
+    """A schema sent as a JSON string meets the body's depth limit as if it were sent as an object."""
+    body = {"name": "deep.schema", "version": "1", "param_schema": text}
+    found = fails(api.post("/api/task-types/register", json=body), 400, "validation_failed")
+    assert found["details"][0].startswith("param_schema"), found["details"]
+    assert "nested deeper than 64 levels" in found["details"][0]
+    fails(api.get("/api/task-types/deep.schema"), 404, "not_found")
+
+
+def test_a_schema_string_as_deep_as_a_body_may_hold_it_is_accepted(api: Api) -> None:
+    """The limit is the body's: 30 levels of properties (62 with the body and param_schema)."""
+    text = nested_properties(30)
+    register = "/api/task-types/register"
+    as_string = ok(api.post(register, json={"name": "s", "version": "1", "param_schema": text}))
+    as_object = ok(api.post(register, json={"name": "o", "version": "1", "param_schema": json.loads(text)}))
+    assert as_string["param_schema"] == as_object["param_schema"] == json.loads(text)

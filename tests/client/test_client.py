@@ -211,6 +211,23 @@ def test_history_lists_the_events(client: Any) -> None:
     assert events[0].created_at == START
 
 
+def test_stats_and_workers(client: Any) -> None:
+    setup_type(client)
+    created = client.create_task("demo.echo", {"n": 1})
+    client.create_task("demo.echo", {"n": 2})
+    client.claim_task("demo.echo")
+    client.complete_task(created.id, {"ok": True})
+    stats = client.stats()
+    assert stats.by_status["completed"] == stats["by_status"]["completed"] == 1
+    (line,) = stats.by_type
+    assert (line.type, line["pending"], line.completed_last_hour) == ("demo.echo", 1, 1)
+    assert len(stats.throughput) == 60
+    assert stats.throughput[-1].completed == 1
+    (worker,) = client.workers()
+    assert (worker.worker_id, worker["completed"], worker.claimed) == (WORKER, 1, 0)
+    assert worker.last_seen_at == START
+
+
 # -- claiming and reporting ---------------------------------------------------------------------
 
 

@@ -156,7 +156,12 @@ def _request_for(route: Route[Any]) -> Request:
     return Request(route.method, path, content=b"{}" if route.body is not None else None)
 
 
-@pytest.mark.parametrize("route", ROUTES, ids=lambda route: f"{route.method} {route.path}")
+#: Routes answering the envelope: a stream (``/events``) never ends, and the metrics text counts
+#: each app's own requests, so neither can be the same whole body from two apps.
+ENVELOPE_ROUTES = [route for route in ROUTES if route.produces is None]
+
+
+@pytest.mark.parametrize("route", ENVELOPE_ROUTES, ids=lambda route: f"{route.method} {route.path}")
 def test_every_route_the_server_answers_is_answered_alike(
     api: Api, embedded: SyncEmbeddedTransport, route: Route[Any]
 ) -> None:

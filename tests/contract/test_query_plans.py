@@ -7,25 +7,32 @@ prefer an index.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskmanager.engine.clock import FrozenClock
 from taskmanager.store import PostgresStore, SqlStore, open_store
-from taskmanager.store.tables import tasks
+from taskmanager.store.observe import stats_statements, worker_statements
+from taskmanager.store.tables import task_history, tasks
 from tests.conftest import TestDatabase
-from tests.contract.builders import claim_params, claim_query, make_type, run_raw
+from tests.contract.builders import claim_params, claim_query, make_type, raw_url, run_raw
 
 ROWS = 5000
 
 
-async def claim_plan(store: SqlStore, clock: FrozenClock) -> list[tuple[Any, ...]]:
+async def claim_plan(
+    store: SqlStore, clock: FrozenClock, type_scope: tuple[str, ...] | None = None
+) -> list[tuple[Any, ...]]:
     """The plan of the statement the store sends to pick a default claim's rows (on PostgreSQL,
-    the one statement that picks and claims them)."""
-    return await store.explain_claim(claim_query(clock.now()), claim_params(clock.now(), count=1))
+    the one statement that picks and claims them); ``type_scope``: as a key limited to types."""
+    query = replace(claim_query(clock.now()), type_scope=type_scope)
+    return await store.explain_claim(query, claim_params(clock.now(), count=1))
 
 
 def fill(type_id: int, clock: FrozenClock, kind: str, *, analyze: bool = True) -> Any:
@@ -89,13 +96,14 @@ async def test_claim_walks_the_index_before_statistics_catch_up(
     _assert_postgres_walks_the_index(plan)
 
 
+@pytest.mark.parametrize("type_scope", [None, ("t%", "other\\_x")], ids=["any-key", "key-limited-to-types"])
 async def test_default_claim_query_uses_the_claim_index(
-    store: SqlStore, clock: FrozenClock, clean_database: TestDatabase
+    store: SqlStore, clock: FrozenClock, clean_database: TestDatabase, type_scope: tuple[str, ...] | None
 ) -> None:
     kind = clean_database.kind
     task_type = await make_type(store, "t", clock.now())
     await run_raw(clean_database.url, fill(task_type.id, clock, kind))
-    plan = await claim_plan(store, clock)
+    plan = await claim_plan(store, clock, type_scope)
     if kind == "sqlite":
         details = [str(row[-1]) for row in plan]
         assert any("tasks USING INDEX ix_tasks_claim" in d for d in details), details
@@ -131,3 +139,123 @@ async def test_a_claim_within_max_running_still_walks_the_claim_index(
         by_table = {row[2]: row for row in plan}
         assert by_table["tasks"][5] == "ix_tasks_claim", plan
         assert not any("filesort" in str(row[9]) for row in plan), plan
+
+
+# -- GET /stats -------------------------------------------------------------------------------
+
+#: The statements of ``/stats`` and the index each must read instead of the table.
+STATS_INDEXES = {
+    "counts": "ix_tasks_type_status_created",
+    "ended": "ix_tasks_status_completed",
+    "minutes": "ix_tasks_status_completed",
+    "processing": "ix_tasks_status_completed",
+}
+
+
+#: Params of a realistic size: a task row is much wider than an entry of the indexes.
+PARAMS = '{"text": "' + "x" * 300 + '"}'
+
+
+def fill_ended(type_id: int, clock: FrozenClock) -> Any:
+    """Mostly tasks that ended over the last day, some pending and claimed ones."""
+
+    def run(conn: Connection) -> None:
+        start = clock.now() - timedelta(days=1)
+        rows = []
+        for n in range(ROWS):
+            at = start + timedelta(seconds=n * 17)
+            status = ("pending", "claimed", "failed")[n % 3] if n % 10 == 0 else "completed"
+            ended = status in ("completed", "failed")
+            rows.append(
+                {
+                    "type_id": type_id,
+                    "status": status,
+                    "params": PARAMS,
+                    "priority": 0,
+                    "progress": 0,
+                    "attempts": 1,
+                    "max_attempts": 3,
+                    "claimed_by": None if status == "pending" else f"w{n % 7}",
+                    "claimed_at": None if status == "pending" else at,
+                    "lease_expires_at": at + timedelta(minutes=5) if status == "claimed" else None,
+                    "completed_at": at + timedelta(seconds=3) if ended else None,
+                    "created_at": at,
+                    "updated_at": at,
+                }
+            )
+        conn.execute(insert(tasks), rows)
+        # Most of the history is older than the last day /workers reads.
+        history = [
+            {
+                "task_id": n + 1,
+                "event": row["status"],
+                "worker_id": row["claimed_by"],
+                "created_at": at if n % 10 == 1 else at - timedelta(days=9),
+            }
+            for n, row in enumerate(rows)
+            if (at := row["completed_at"]) is not None
+        ]
+        conn.execute(insert(task_history), history)
+
+    return run
+
+
+async def _settle_statistics(database: TestDatabase) -> None:
+    """Fresh planner statistics (and, on PostgreSQL, the visibility map that lets a scan read
+    the index alone, as autovacuum keeps it on a live database)."""
+    if database.kind == "postgresql":
+        engine = create_async_engine(raw_url(database.url), isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql("VACUUM ANALYZE tasks")
+                await conn.exec_driver_sql("VACUUM ANALYZE task_history")
+        finally:
+            await engine.dispose()
+    elif database.kind == "mysql":
+        await run_raw(database.url, lambda conn: conn.exec_driver_sql("ANALYZE TABLE tasks, task_history"))
+    # SQLite: the server never runs ANALYZE, so its planner works from the indexes' shapes alone.
+
+
+def explain_stats(kind: str, now: Any) -> Any:
+    prefix = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN ", "mysql": "EXPLAIN "}[kind]
+
+    def run(conn: Connection) -> dict[str, list[tuple[Any, ...]]]:
+        statements = {
+            **stats_statements(conn, now, now - timedelta(hours=1)),
+            **worker_statements(conn, now - timedelta(days=1)),
+        }
+        plans = {}
+        for name, statement in statements.items():
+            compiled = statement.compile(conn, compile_kwargs={"literal_binds": True})
+            plans[name] = [tuple(row) for row in conn.exec_driver_sql(prefix + str(compiled))]
+        return plans
+
+    return run
+
+
+async def test_stats_read_indexes_not_the_table(
+    store: SqlStore, clock: FrozenClock, clean_database: TestDatabase
+) -> None:
+    kind = clean_database.kind
+    task_type = await make_type(store, "t", clock.now())
+    await run_raw(clean_database.url, fill_ended(task_type.id, clock))
+    await _settle_statistics(clean_database)
+    plans = await run_raw(clean_database.url, explain_stats(kind, clock.now()))
+    for name, plan in plans.items():
+        text = "\n".join(" ".join(str(part) for part in row) for row in plan)
+        wanted = STATS_INDEXES.get(name)
+        if kind == "postgresql":
+            assert "Seq Scan on tasks" not in text, (name, text)
+            assert "Seq Scan on task_history" not in text, (name, text)
+            if wanted:  # the index alone (another that covers the statement serves as well)
+                assert "Index Only Scan using ix_tasks_" in text, (name, text)
+        elif kind == "sqlite":
+            assert not any(str(row[-1]) in ("SCAN tasks", "SCAN task_history") for row in plan), (name, text)
+            if wanted:
+                assert f"USING COVERING INDEX {wanted}" in text, (name, text)
+        else:
+            tasks_rows = [row for row in plan if row[2] == "tasks"]
+            assert all(row[3] != "ALL" for row in plan), (name, plan)
+            if wanted:
+                assert [row[5] for row in tasks_rows] == [wanted], (name, plan)
+                assert "Using index" in str(tasks_rows[0][9]), (name, plan)

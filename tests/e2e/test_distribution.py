@@ -23,15 +23,17 @@ from taskmanager._version import DISTRIBUTION, __version__
 from tests.e2e.test_plain_install import SERVER_STACK
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The distributions that bring SERVER_STACK's modules (by their PyPI names).
-SERVER_DISTRIBUTIONS = {module.replace("_", "-") for module in SERVER_STACK}
+#: The distributions that bring SERVER_STACK's modules (by their PyPI names), where a module's
+#: distribution is not named after it.
+DISTRIBUTION_OF = {"swagger_ui_bundle": "swagger-ui-bundle-v2"}
+SERVER_DISTRIBUTIONS = {DISTRIBUTION_OF.get(m, m.replace("_", "-")) for m in SERVER_STACK}
 #: What the client and the worker need, and the command's own framework.
 BASE_DISTRIBUTIONS = {"pydantic", "httpx", "sniffio", "uvloop", "typer", "rich"}
 TEST_TOOLS = {"pytest", "pytest-asyncio", "ruff", "mypy", "import-linter"}
 
 
 def test_the_stack_lists_name_the_same_packages() -> None:
-    assert {name.replace("_", "-") for name in SERVER_STACK} == SERVER_DISTRIBUTIONS
+    assert {DISTRIBUTION_OF.get(m, m.replace("_", "-")) for m in SERVER_STACK} == SERVER_DISTRIBUTIONS
 
 
 def resolve(requirements: list[str], extra: str) -> set[str]:

@@ -31,6 +31,8 @@ SERVER_STACK = (
     "redis",
     "regex",
     "pydantic_settings",
+    "prometheus_client",
+    "swagger_ui_bundle",
 )
 BLOCKER = f'''
 import sys

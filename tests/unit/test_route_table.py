@@ -19,7 +19,7 @@ from starlette.routing import Route as StarletteRoute
 from taskmanager.errors import ValidationFailed
 from taskmanager.server import key_routes, routes
 from taskmanager.server.app import create_app
-from taskmanager.server.openapi import DOCS_PATH, DOCUMENT_PATH, document, openapi_path
+from taskmanager.server.openapi import DOCS_PATH, DOCUMENT_PATH, SWAGGER_ASSETS, document, openapi_path
 from taskmanager.server.routes import ROUTES
 from taskmanager.server.table import QueryParam
 from taskmanager.settings import Settings
@@ -76,8 +76,9 @@ def test_every_route_is_documented_for_people() -> None:
 def test_the_app_serves_the_table_in_its_order_and_only_its_methods(app: Starlette) -> None:
     served = [(r.path, r.methods) for r in app.routes if isinstance(r, StarletteRoute)]
     assert served[: len(ROUTES)] == [(route.path, {route.method}) for route in ROUTES]
-    assert [path for path, _ in served[len(ROUTES) :]] == [DOCUMENT_PATH, DOCS_PATH]
-    assert len(app.routes) == len(ROUTES) + 2
+    assets = [f"{DOCS_PATH}/{name}" for name in SWAGGER_ASSETS]  # Swagger UI's own files
+    assert [path for path, _ in served[len(ROUTES) :]] == [DOCUMENT_PATH, DOCS_PATH, *assets]
+    assert len(app.routes) == len(ROUTES) + 2 + len(assets)
 
 
 def test_the_document_has_exactly_the_tables_operations() -> None:

@@ -112,6 +112,8 @@ class AsyncTaskManagerClient(ClientBase[AsyncTransport]):
     retry_task = _awaitable(ClientCore.retry_task)
     delete_task = _awaitable(ClientCore.delete_task)
     bulk = _awaitable(ClientCore.bulk)
+    stats = _awaitable(ClientCore.stats)
+    workers = _awaitable(ClientCore.workers)
     claim_task = _awaitable(ClientCore.claim_task)
     claim_tasks = _awaitable(ClientCore.claim_tasks)
     complete_task = _awaitable(ClientCore.complete_task)

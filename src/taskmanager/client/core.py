@@ -21,10 +21,12 @@ from taskmanager.client.models import (
     BulkResult,
     CreatedTask,
     Health,
+    Stats,
     Task,
     TaskEvent,
     TaskPage,
     TaskType,
+    Worker,
 )
 from taskmanager.client.paging import TaskPager
 from taskmanager.client.protocol import Call, Leases, Request, fields, get, post
@@ -242,6 +244,16 @@ class ClientCore(Settler, WorkCalls):
     def delete_task(self, task_id: int) -> Call[bool]:
         """Remove a task and its history (needs an admin key)."""
         return Call(Request("DELETE", f"/tasks/{int(task_id)}"), lambda data: bool(data["deleted"]))
+
+    # -- observing ------------------------------------------------------------------------------
+
+    def stats(self) -> Call[Stats]:
+        """Counts per status and type, oldest pending ages, the last hour's throughput."""
+        return get("/stats", Stats.model_validate)
+
+    def workers(self) -> Call[list[Worker]]:
+        """Every worker seen in the last 24 hours."""
+        return get("/workers", lambda data: [Worker.model_validate(item) for item in data["workers"]])
 
 
 __all__ = ["ClientCore"]

@@ -108,6 +108,25 @@ class TaskPage(Record):
     offset: int
 
 
+class TypeStats(Record, models.TypeStatsOut):
+    """One type's line of ``GET /stats``: counts by status, oldest pending age, last hour."""
+
+
+class ThroughputMinute(Record, models.ThroughputMinute):
+    """One minute of the last hour: tasks ``completed`` and ``failed`` in it."""
+
+
+class Stats(Record, models.StatsData):
+    """``GET /stats``: ``by_status``, ``by_type``, ``workers_active``, ``throughput``."""
+
+    by_type: list[TypeStats]  # type: ignore[assignment]  # the same shape, readable by key
+    throughput: list[ThroughputMinute]  # type: ignore[assignment]
+
+
+class Worker(Record, models.WorkerOut):
+    """A worker seen in the last 24 hours (``GET /workers``)."""
+
+
 __all__ = [
     "BatchCompletion",
     "BatchItem",
@@ -119,8 +138,12 @@ __all__ = [
     "HeartbeatResult",
     "ProgressUpdate",
     "Record",
+    "Stats",
     "Task",
     "TaskEvent",
     "TaskPage",
     "TaskType",
+    "ThroughputMinute",
+    "TypeStats",
+    "Worker",
 ]

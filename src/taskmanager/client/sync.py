@@ -124,6 +124,8 @@ class TaskManagerClient(ClientBase[SyncTransport]):
     retry_task = _blocking(ClientCore.retry_task)
     delete_task = _blocking(ClientCore.delete_task)
     bulk = _blocking(ClientCore.bulk)
+    stats = _blocking(ClientCore.stats)
+    workers = _blocking(ClientCore.workers)
     claim_task = _blocking(ClientCore.claim_task)
     claim_tasks = _blocking(ClientCore.claim_tasks)
     complete_task = _blocking(ClientCore.complete_task)

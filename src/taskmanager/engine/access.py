@@ -24,6 +24,7 @@ from taskmanager.engine.keys import (
     checked_name,
     checked_rate_limit,
     checked_scopes,
+    checked_types,
     generate_key,
     hashes_match,
     key_hash,
@@ -51,6 +52,7 @@ def key_data(key: ApiKey) -> dict[str, Any]:
         "prefix": key.prefix,
         "scopes": list(key.scopes),
         "rate_limit": key.rate_limit,
+        "types": None if key.types is None else list(key.types),
         "is_active": key.is_active,
         "created_at": iso(key.created_at),
         "last_used_at": iso(key.last_used_at),
@@ -84,9 +86,10 @@ class KeyService:
         name = checked_name(body.name)
         scopes = checked_scopes(body.scopes)
         rate_limit = checked_rate_limit(body.rate_limit)
+        types = checked_types(body.types)
         secret, prefix = generate_key()
         stored = await self.store.insert_api_key(
-            NewApiKey(name, prefix, key_hash(secret), scopes, rate_limit, self.clock.now())
+            NewApiKey(name, prefix, key_hash(secret), scopes, rate_limit, self.clock.now(), types)
         )
         self._any_keys = (True, self.clock.now())
         log.info("API key %s created (id %s, name %r, scopes %s)", prefix, stored.id, name, " ".join(scopes))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from taskmanager import models
-from taskmanager.engine import lifecycle
+from taskmanager.engine import lifecycle, scope
 from taskmanager.engine.records import Task, TaskStatus
 from taskmanager.engine.replies import Reply
 from taskmanager.engine.retention import Retainer, removed
@@ -64,6 +64,7 @@ class BulkOperations:
             created_before=given.created_before,
             limit=self.batch,
             retention=await self.retention.now(),  # tasks past their retention are gone
+            type_scope=scope.like_patterns(),  # a key limited to types acts on those only
         )
         matched = changed = 0
         store = self.core.store

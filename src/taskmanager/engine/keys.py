@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from taskmanager.engine.scope import TypeScope
 from taskmanager.errors import ValidationFailed
 
 #: Every scope, in the order the API reference lists them. ``admin`` implies all the others.
@@ -65,6 +66,8 @@ class ApiKey:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None = None
+    #: Task-type name patterns the key is limited to (API.md B.6); None: every type.
+    types: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,7 @@ class NewApiKey:
     scopes: tuple[str, ...]
     rate_limit: int | None
     now: datetime
+    types: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +91,16 @@ class Principal:
     prefix: str | None
     scopes: frozenset[str]
     rate_limit: int | None
+    #: The task types this caller may create, read, claim and report; None: every type.
+    types: TypeScope | None = None
 
     def allows(self, scope: str) -> bool:
         return ADMIN in self.scopes or scope in self.scopes
 
     @classmethod
     def of(cls, key: ApiKey) -> Principal:
-        return cls(key.id, key.name, key.prefix, frozenset(key.scopes), key.rate_limit)
+        types = None if key.types is None else TypeScope(key.types)
+        return cls(key.id, key.name, key.prefix, frozenset(key.scopes), key.rate_limit, types)
 
 
 class KeyStore(Protocol):
@@ -143,6 +150,18 @@ def checked_scopes(scopes: list[str]) -> tuple[str, ...]:
     if not scopes:
         raise ValidationFailed("Validation failed", details=["scopes: at least one scope is required"])
     return tuple(s for s in SCOPES if s in scopes)
+
+
+def checked_types(types: list[str] | None) -> tuple[str, ...] | None:
+    """Type-name patterns, deduplicated in their order; 400 naming a blank or control-character one."""
+    if types is None:
+        return None
+    for pattern in types:
+        if not pattern.strip() or _CONTROL.search(pattern):
+            raise ValidationFailed(
+                "Validation failed", details=[f"types: {pattern!r} is not a type-name pattern"]
+            )
+    return tuple(dict.fromkeys(types))
 
 
 def checked_rate_limit(rate_limit: int | None) -> int | None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from taskmanager import models
-from taskmanager.engine import lifecycle
+from taskmanager.engine import lifecycle, observe, scope
 from taskmanager.engine.bulk import BulkOperations
 from taskmanager.engine.clock import Clock, SystemClock
 from taskmanager.engine.policy import Backoff, Defaults, compute_dedupe_key, dedupe_lock, exponential_backoff
@@ -37,7 +37,15 @@ from taskmanager.engine.replies import (
 from taskmanager.engine.retention import Retainer, removed
 from taskmanager.engine.schema import PATTERN_TIME_BUDGET, ParamValidator, check_param_schema
 from taskmanager.engine.signal import WorkSignal
-from taskmanager.engine.store import InsertOutcome, InsertResult, InsertTask, SaveType, Store, TaskQuery
+from taskmanager.engine.store import (
+    InsertOutcome,
+    InsertResult,
+    InsertTask,
+    QueueStats,
+    SaveType,
+    Store,
+    TaskQuery,
+)
 from taskmanager.engine.transitions import Transitions
 from taskmanager.engine.wire import event_data, task_data, type_data
 from taskmanager.engine.work import WorkerOperations
@@ -63,6 +71,7 @@ class TaskService:
         rng: random.Random | None = None,
         retry_policy: Backoff = exponential_backoff,
         version: str = "0",
+        stats_max_age: float = observe.DEFAULT_STATS_MAX_AGE,
     ) -> None:
         self.core = Transitions(
             store, clock or SystemClock(), defaults or Defaults(), rng or random.Random(), retry_policy
@@ -72,6 +81,10 @@ class TaskService:
         self.bulk_operations = BulkOperations(self.core, self.retention)
         self.version = version
         self._validator = ParamValidator()
+        self._stats = observe.Snapshot(self._fresh_stats, self.core.clock, stats_max_age)
+        self._workers = observe.Snapshot(
+            lambda: observe.workers(self.store, self.clock), self.core.clock, stats_max_age
+        )
 
     @property
     def store(self) -> Store:
@@ -189,6 +202,7 @@ class TaskService:
         """The insert for one create; ``types`` caches the task types read so far (a batch), and
         ``deadline`` bounds the time schema patterns may take (one budget for a whole batch)."""
         models.refuse_unsupported(body, "depends_on", "callback_url")
+        scope.check_type(body.type)  # a key limited to other types: as if the type did not exist
         task_type = types.get(body.type) if types is not None else None
         if task_type is None:
             task_type = await self._type(body.type)
@@ -315,6 +329,7 @@ class TaskService:
             worker_id,
             limit,
             offset,
+            scope.like_patterns(),
             retention=await self.retention.now(),
         )
         found = await self.store.list_tasks(query)
@@ -335,6 +350,33 @@ class TaskService:
         await self.core.current(task_id)
         events = [event_data(e) for e in await self.store.list_events(task_id)]
         return Reply("Task history retrieved successfully", {"events": events, "count": len(events)})
+
+    # -- observing ------------------------------------------------------------------------------
+
+    async def stats(self) -> Reply:
+        at, found = await self._stats.get()
+        return Reply("Statistics retrieved successfully", observe.stats(at, found, scope.allowed))
+
+    async def workers(self) -> Reply:
+        return Reply("Workers retrieved successfully", await self._workers.get())
+
+    async def _fresh_stats(self) -> tuple[datetime, QueueStats]:
+        await self.core.expire_due()  # counts after expired leases and deadlines are settled
+        return await observe.queue_stats(self.store, self.clock)
+
+    async def event_cursor(self, after: int | None) -> int:
+        """Where a feed starts: after ``after``, or (None) after the newest event now."""
+        return await self.store.last_event_id() if after is None else after
+
+    def follow(
+        self,
+        after: int,
+        wanted: observe.FeedFilter,
+        timing: observe.FeedTiming,
+        stopping: Callable[[], bool],
+    ) -> AsyncIterator[observe.FeedItem | observe.KeepAlive | observe.Dropped]:
+        """The live feed of history events (``engine/observe.py``)."""
+        return observe.follow(self.store, self.signal, after, wanted, timing, stopping)
 
     async def cancel(self, task_id: int, body: models.CancelTask) -> Reply:
         now = self.clock.now()

@@ -170,6 +170,8 @@ class TaskQuery:
     worker_id: str | None = None
     limit: int = 50
     offset: int = 0
+    #: The caller's key's types as SQL LIKE patterns (any of them); None: every type.
+    type_scope: tuple[str, ...] | None = None
     #: Leave out the tasks past their retention (None: show every row).
     retention: Retention | None = None
 
@@ -185,6 +187,8 @@ class ClaimQuery:
     type_ids: tuple[int, ...] | None = None
     type_like: str | None = None
     type_names: tuple[str, ...] | None = None
+    #: The caller's key's types as SQL LIKE patterns (any of them; ``engine/scope.py``); None: all.
+    type_scope: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,12 +212,65 @@ class TaskFilter:
     limit: int = 500
     #: Leave out the tasks past their retention (None: every row).
     retention: Retention | None = None
+    #: The caller's key's types as SQL LIKE patterns (any of them); None: every type.
+    type_scope: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ListResult:
     tasks: list[Task] = field(default_factory=list)
     total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TypeStats:
+    """One task type's counts by status, oldest pending task, and the tasks that ended recently."""
+
+    type: str
+    counts: dict[str, int]
+    oldest_pending_at: datetime | None
+    completed_recent: int = 0
+    failed_recent: int = 0
+    #: Mean of ``completed_at - claimed_at`` over the recent completions (None: there were none).
+    avg_run_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """What ``GET /stats`` shows, as the store counted it (every count read from an index)."""
+
+    types: list[TypeStats]
+    #: Tasks that ended recently per minute: (minute as ``YYYY-MM-DD HH:MM`` UTC, type, status,
+    #: count).
+    minutes: list[tuple[str, str, str, int]]
+    #: Distinct workers holding a task under a live lease.
+    workers_active: int
+    #: The same per type (a worker holding tasks of two types counts in both).
+    workers_by_type: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    worker_id: str
+    claimed: int
+    completed: int
+    failed: int
+    last_seen_at: datetime | None
+    avg_processing_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """A history event as ``GET /events`` sends it: with its task's type and current status
+    (None when the task is gone)."""
+
+    id: int
+    task_id: int
+    event: str
+    worker_id: str | None
+    created_at: datetime
+    type: str | None
+    status: str | None
 
 
 class Store(Protocol):
@@ -299,3 +356,20 @@ class Store(Protocol):
         ...
 
     async def list_events(self, task_id: int) -> list[Event]: ...
+
+    # Observing
+    async def queue_stats(self, now: datetime, since: datetime) -> QueueStats:
+        """Counts per type and status; tasks that ended at or after ``since``; live leases at ``now``."""
+        ...
+
+    async def worker_stats(self, since: datetime) -> list[WorkerStats]:
+        """Every worker with a history event at or after ``since``, or holding a task now."""
+        ...
+
+    async def events_after(self, after_id: int, limit: int) -> list[FeedEvent]:
+        """Up to ``limit`` history events with ids above ``after_id``, in id order."""
+        ...
+
+    async def last_event_id(self) -> int:
+        """The newest history event's id (0: none)."""
+        ...

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from taskmanager.engine import lifecycle
+from taskmanager.engine import lifecycle, scope
 from taskmanager.engine.clock import Clock
 from taskmanager.engine.policy import Backoff, Defaults, releases_dedupe_lock
 from taskmanager.engine.records import NewEvent, Task, TaskStatus
@@ -113,6 +113,7 @@ class Transitions:
         task = await self.store.get_task(task_id)
         if task is None or removed(task, self.clock.now()):
             raise NotFound(TASK_NOT_FOUND)
+        scope.check_task_type(task.type)
         if lifecycle.expiry(task, now=self.clock.now()) is None:
             return task
         return await self.transition(task_id, lambda _t: None, self.clock.now())
@@ -129,7 +130,8 @@ class Transitions:
         ``unread`` (a request's common case, decided without the row) is tried first, as one
         compare-and-set; its ``Expected`` must hold only for rows on which ``expiry`` has nothing
         due and ``decide`` returns its transition. Where it misses, the row is read and judged."""
-        if unread is not None:
+        if unread is not None and not scope.scoped():
+            # A key limited to some types has each row read, so its type is checked first.
             expected, unread_transition = unread
             done = await self.store.update_task(self.change(task_id, expected, unread_transition, now))
             if done is not None:
@@ -138,6 +140,7 @@ class Transitions:
             task = await self.store.get_task(task_id)
             if task is None or removed(task, now):  # past its retention: gone (B.10)
                 raise NotFound(TASK_NOT_FOUND)
+            scope.check_task_type(task.type)
             due = lifecycle.expiry(task, now=now)
             # An expiry due is applied first; the request is judged on the row after it.
             transition = self.finish(due if due is not None else decide(task), task)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from taskmanager import models
-from taskmanager.engine import lifecycle
+from taskmanager.engine import lifecycle, scope
 from taskmanager.engine.queries import claim_order
 from taskmanager.engine.records import Task, TaskStatus
 from taskmanager.engine.replies import Reply, batch_complete_entry
@@ -77,6 +77,7 @@ class WorkerOperations:
             type_ids=ids,
             type_like=body.type_pattern,
             type_names=tuple(body.types) if body.types else None,
+            type_scope=scope.like_patterns(),
         )
         params = lifecycle.claim_params(
             now=now, worker_id=body.worker_id, lease_seconds=body.lease_seconds, count=query.limit
@@ -94,13 +95,16 @@ class WorkerOperations:
         await core.expire_due()
         items = {item.id: item for item in body.results}
         failures: dict[int, TaskManagerError] = {}
-        done = await self._complete_unread(body.worker_id, items.values(), now)
+        # A key limited to some types has each row read, so its type is checked first.
+        done = {} if scope.scoped() else await self._complete_unread(body.worker_id, items.values(), now)
         todo = sorted(items.keys() - done.keys())
         for _ in range(MAX_DECIDE_ROUNDS):
             if not todo:
                 break
             changes: list[TaskChange] = []
             for task in await core.store.get_tasks(todo):
+                if not scope.allowed(task.type):
+                    continue  # another type's task: reported as not found
                 failures.pop(task.id, None)
                 change = self._judge(task, items[task.id], body.worker_id, now, failures)
                 if change is None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import replace
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -18,17 +19,22 @@ from starlette.routing import Route as StarletteRoute
 from taskmanager import __version__
 from taskmanager.engine.access import KeyService
 from taskmanager.engine.clock import Clock, SystemClock
+from taskmanager.engine.observe import FeedTiming
 from taskmanager.engine.retention import Sweeper
 from taskmanager.engine.service import TaskService
 from taskmanager.engine.store import Store
 from taskmanager.errors import NotFound, TaskManagerError
 from taskmanager.server.auth import Authenticator
+from taskmanager.server.busy import ConcurrencyGuard
 from taskmanager.server.envelope import error
+from taskmanager.server.events import Shutdown
+from taskmanager.server.metrics import CountingStore, Metrics
 from taskmanager.server.middleware import EdgeMiddleware
 from taskmanager.server.network import AddressPolicy, parse_networks
 from taskmanager.server.openapi import document_routes
+from taskmanager.server.outage import OutageLog
 from taskmanager.server.ratelimit import open_limiter
-from taskmanager.server.routes import ROUTES
+from taskmanager.server.routes import METRICS_PATH, ROUTES
 from taskmanager.server.table import Route, RouteEndpoint, Services
 from taskmanager.settings import Settings
 from taskmanager.store import open_store
@@ -56,23 +62,33 @@ def starlette_routes(routes: Iterable[Route[Any]], services: Services) -> list[B
     return made
 
 
+def public_metrics(route: Route[Any]) -> Route[Any]:
+    """``route``, needing no key if it is ``GET /metrics`` (``TASKMANAGER_METRICS_PUBLIC``)."""
+    return replace(route, scope=None) if route.path == METRICS_PATH else route
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     store: Store | None = None,
     clock: Clock | None = None,
     open_access: bool = False,
+    feed: FeedTiming | None = None,
 ) -> Starlette:
     """Build the application. ``store`` and ``clock`` may be injected (tests, embedding);
     ``open_access`` serves every caller as open mode does, keys or not (embedded mode, whose
-    caller holds the database itself)."""
+    caller holds the database itself); ``feed`` paces ``GET /events`` (tests)."""
     settings = settings or Settings()
     owned = store is None
     defaults = settings.engine_defaults()
     active_store = store or open_store(
         settings.database_url, pool_size=settings.db_pool_size, defaults=defaults
     )
-    engine = TaskService(active_store, clock=clock, defaults=defaults, version=__version__)
+    metrics = Metrics()
+    counted = cast(Store, CountingStore(active_store, metrics))
+    engine = TaskService(
+        counted, clock=clock, defaults=defaults, version=__version__, stats_max_age=settings.stats_max_age
+    )
     clock = clock or SystemClock()
     # The SQL store implements both protocols; an injected store must too.
     keys = KeyService(active_store.keys, clock=clock, cache_seconds=settings.key_cache_seconds)
@@ -96,7 +112,9 @@ def create_app(
         await engine.start()
         sweeper = Sweeper(engine.retention)  # deletes finished tasks past their retention (B.10)
         sweeper.start()
+        shutdown.on_signals()
         yield
+        shutdown.set()
         await sweeper.stop()
         await keys.close()
         await limiter.close()
@@ -109,11 +127,20 @@ def create_app(
         parse_networks(settings.deny_ips, "deny_ips"),
     )
     edge = Middleware(
-        EdgeMiddleware, origins=settings.origins(), max_body=settings.max_request_bytes, addresses=addresses
+        EdgeMiddleware,
+        origins=settings.origins(),
+        max_body=settings.max_request_bytes,
+        addresses=addresses,
+        access_log=settings.access_log,
     )
+    outages = OutageLog()
+    busy = Middleware(ConcurrencyGuard, limit=settings.max_concurrent_requests, outages=outages)
+    shutdown = Shutdown()
+    services = Services(engine, keys, auth, outages, metrics, feed or FeedTiming(), shutdown)
+    routes = [public_metrics(r) if settings.metrics_public else r for r in ROUTES]
     app = Starlette(
-        routes=[*starlette_routes(ROUTES, Services(engine, keys, auth)), *document_routes(ROUTES)],
-        middleware=[edge],
+        routes=[*starlette_routes(routes, services), *document_routes(routes)],
+        middleware=[edge, busy],
         exception_handlers={HTTPException: on_http_error},
         lifespan=lifespan,
     )

@@ -1,4 +1,5 @@
-"""The edge of every request: path aliases, OPTIONS, size limit, headers, request ids, 500s.
+"""The edge of every request: path aliases, OPTIONS, size limit, headers, request ids, 500s, and
+the access log (one line per request on ``taskmanager.access``).
 
 Pure ASGI (no BaseHTTPMiddleware) so it costs little and also wraps error responses: every
 response, errors and OPTIONS included, carries the Cache-Control, security and CORS headers of
@@ -10,15 +11,19 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 from collections.abc import Iterable
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskmanager.engine.keys import display_prefix
 from taskmanager.errors import Forbidden, InternalError, PayloadTooLarge, TaskManagerError
 from taskmanager.server.envelope import dumps, error_body
 from taskmanager.server.network import AddressPolicy
 
 log = logging.getLogger("taskmanager.server")
+access_log = logging.getLogger("taskmanager.access")
 
 API_PREFIX = "/api"
 #: Paths served as they are (not under /api).
@@ -66,8 +71,10 @@ class EdgeMiddleware:
         origins: Iterable[str],
         max_body: int,
         addresses: AddressPolicy | None = None,
+        access_log: bool = False,
     ) -> None:
         self.app = app
+        self.access_log = access_log
         self.addresses = addresses or AddressPolicy()
         self.origins = list(origins)
         self.any_origin = "*" in self.origins
@@ -92,6 +99,32 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if not self.access_log:
+            await self._edge(scope, receive, send)
+            return
+        started = time.perf_counter()
+        answer: dict[str, object] = {"status": 0, "request_id": "-", "logged": False}
+
+        def log_once() -> None:
+            if not answer["logged"]:
+                answer["logged"] = True
+                _log_access(scope, answer, (time.perf_counter() - started) * 1000)
+
+        async def recording(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+                headers = dict(message.get("headers", []))
+                answer["request_id"] = headers.get(b"x-request-id", b"-").decode("latin-1")
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                log_once()  # before the last byte leaves: a client that has its answer finds the line
+            await send(message)
+
+        try:
+            await self._edge(scope, receive, recording)
+        finally:
+            log_once()  # a request that ended without a whole answer (an error, a hang-up)
+
+    async def _edge(self, scope: Scope, receive: Receive, send: Send) -> None:
         incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
         request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
         path = scope.get("root_path", "") + api_path(route_path(scope))
@@ -133,6 +166,14 @@ class EdgeMiddleware:
 
         try:
             await self.app(scope, _limited(receive, self.max_body), tracking_send)
+        except ClientDisconnect:
+            # The client hung up mid-body: nobody is left to answer, and nothing went wrong here.
+            log.debug(
+                "client hung up before its request was read: %s %s (request %s)",
+                scope["method"],
+                path,
+                request_id,
+            )
         except Exception:
             log.exception("unhandled error in %s %s (request %s)", scope["method"], path, request_id)
             if not started:
@@ -153,6 +194,32 @@ class EdgeMiddleware:
             "client": (found, 0) if found else client,
             "scheme": scheme if scheme in ("http", "https") else scope["scheme"],
         }
+
+
+def _key_shown(scope: Scope) -> str:
+    """The request key's public prefix (``tm_ab12cd34``), ``-`` for none, ``other`` for a key not
+    of our format (the admin key from the environment): never the key itself."""
+    headers = dict(scope["headers"])
+    key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
+    if not key:
+        scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        key = token.strip() if scheme.lower() == "bearer" else ""
+    return "-" if not key else display_prefix(key) or "other"
+
+
+def _log_access(scope: Scope, answer: dict[str, object], elapsed_ms: float) -> None:
+    """``GET /api/tasks 200 3.1 ms request=… key=tm_ab12cd34``, at info."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    access_log.info(
+        "%s %s %s %.1f ms request=%s key=%s",
+        scope["method"],
+        scope["path"],
+        answer["status"] or "-",
+        elapsed_ms,
+        answer["request_id"],
+        _key_shown(scope),
+    )
 
 
 def _limited(receive: Receive, limit: int) -> Receive:

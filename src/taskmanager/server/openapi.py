@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route as StarletteRoute
 
 from taskmanager import __version__, models
@@ -27,6 +28,9 @@ from taskmanager.server.table import QueryParam, Route
 TITLE = "TaskManager API"
 DOCUMENT_PATH = "/api/openapi.json"
 DOCS_PATH = "/api/docs"
+#: Swagger UI's own files, served by the server from the swagger-ui-bundle-v2 package (no CDN: the
+#: page works with no internet).
+SWAGGER_ASSETS = {"swagger-ui.css": "text/css", "swagger-ui-bundle.js": "text/javascript"}
 DESCRIPTION = """\
 A self-hosted work queue for workers that speak HTTP, compatible with the PrismQ TaskManager API.
 
@@ -101,8 +105,11 @@ def _operation(route: Route[Any], refs: dict[Any, Any]) -> dict[str, Any]:
     if route.body is not None:
         body = {"$ref": REF.format(model=route.body.__name__)}
         operation["requestBody"] = {"required": route.body_required, "content": _json(body)}
-    success = refs[envelope(route), "serialization"]
-    responses: dict[str, Any] = {"200": {"description": "Success", "content": _json(success)}}
+    if route.produces is None:
+        content = _json(refs[envelope(route), "serialization"])
+    else:
+        content = {route.produces: {"schema": {"type": "string"}}}
+    responses: dict[str, Any] = {"200": {"description": "Success", "content": content}}
     for status in sorted({*route.errors, 500}):
         error = refs[models.ErrorEnvelope, "serialization"]
         responses[str(status)] = {"description": ERROR_STATUSES[status], "content": _json(error)}
@@ -113,7 +120,7 @@ def _operation(route: Route[Any], refs: dict[Any, Any]) -> dict[str, Any]:
 def document(routes: Sequence[Route[Any]]) -> dict[str, Any]:
     """The OpenAPI document of ``routes``."""
     wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(models.ErrorEnvelope, "serialization")]
-    wanted += [(envelope(route), "serialization") for route in routes]
+    wanted += [(envelope(route), "serialization") for route in routes if route.produces is None]
     wanted += [(route.body, "validation") for route in routes if route.body is not None]
     refs, definitions = models_json_schema(list(dict.fromkeys(wanted)), ref_template=REF)
     paths: dict[str, dict[str, Any]] = {}
@@ -132,12 +139,12 @@ SWAGGER_PAGE = """<!DOCTYPE html>
 <html>
 <head>
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
-<link type="text/css" rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+<link type="text/css" rel="stylesheet" href="{assets}/swagger-ui.css">
 <title>{title}</title>
 </head>
 <body>
 <div id="swagger-ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script src="{assets}/swagger-ui-bundle.js"></script>
 <script>
 const ui = SwaggerUIBundle({{
     url: '{url}',
@@ -169,10 +176,28 @@ def document_routes(routes: Iterable[Route[Any]]) -> list[StarletteRoute]:
         return Response(dumps(found), media_type=JSON)
 
     async def serve_docs(request: Request) -> Response:
-        url = request.scope.get("root_path", "") + DOCUMENT_PATH
-        return HTMLResponse(SWAGGER_PAGE.format(title=f"{TITLE} - Swagger UI", url=json.dumps(url)[1:-1]))
+        root = request.scope.get("root_path", "")
+        url = json.dumps(root + DOCUMENT_PATH)[1:-1]
+        title = f"{TITLE} - Swagger UI"
+        return HTMLResponse(SWAGGER_PAGE.format(title=title, url=url, assets=root + DOCS_PATH))
 
     return [
         StarletteRoute(DOCUMENT_PATH, serve_document, methods=["GET"], include_in_schema=False),
         StarletteRoute(DOCS_PATH, serve_docs, methods=["GET"], include_in_schema=False),
+        *(
+            StarletteRoute(f"{DOCS_PATH}/{name}", _asset(name, media_type), include_in_schema=False)
+            for name, media_type in SWAGGER_ASSETS.items()
+        ),
     ]
+
+
+def _asset(name: str, media_type: str) -> Callable[[Request], Awaitable[Response]]:
+    """A route answering one of Swagger UI's files from the installed package."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    path = Path(str(swagger_ui_path)) / name
+
+    async def serve(_request: Request) -> Response:
+        return FileResponse(path, media_type=media_type)
+
+    return serve

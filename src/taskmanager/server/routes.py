@@ -7,12 +7,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import Field
+from starlette.responses import Response
 
 from taskmanager import models
+from taskmanager.engine import scope as type_scope
 from taskmanager.engine.keys import ADMIN
+from taskmanager.engine.observe import FeedFilter
 from taskmanager.engine.service import Reply
-from taskmanager.server.body import check_text, flag, task_id
+from taskmanager.server.body import MAX_ID, check_text, flag, task_id
+from taskmanager.server.events import EVENT_STREAM, event_stream
 from taskmanager.server.key_routes import KEY_ROUTES
+from taskmanager.server.metrics import TEXT_FORMAT
 from taskmanager.server.table import Call, QueryParam, Route
 
 REGISTER_MISSING = "Missing required field: {}"
@@ -134,6 +139,42 @@ async def delete(call: Call[None]) -> Reply:
     return await call.engine.delete(task_id(call.path("id")))
 
 
+# -- observing ------------------------------------------------------------------------------
+
+
+async def stats(call: Call[None]) -> Reply:
+    """Counts per status and per type, the oldest pending task's age, the last hour's throughput
+    (read from indexes: fast on millions of tasks)."""
+    return await call.engine.stats()
+
+
+async def workers(call: Call[None]) -> Reply:
+    """Every worker seen in the last 24 hours: tasks held now, completed, failed, last seen."""
+    return await call.engine.workers()
+
+
+async def events(call: Call[None]) -> Response:
+    """A live stream (Server-Sent Events) of task state changes from every server process;
+    resumes after `Last-Event-ID`; a comment line every 15 s keeps proxies from closing it."""
+    q = call.query
+    resume = call.request.headers.get("last-event-id", "").strip()
+    after = int(resume) if resume.isdigit() and int(resume) <= MAX_ID else None
+    names = {n.strip() for n in (q["types"] or "").split(",") if n.strip()}
+    # The key's type limit is read now: the stream runs after this request's context is gone.
+    wanted = FeedFilter(frozenset(names) if names else None, q["task_id"], type_scope.current.get())
+    services = call.services
+    return event_stream(
+        call.engine, after, wanted, services.feed, services.shutdown, services.metrics.streams
+    )
+
+
+async def metrics(call: Call[None]) -> Response:
+    """Prometheus text: queue depth and oldest pending age from the database, claims,
+    completions, failures and request latency counted by the server processes."""
+    queue = (await call.engine.stats()).data
+    return Response(call.services.metrics.render(queue), media_type=TEXT_FORMAT)
+
+
 # -- the table ------------------------------------------------------------------------------
 
 TYPES, TASKS = ("Task Types",), ("Tasks",)
@@ -145,6 +186,14 @@ LIST_TASKS_QUERY = (
     QueryParam("worker_id", str | None),
     QueryParam("limit", Annotated[int, Field(ge=1, le=1000)], 50),
     QueryParam("offset", Annotated[int, Field(ge=0, le=2**62)], 0),
+)
+OBSERVE = ("Observing",)
+METRICS_PATH = "/api/metrics"
+EVENTS_QUERY = (
+    QueryParam("types", str | None, description="Only these types' events (comma list of names)"),
+    QueryParam(
+        "task_id", Annotated[int, Field(ge=1, le=MAX_ID)] | None, description="Only this task's events"
+    ),
 )
 ACTIVE_ONLY = QueryParam("active_only", str | None, description="true or 1: active types only")
 
@@ -353,6 +402,49 @@ ROUTES: list[Route[Any]] = [
         scope=ADMIN,
         data=models.Deleted,
         errors=(401, 403, 404),
+    ),
+    Route(
+        "GET",
+        "/api/stats",
+        stats,
+        operation_id="getStats",
+        tags=OBSERVE,
+        scope="tasks:read",
+        data=models.StatsData,
+        errors=(401, 403),
+    ),
+    Route(
+        "GET",
+        "/api/workers",
+        workers,
+        operation_id="listWorkers",
+        tags=OBSERVE,
+        scope="tasks:read",
+        data=models.WorkerList,
+        errors=(401, 403),
+    ),
+    Route(
+        "GET",
+        "/api/events",
+        events,
+        operation_id="streamEvents",
+        tags=OBSERVE,
+        scope="tasks:read",
+        data=None,
+        errors=(400, 401, 403),
+        query=EVENTS_QUERY,
+        produces=EVENT_STREAM,
+    ),
+    Route(
+        "GET",
+        METRICS_PATH,
+        metrics,
+        operation_id="getMetrics",
+        tags=OBSERVE,
+        scope=ADMIN,
+        data=None,
+        errors=(401, 403),
+        produces=TEXT_FORMAT,
     ),
     *KEY_ROUTES,
 ]

@@ -15,20 +15,27 @@ the caller's access, the body, the handler, the envelope.
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from taskmanager.engine import scope as type_scope
 from taskmanager.engine.access import KeyService
+from taskmanager.engine.observe import FeedTiming
 from taskmanager.engine.service import Reply, TaskService
 from taskmanager.errors import TaskManagerError, ValidationFailed
 from taskmanager.server.auth import Authenticator
 from taskmanager.server.body import body
 from taskmanager.server.envelope import error, ok
+from taskmanager.server.events import Shutdown
+from taskmanager.server.metrics import Metrics
+from taskmanager.server.outage import OutageLog
 
 B = TypeVar("B")
 
@@ -63,11 +70,17 @@ class QueryParam:
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """What handlers call: the engine, the key service, and who may call which scope."""
+    """What handlers call: the engine, the key service, and who may call which scope; the
+    metrics a request is counted in, how event streams pace themselves and when they must end."""
 
     engine: TaskService
     keys: KeyService
     auth: Authenticator
+    #: One per app: a 503's cause is logged at most once a minute, whichever route met it.
+    outages: OutageLog = field(default_factory=OutageLog)
+    metrics: Metrics = field(default_factory=Metrics)
+    feed: FeedTiming = field(default_factory=FeedTiming)
+    shutdown: Shutdown = field(default_factory=Shutdown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +106,9 @@ class Call(Generic[B]):
         return value
 
 
-Handler = Callable[[Call[B]], Awaitable[Reply]]
+#: A handler answers the engine's `Reply` (sent in the envelope), or, for a route that
+#: ``produces`` another media type (a stream, the metrics text), its own `Response`.
+Handler = Callable[[Call[B]], Awaitable[Reply | Response]]
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,8 @@ class Route(Generic[B]):
     #: The message for a missing required body field, when not the default (PrismQ's wording).
     missing_message: str | None = None
     query: tuple[QueryParam, ...] = ()
+    #: The media type of a route that answers without the envelope (None: the envelope's JSON).
+    produces: str | None = None
 
     @property
     def summary(self) -> str:
@@ -137,20 +154,41 @@ class RouteEndpoint:
     def __init__(self, route: Route[Any], services: Services) -> None:
         self.route = route
         self.services = services
+        #: The route's path as its metrics label: ``/api/task-types/{name}``, not the request's.
+        self.template = route.path.replace(":path}", "}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
+        started = time.perf_counter()
+        response: Response | None = None
         try:
-            response = ok(await self.answer(request))
+            answer = await self.answer(request)
+            response = answer if isinstance(answer, Response) else ok(answer)
         except TaskManagerError as exc:
+            if exc.status == 503:
+                self.services.outages.unavailable(request.method, request.url.path, exc)
             response = error(exc)
+        finally:  # the time to the answer (a stream's: to its start), a crash counted as 500
+            status = 500 if response is None else response.status_code
+            elapsed = time.perf_counter() - started
+            self.services.metrics.request(self.template, self.route.method, status, elapsed)
         await response(scope, receive, send)
 
-    async def answer(self, request: Request) -> Reply:
+    async def answer(self, request: Request) -> Reply | Response:
         route = self.route
         query = {param.name: param.read(request) for param in route.query}
+        principal = None
         if route.scope is not None:
-            await self.services.auth.check(request, route.scope)
+            principal = await self.services.auth.check(request, route.scope)
+        # The key's task types, for the engine to enforce (engine/scope.py); reset on the way out
+        # so that a caller running the app in its own context (embedded mode) keeps none.
+        token = type_scope.current.set(None if principal is None else principal.types)
+        try:
+            return await self._answer(request, route, query)
+        finally:
+            type_scope.current.reset(token)
+
+    async def _answer(self, request: Request, route: Route[Any], query: dict[str, Any]) -> Reply | Response:
         parsed = None
         if route.body is not None:
             parsed = await body(

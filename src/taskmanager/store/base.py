@@ -24,17 +24,20 @@ from taskmanager.engine.store import (
     ClaimParams,
     ClaimQuery,
     DueQuery,
+    FeedEvent,
     InsertResult,
     InsertTask,
     ListResult,
     PurgeQuery,
+    QueueStats,
     SaveType,
     TaskChange,
     TaskFilter,
     TaskQuery,
+    WorkerStats,
 )
+from taskmanager.store import observe, verbs
 from taskmanager.store import operations as ops
-from taskmanager.store import verbs
 from taskmanager.store.database import Database
 from taskmanager.store.keys import SqlKeyStore
 from taskmanager.store.operations import SHARED_POLL_INTERVAL
@@ -141,6 +144,20 @@ class SqlStore:
         # one writer is not taken every second for nothing).
         ids = await self._read(partial(ops.due_for_purge, query)) if query.retention.due else []
         return await self._write(partial(ops.purge_tasks, query, ids)) if ids else 0
+
+    # -- observing ------------------------------------------------------------------------------
+
+    async def queue_stats(self, now: datetime, since: datetime) -> QueueStats:
+        return await self._read(partial(observe.queue_stats, now, since))
+
+    async def worker_stats(self, since: datetime) -> list[WorkerStats]:
+        return await self._read(partial(observe.worker_stats, since))
+
+    async def events_after(self, after_id: int, limit: int) -> list[FeedEvent]:
+        return await self._read(partial(observe.events_after, after_id, limit))
+
+    async def last_event_id(self) -> int:
+        return await self._read(observe.last_event_id)
 
     # -- claims ---------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -83,12 +84,26 @@ def _is_deadlock(exc: DBAPIError) -> bool:
     return not DEADLOCK_CODES.isdisjoint(codes)
 
 
+#: asyncpg's errors meaning the database or the connection to it is gone, or that it refuses
+#: connections for now (``CannotConnectNowError``, 57P03: starting up or shutting down, an
+#: ``OperatorInterventionError``; too many connections, an ``InsufficientResourcesError``) — a
+#: 503, never a 500. Raised raw by asyncpg's own calls, and by SQLAlchemy too when a *new*
+#: connection fails: its asyncpg adapter translates the errors of statements, not of connects.
+ASYNCPG_CONNECTION_ERRORS = (
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+)
+
+
 @contextlib.contextmanager
 def _unavailable_on_connection_errors() -> Iterator[None]:
     """A database that cannot be reached is a 503 ``unavailable``, never a 500 with driver text."""
     try:
         yield
-    except (OperationalError, InterfaceError, OSError, TimeoutError) as exc:
+    except (OperationalError, InterfaceError, OSError, TimeoutError, *ASYNCPG_CONNECTION_ERRORS) as exc:
         raise Unavailable("Database unavailable") from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:

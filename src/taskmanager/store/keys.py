@@ -30,6 +30,7 @@ def key_from_row(row: Any) -> ApiKey:
         created_at=row.created_at,
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
+        types=None if row.types is None else tuple(json.loads(row.types)),
     )
 
 
@@ -46,6 +47,7 @@ def _insert(key: NewApiKey, conn: Connection) -> ApiKey:
             key_hash=key.key_hash,
             scopes=json.dumps(list(key.scopes)),
             rate_limit=key.rate_limit,
+            types=None if key.types is None else json.dumps(list(key.types)),
             is_active=True,
             created_at=key.now,
         )

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from taskmanager.engine.records import Event, Task, TaskStatus, TaskType
+from taskmanager.engine.scope import LIKE_ESCAPE
 from taskmanager.engine.store import (
     InsertOutcome,
     InsertResult,
@@ -282,8 +283,15 @@ def get_task(q: Selects, task_id: int, conn: Connection) -> Task | None:
     return None if row is None else task_from_row(row)
 
 
+def like_any(column: ColumnElement[str], patterns: tuple[str, ...]) -> ColumnElement[bool]:
+    """``column`` matches one of the LIKE ``patterns`` (escaped with ``LIKE_ESCAPE``)."""
+    return or_(*(column.like(p, escape=LIKE_ESCAPE) for p in patterns))
+
+
 def list_tasks(q: Selects, query: TaskQuery, conn: Connection) -> ListResult:
     conditions: list[ColumnElement[bool]] = []
+    if query.type_scope is not None:
+        conditions.append(like_any(TT.name, query.type_scope))
     if query.statuses:
         conditions.append(T.status.in_([s.value for s in query.statuses]))
     if query.type_name is not None:
@@ -344,6 +352,8 @@ def find_task_ids(query: TaskFilter, conn: Connection) -> list[int]:
         statement = statement.where(T.status == query.status.value)
     if query.created_before is not None:
         statement = statement.where(T.created_at < query.created_before)
+    if query.type_scope is not None:
+        statement = statement.where(T.type_id.in_(select(TT.id).where(like_any(TT.name, query.type_scope))))
     statement = statement.where(*kept(query.retention))
     return list(conn.execute(statement.order_by(T.id).limit(query.limit)).scalars())
 

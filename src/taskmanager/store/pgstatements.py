@@ -118,6 +118,7 @@ class _Binds(ClaimValues):
         "worker_id": T.claimed_by.type,
         "type_like": TT.name.type,
         "type_names": ARRAY(String),
+        "type_scope": ARRAY(String),
         "type_ids": ARRAY(BigInteger),
     }
 
@@ -126,6 +127,12 @@ class _Binds(ClaimValues):
 
     def member(self, column: ColumnElement[Any], name: str, values: tuple[Any, ...]) -> ColumnElement[bool]:
         return column == any_(bindparam(name, type_=self.TYPES[name]))
+
+    def like_any(
+        self, column: ColumnElement[str], name: str, patterns: tuple[str, ...]
+    ) -> ColumnElement[bool]:
+        # LIKE ANY takes no ESCAPE clause; PostgreSQL's default escape is the patterns' backslash.
+        return column.like(any_(bindparam(name, type_=self.TYPES[name])))
 
 
 class PgStatements:
@@ -266,6 +273,7 @@ class PgStatements:
             "claim",
             query.type_like is not None,
             query.type_names is not None,
+            query.type_scope is not None,
             query.type_ids is not None,
             query.order,
             tuple(changes),
@@ -280,6 +288,7 @@ class PgStatements:
             worker_id=query.worker_id,
             type_like=query.type_like,
             type_names=None if query.type_names is None else list(query.type_names),
+            type_scope=None if query.type_scope is None else list(query.type_scope),
             type_ids=None if query.type_ids is None else list(query.type_ids),
             limit=query.limit,
             lease_seconds=params.lease_seconds,

@@ -47,7 +47,13 @@ from taskmanager.errors import Unavailable
 from taskmanager.store import operations as ops
 from taskmanager.store import verbs
 from taskmanager.store.base import Listener, SqlStore
-from taskmanager.store.database import CONNECT_TIMEOUT, DEADLOCK_RETRIES, STATEMENT_TIMEOUT, Database
+from taskmanager.store.database import (
+    ASYNCPG_CONNECTION_ERRORS,
+    CONNECT_TIMEOUT,
+    DEADLOCK_RETRIES,
+    STATEMENT_TIMEOUT,
+    Database,
+)
 from taskmanager.store.listen import PgListener
 from taskmanager.store.operations import WORK_CHANNEL, created
 from taskmanager.store.pgpool import ConnectionPool
@@ -65,15 +71,7 @@ PLANNER_SETTINGS = {"enable_sort": "off", "enable_bitmapscan": "off"}
 CREATE_ATTEMPTS = 3
 
 #: Errors meaning the database or the connection to it is gone (a 503, never a 500).
-_CONNECTION_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
-)
+_CONNECTION_ERRORS = (OSError, TimeoutError, *ASYNCPG_CONNECTION_ERRORS)
 
 
 class PostgresStore(SqlStore):

@@ -145,6 +145,18 @@ Index(
     tasks.c.created_at,
     tasks.c.id,
 )
+# Observing (GET /stats, /workers, /metrics): counts per type and status and the oldest pending
+# task of a type are read from this narrow index, never from the table.
+Index("ix_tasks_type_status_created", tasks.c.type_id, tasks.c.status, tasks.c.created_at)
+# The tasks that ended recently, with what the last hour's throughput and run times need.
+Index(
+    "ix_tasks_status_completed",
+    tasks.c.status,
+    tasks.c.completed_at,
+    tasks.c.type_id,
+    tasks.c.claimed_at,
+    tasks.c.claimed_by,
+)
 
 task_history = Table(
     "task_history",
@@ -157,6 +169,8 @@ task_history = Table(
     Column("metadata", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_task_history_task_id", "task_id", "id"),
+    # The workers seen recently (GET /workers): a range of the last day's events.
+    Index("ix_task_history_created", "created_at", "worker_id", "event"),
 )
 
 # API keys (docs/reference/api.md, API keys): only the SHA-256 of a key is stored; ``prefix``
@@ -175,6 +189,8 @@ api_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_used_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
+    #: JSON list of the task-type name patterns the key is limited to; NULL: every type.
+    Column("types", Text, nullable=True),
     UniqueConstraint("key_hash"),
     sqlite_autoincrement=True,
 )

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from taskmanager.engine.records import Task, TaskStatus
 from taskmanager.engine.store import ClaimParams, ClaimQuery, DueQuery, TaskChange
-from taskmanager.store.operations import announce_work, load
+from taskmanager.store.operations import announce_work, like_any, load
 from taskmanager.store.rows import TT, Selects, T, encode_changes, event_row, task_from_row, with_changes
 from taskmanager.store.tables import task_history, tasks
 
@@ -112,6 +112,11 @@ class ClaimValues:
     def member(self, column: ColumnElement[Any], name: str, values: tuple[Any, ...]) -> ColumnElement[bool]:
         return column.in_(values)
 
+    def like_any(
+        self, column: ColumnElement[str], name: str, patterns: tuple[str, ...]
+    ) -> ColumnElement[bool]:
+        return like_any(column, patterns)
+
 
 def claim_conditions(query: ClaimQuery, values: ClaimValues | None = None) -> list[ColumnElement[bool]]:
     """Which tasks a claim may take: pending, due, not expired, for this worker, of an active
@@ -123,6 +128,9 @@ def claim_conditions(query: ClaimQuery, values: ClaimValues | None = None) -> li
         types = types.where(TT.name.like(values.value("type_like", query.type_like)))
     if query.type_names is not None:
         types = types.where(values.member(TT.name, "type_names", query.type_names))
+    if query.type_scope is not None:
+        # The key's types: a claim by a key limited to some types never sees another's task.
+        types = types.where(values.like_any(TT.name, "type_scope", query.type_scope))
     conditions = [
         T.status == literal_column(f"'{TaskStatus.PENDING.value}'"),
         or_(T.run_after.is_(None), T.run_after <= now),
@@ -146,6 +154,8 @@ def limited_types(query: ClaimQuery, values: ClaimValues | None = None) -> Selec
         types = types.where(values.member(TT.name, "type_names", query.type_names))
     if query.type_ids is not None:
         types = types.where(values.member(TT.id, "type_ids", query.type_ids))
+    if query.type_scope is not None:
+        types = types.where(values.like_any(TT.name, "type_scope", query.type_scope))
     return types
 
 

@@ -11,6 +11,8 @@
 then claims tasks of those types and runs them: blocking handlers in threads, ``async`` ones as
 asyncio tasks, ``concurrency`` at a time. SIGTERM or SIGINT stops the claims and lets the running
 tasks finish (exit 0); a second signal abandons them (exit 1) and their leases bring them back.
+A server that does not answer yet when the worker starts is waited for: the worker tries again
+with a growing pause (one log line per try) until it answers or the worker is told to stop.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from taskmanager.client import AsyncTaskManagerClient
+from taskmanager.worker.logs import configure_logging
 from taskmanager.worker.loop import DEFAULT_CLAIM_WAIT, ClaimLoop, LoopOptions
 from taskmanager.worker.registry import HandlerFn, Registry
+from taskmanager.worker.startup import wait_for_server
 
 log = logging.getLogger("taskmanager.worker")
 
@@ -95,10 +99,14 @@ class Worker:
     def run(self) -> int:
         """Run until SIGTERM/SIGINT (blocking); the exit code (0, or 1 when tasks were abandoned).
 
-        The event loop is uvloop's where it is installed (a dependency of the package on CPython
-        outside Windows): a worker's own CPU per task is mostly event-loop work — timers, futures
-        and socket calls for every claim, handler and report — which uvloop does in C.
+        Logs go to stderr as ``taskmanager worker`` sends them (``configure_logging``), unless the
+        program has set up logging of its own. The event loop is uvloop's where it is installed
+        (a dependency of the package on CPython outside Windows): a worker's own CPU per task is
+        mostly event-loop work — timers, futures and socket calls for every claim, handler and
+        report — which uvloop does in C.
         """
+        if not logging.getLogger().handlers and not logging.getLogger("taskmanager").handlers:
+            configure_logging()
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(self.run_async(handle_signals=True))
 
@@ -118,6 +126,11 @@ class Worker:
         self._loop, self._event_loop = claim_loop, asyncio.get_running_loop()
         installed = self._install_signals() if handle_signals else []
         try:
+            # A client of the worker's own making (not an injected one, nor the embedded engine)
+            # waits for a server that does not answer yet.
+            waits = self.client is None and not client.config.embedded
+            if waits and not await wait_for_server(client.config, claim_loop.stopping):
+                return 0
             if self.register_types:
                 await self._register(client)
             log.info(

@@ -3,8 +3,8 @@
 ``task_types.max_running``, ``keep_completed_seconds`` and ``keep_failed_seconds``, each a
 nullable INTEGER without a default (NULL = the server's default; for ``max_running``, no limit).
 
-Revision ID: 0003_workflow
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-07
 
 A database with millions of tasks upgrades without a long lock: the columns are added to
@@ -18,8 +18,8 @@ needs a new index (the sweep walks ``ix_tasks_status_created``: a finished task 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_workflow"
-down_revision = "0002"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

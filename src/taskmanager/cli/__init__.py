@@ -1,13 +1,20 @@
-"""The ``taskmanager`` command: serve, worker, db upgrade|downgrade|current, keys, import-prismq, version.
+"""The ``taskmanager`` command: serve, worker, db upgrade|downgrade|current, keys, import-prismq, version,
+and the operator's commands for a running server (``tasks``, ``types``, ``enqueue``, ``stats``,
+``workers``: modules ``tasks`` and ``queue`` beside this one).
 
-``worker`` and ``version`` need only a plain install; the commands that run the server or open a
-database need the ``[server]`` extra, and say so in one line when it is missing.
+``worker``, ``version`` and the operator's commands need only a plain install; the commands that
+run the server or open a database need the ``[server]`` extra, and say so in one line when it is
+missing. Every failure ends as one line on stderr (``failures``), never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +23,7 @@ from rich.console import Console
 
 from taskmanager._server_extra import INSTALL_SERVER, missing_server_module
 from taskmanager._version import __version__
+from taskmanager.cli import failures, queue, tasks
 
 if TYPE_CHECKING:
     from taskmanager.engine.access import KeyService
@@ -24,7 +32,11 @@ if TYPE_CHECKING:
     from taskmanager.store import Database
 
 app = typer.Typer(
-    help="TaskManager: a self-hosted HTTP work queue.", no_args_is_help=True, add_completion=False
+    help="TaskManager: a self-hosted HTTP work queue.",
+    no_args_is_help=True,
+    add_completion=False,
+    # A mistake is one line (cli/failures.py); a traceback only with --debug.
+    pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -32,7 +44,23 @@ keys_app = typer.Typer(
     help="API keys: create, list, revoke (on the database directly).", no_args_is_help=True
 )
 app.add_typer(keys_app, name="keys")
+app.add_typer(tasks.tasks_app, name="tasks")
+app.add_typer(queue.types_app, name="types")
+app.command("enqueue")(queue.enqueue)
+app.command("stats")(queue.stats)
+app.command("workers")(queue.workers)
 console = Console(stderr=True, soft_wrap=True)
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+@app.callback()
+def options(
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="TASKMANAGER_DEBUG", help="Show the traceback of a failure.")
+    ] = False,
+) -> None:
+    """TaskManager: a self-hosted HTTP work queue."""
+
 
 DatabaseOption = Annotated[
     str | None,
@@ -124,11 +152,38 @@ def serve(
     keep_failed: Annotated[
         int | None, typer.Option(help="Seconds a failed or cancelled task is kept (0: forever).")
     ] = None,
+    metrics_public: Annotated[
+        bool | None,
+        typer.Option("--metrics-public/--no-metrics-public", help="Serve GET /metrics without a key."),
+    ] = None,
+    stats_max_age: Annotated[
+        float | None, typer.Option(help="Seconds /stats, /workers and /metrics reuse an answer (0: never).")
+    ] = None,
+    request_timeout: Annotated[
+        float | None, typer.Option(help="Seconds a client has to send a whole request (else 408).")
+    ] = None,
+    keep_alive_timeout: Annotated[
+        int | None, typer.Option(help="Seconds an idle keep-alive connection is kept.")
+    ] = None,
+    max_header_bytes: Annotated[
+        int | None, typer.Option(help="Largest request line and headers (else 431).")
+    ] = None,
+    max_connections: Annotated[
+        int | None, typer.Option(help="Open connections per server process (more: 503).")
+    ] = None,
+    max_concurrent_requests: Annotated[
+        int | None, typer.Option(help="Requests run at once per server process (more: 503; 0: no limit).")
+    ] = None,
     workers: Annotated[int, typer.Option(help="Server processes (uvicorn workers).")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    access_log: Annotated[
+        bool | None,
+        typer.Option("--access-log/--no-access-log", help="Log one line per request (at info)."),
+    ] = None,
 ) -> None:
     """Run the API server (migrating the database first)."""
     _require_server("serve")
+    _check_log_level(log_level)
     settings = _settings(
         host=host,
         port=port,
@@ -150,6 +205,14 @@ def serve(
         deny_ips=deny_ips,
         keep_completed=keep_completed,
         keep_failed=keep_failed,
+        metrics_public=metrics_public,
+        stats_max_age=stats_max_age,
+        request_timeout=request_timeout,
+        keep_alive_timeout=keep_alive_timeout,
+        max_header_bytes=max_header_bytes,
+        max_connections=max_connections,
+        max_concurrent_requests=max_concurrent_requests,
+        access_log=access_log,
     )
     from taskmanager.serve_policy import plan_serve
     from taskmanager.store import display_url
@@ -176,6 +239,11 @@ def serve(
     }
     env["TASKMANAGER_MIGRATE_ON_START"] = str(plan.migrate_on_start).lower()
     os.environ.update(env)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several processes behind one port: /metrics sums their counters (server/metrics.py).
+        metrics_dir = tempfile.mkdtemp(prefix="taskmanager-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
     console.print(f"TaskManager {__version__} listening on http://{settings.host}:{settings.port}")
     console.print(f"  database: {display_url(settings.database_url)}")
     console.print(f"  auth: {'on (API key required)' if plan.auth_on else 'OFF (open mode)'}")
@@ -185,6 +253,11 @@ def serve(
     console.print(f"  docs: http://{settings.host}:{settings.port}/api/docs")
     import uvicorn
 
+    from taskmanager.server.http import raise_open_files_limit, uvicorn_options
+    from taskmanager.server.logs import log_config
+
+    raise_open_files_limit(settings.max_connections)
+
     uvicorn.run(
         "taskmanager.server.app:create_app_from_env",
         factory=True,
@@ -192,12 +265,19 @@ def serve(
         port=settings.port,
         workers=workers,
         log_level=log_level,
+        log_config=log_config(log_level),
+        # The app's edge writes the access log (taskmanager.access), with request ids and keys.
         access_log=False,
         loop="auto",
-        http="auto",
         # The app decides whose X-Forwarded-For to believe (TASKMANAGER_TRUSTED_PROXIES).
         proxy_headers=False,
+        **uvicorn_options(settings),
     )
+
+
+def _check_log_level(level: str) -> None:
+    if level.lower() not in LOG_LEVELS:
+        raise typer.BadParameter(f"{level!r} is not one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
 
 
 async def _on_store(database_url: str | None, action: Callable[[Database], Awaitable[object]]) -> str | None:
@@ -230,13 +310,21 @@ def db_upgrade(
     typer.echo(f"database at revision {found or 'base (empty)'}")
 
 
-@db_app.command("downgrade")
+# ``-1`` is a revision, not an option: unknown options are taken as the argument.
+@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 def db_downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision: -1, a revision id, or base.")],
     database_url: DatabaseOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before dropping every table.")] = False,
 ) -> None:
-    """Roll the schema back to REVISION (``base`` drops every table)."""
+    """Roll the schema back to REVISION (``base`` drops every table, after asking)."""
     _require_server("db downgrade")
+    if revision.startswith("--"):
+        raise typer.BadParameter(f"no such option: {revision}", param_hint="REVISION")
+    if revision == "base" and not yes:
+        typer.confirm(
+            "Downgrade to base drops every table and all their data. Continue?", abort=True, err=True
+        )
     from taskmanager.store.migrate import downgrade
 
     found = asyncio.run(_on_store(database_url, lambda db: downgrade(db, revision)))
@@ -272,7 +360,10 @@ def _key_line(key: dict[str, object]) -> str:
     limit = f"{key['rate_limit']}/min" if key["rate_limit"] else "default limit"
     scopes = " ".join(str(s) for s in key["scopes"])  # type: ignore[attr-defined]
     used = key["last_used_at"] or "never"
-    return f"{key['id']}\t{key['prefix']}\t{state}\t{key['name']}\t{scopes}\t{limit}\tlast used {used}"
+    line = f"{key['id']}\t{key['prefix']}\t{state}\t{key['name']}\t{scopes}\t{limit}\tlast used {used}"
+    if key.get("types") is not None:
+        line += "\ttypes " + " ".join(str(t) for t in key["types"])  # type: ignore[attr-defined]
+    return line
 
 
 @keys_app.command("create")
@@ -289,6 +380,14 @@ def keys_create(
     rate_limit: Annotated[
         int | None, typer.Option(help="Requests per minute (default: the server's).")
     ] = None,
+    types: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--types",
+            "-t",
+            help="Limit the key to task types matching this pattern, '*' any characters (repeatable).",
+        ),
+    ] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Create a key and print it once (to stdout; nothing else goes there)."""
@@ -298,7 +397,8 @@ def keys_create(
 
     try:
         body = models.parse_body(
-            models.CreateApiKey, {"name": name, "scopes": scope, "rate_limit": rate_limit}
+            models.CreateApiKey,
+            {"name": name, "scopes": scope, "rate_limit": rate_limit, "types": types or None},
         )
         reply = asyncio.run(_with_keys(database_url, lambda keys: keys.create(body)))
     except TaskManagerError as exc:
@@ -419,4 +519,4 @@ def worker(
 
 
 def main() -> None:
-    app()
+    sys.exit(failures.run(app, sys.argv[1:]))
