@@ -77,6 +77,9 @@ async def test_limits_follow_the_claims_type_filters(store: SqlStore, clock: Fro
     assert types_of(await claim(store, clock.now(), type_names=("limited",))) == ["limited"]
     assert await claim(store, clock.now(), type_names=("limited",)) == []
     assert types_of(await claim(store, clock.now(), type_ids=(other.id,))) == ["other"]
+    await add_task(store, other, clock.now())
+    assert await claim(store, clock.now(), type_like="lim%") == []
+    assert types_of(await claim(store, clock.now(), type_like="oth%")) == ["other"]
 
 
 async def test_an_unlimited_type_is_not_limited(store: SqlStore, clock: FrozenClock) -> None:
