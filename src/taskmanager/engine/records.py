@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -75,6 +75,11 @@ class TypePolicy:
     keep_completed_seconds: int = 0
     keep_failed_seconds: int = 0
 
+    @classmethod
+    def of(cls, task_type: TaskType) -> TypePolicy:
+        """The policy of ``task_type``'s tasks: its settings of the same names."""
+        return cls(*(getattr(task_type, name) for name in _POLICY_FIELDS))
+
 
 @dataclass(frozen=True, slots=True)
 class Task:
@@ -122,3 +127,7 @@ class NewEvent:
     worker_id: str | None = None
     message: str | None = None
     metadata: dict[str, Any] | None = field(default=None)
+
+
+#: ``TypePolicy``'s fields, each also a setting of ``TaskType``.
+_POLICY_FIELDS = tuple(f.name for f in fields(TypePolicy))

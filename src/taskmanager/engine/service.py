@@ -240,14 +240,7 @@ class TaskService:
             expires_at=when(body.expires_at, body.ttl_seconds, now, "expires_at", "ttl_seconds"),
             assigned_to=body.assigned_to,
             type_name=task_type.name,
-            policy=TypePolicy(
-                task_type.claim_timeout,
-                task_type.retry_delay,
-                task_type.retry_max_delay,
-                task_type.dedupe,
-                task_type.keep_completed_seconds,
-                task_type.keep_failed_seconds,
-            ),
+            policy=TypePolicy.of(task_type),
             now=now,
             event=self.core.event(NewEvent(Ev.CREATED)),
         )

@@ -112,23 +112,15 @@ def task_from_row(row: Sequence[Any]) -> Task:
 
 
 @lru_cache(maxsize=1024)
-def _policy(
-    claim_timeout: int,
-    retry_delay: float,
-    retry_max_delay: float,
-    dedupe: str,
-    keep_completed_seconds: int,
-    keep_failed_seconds: int,
-) -> Policy:
-    """The type settings a task carries: the same few combinations on every row, so shared."""
-    return Policy(
-        claim_timeout,
-        retry_delay,
-        retry_max_delay,
-        DedupeScope(dedupe),
-        keep_completed_seconds,
-        keep_failed_seconds,
-    )
+def _policy(*settings: Any) -> Policy:
+    """The type settings a task carries (``TypePolicy``'s fields, in order): the same few
+    combinations on every row, so shared."""
+    values = dict(zip(_POLICY_NAMES, settings, strict=True))
+    values["dedupe"] = DedupeScope(values["dedupe"])
+    return Policy(**values)
+
+
+_POLICY_NAMES = tuple(f.name for f in fields(Policy))
 
 
 _DECODE_TYPE: dict[str, Callable[[Any], Any]] = {
