@@ -40,6 +40,7 @@ from taskmanager.client.models import (
     TaskEvent,
     TaskPage,
     TaskType,
+    WaitedTask,
 )
 from taskmanager.client.sync import TaskManagerClient
 
@@ -77,4 +78,5 @@ __all__ = [
     "TaskPage",
     "TaskType",
     "ValidationError",
+    "WaitedTask",
 ]
