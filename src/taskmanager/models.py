@@ -422,6 +422,12 @@ class TaskOut(_Out):
     dedupe_key: str | None
 
 
+class WaitedTask(TaskOut):
+    """``GET /tasks/{id}/wait``: the task, and whether it is terminal."""
+
+    done: bool
+
+
 class CreatedTask(_Out):
     """A new task (every task field) or a duplicate (``id, type, status, dedupe_key`` only)."""
 

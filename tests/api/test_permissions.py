@@ -29,6 +29,7 @@ MATRIX: list[tuple[str, str, str]] = [
     ("GET", "/api/tasks", "tasks:read"),
     ("GET", "/api/tasks/{id}", "tasks:read"),
     ("GET", "/api/tasks/{id}/history", "tasks:read"),
+    ("GET", "/api/tasks/{id}/wait", "tasks:read"),
     ("POST", "/api/tasks/claim", "tasks:work"),
     ("POST", "/api/tasks/complete-batch", "tasks:work"),
     ("POST", "/api/tasks/{id}/complete", "tasks:work"),

@@ -24,6 +24,9 @@ class ExplodingStore:
     async def listen(self, on_work: object, waiting: object) -> None:
         return None  # start-up works; the requests are what fail
 
+    async def listen_ends(self, on_end: object, waiting: object) -> None:
+        return None
+
     @property
     def keys(self) -> ExplodingStore:
         return self  # its API keys fail the same way

@@ -68,11 +68,16 @@ def enqueue(
     params: Annotated[str, typer.Option(help="The task's params, a JSON object.")] = "{}",
     priority: Annotated[int | None, typer.Option(help="Higher is claimed first (default 0).")] = None,
     delay: Annotated[float | None, typer.Option(min=0, help="Seconds before it may be claimed.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the task ends; print its result.")] = False,
+    wait_timeout: Annotated[
+        float | None, typer.Option(min=0, help="With --wait: give up after these seconds (default: never).")
+    ] = None,
     url: UrlOption = DEFAULT_URL,
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a task of TYPE (a duplicate of an existing one answers that task)."""
+    """Create a task of TYPE (a duplicate of an existing one answers that task). With --wait,
+    wait for it to end and print its result; the exit status is 1 unless it completed."""
     body: dict[str, Any] = {"type": task_type, "params": _params(params)}
     if priority is not None:
         body["priority"] = priority
@@ -80,11 +85,28 @@ def enqueue(
         body["delay_seconds"] = delay
     with remote(url, api_key) as server:
         data = server.post("/tasks", body)
+        if wait:
+            with server.failures():
+                data = dict(server.client.wait_for(data["id"], wait_timeout).model_dump(mode="json"))
     if as_json:
         print_json(data)
-        return
-    kind = "duplicate of task" if data.get("duplicate") else "task"
-    out().print(f"{kind} {data['id']}: {data['status']}")
+    else:
+        kind = "duplicate of task" if data.get("duplicate") else "task"
+        out().print(f"{kind} {data['id']}: {data['status']}")
+        if wait:
+            _print_outcome(data)
+    if wait and data["status"] != "completed":
+        raise typer.Exit(1)
+
+
+def _print_outcome(task: dict[str, Any]) -> None:
+    """What a waited task ended with: its result, its error, or that it has not ended yet."""
+    if not task["done"]:
+        out().print("not finished yet (--wait-timeout ran out)")
+    elif task["status"] == "completed":
+        out().print(json.dumps(task.get("result"), ensure_ascii=False))
+    else:
+        out().print(f"error: {task.get('error_message')}")
 
 
 def stats(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None, as_json: JsonOption = False) -> None:

@@ -41,6 +41,7 @@ from taskmanager.client.models import (
     TaskEvent,
     TaskPage,
     TaskType,
+    WaitedTask,
 )
 from taskmanager.client.sync import TaskManagerClient
 
@@ -79,4 +80,5 @@ __all__ = [
     "TaskPage",
     "TaskType",
     "ValidationError",
+    "WaitedTask",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -17,7 +17,7 @@ from taskmanager.client.base import ClientBase
 from taskmanager.client.config import TaskManagerConfig
 from taskmanager.client.core import ClientCore
 from taskmanager.client.errors import TaskManagerConnectionError
-from taskmanager.client.models import Task
+from taskmanager.client.models import CreatedTask, Task, WaitedTask
 from taskmanager.client.protocol import AsyncTransport, Call, Request, Response, Retry
 from taskmanager.client.sync import connection_error
 
@@ -101,7 +101,35 @@ class AsyncTaskManagerClient(ClientBase[AsyncTransport]):
     get_task_type = _awaitable(ClientCore.get_task_type)
     list_task_types = _awaitable(ClientCore.list_task_types)
     deactivate_task_type = _awaitable(ClientCore.deactivate_task_type)
-    create_task = _awaitable(ClientCore.create_task)
+    _create_task = _awaitable(ClientCore.create_task)
+
+    async def create_task(
+        self,
+        /,
+        task_type: str,
+        params: Mapping[str, Any] | None = None,
+        priority: int = 0,
+        *,
+        wait: bool = False,
+        wait_timeout: float | None = None,
+        **options: Any,
+    ) -> CreatedTask | WaitedTask:
+        created = await self._create_task(task_type, params, priority, **options)
+        return await self.wait_for(created.id, wait_timeout) if wait else created
+
+    create_task.__doc__ = ClientCore.create_task.__doc__
+
+    # The API's name (wait_for(task_id, timeout)); the limit spans several requests.
+    async def wait_for(self, task_id: int, timeout: float | None = None) -> WaitedTask:  # noqa: ASYNC109
+        """The task once it has ended, or as it is when ``timeout`` seconds (None: no limit)
+        have passed: ``done`` says which. Waits on the server, never polls."""
+        loop = asyncio.get_running_loop()
+        waiter = self.core.task_waiter(task_id, timeout, loop.time())
+        while (call := waiter.next_call(loop.time())) is not None:
+            waiter.take(await self.send(call))
+        return waiter.result
+
+    wait_task = _awaitable(ClientCore.wait_task)
     create_tasks = _awaitable(ClientCore.create_tasks)
     get_task = _awaitable(ClientCore.get_task)
     #: PrismQ's name for ``get_task``.

@@ -26,11 +26,13 @@ from taskmanager.client.models import (
     TaskEvent,
     TaskPage,
     TaskType,
+    WaitedTask,
     Worker,
 )
 from taskmanager.client.paging import TaskPager
 from taskmanager.client.protocol import Call, Leases, Request, fields, get, post
 from taskmanager.client.settle import Settler
+from taskmanager.client.waiting import TaskWaiter
 from taskmanager.client.work import WorkCalls
 
 
@@ -135,7 +137,10 @@ class ClientCore(Settler, WorkCalls):
         assigned_to: str | None = None,
         **extra: Any,
     ) -> Call[CreatedTask]:
-        """Create a task, or get the existing one with the same dedupe key (``duplicate`` True)."""
+        """Create a task, or get the existing one with the same dedupe key (``duplicate`` True).
+
+        The clients' ``create_task`` also takes ``wait=True`` (and ``wait_timeout``, seconds;
+        None: no limit): then it returns the task once it has ended (``wait_for``)."""
         body = fields(
             type=task_type,
             params={} if params is None else params,
@@ -161,6 +166,19 @@ class ClientCore(Settler, WorkCalls):
     def get_task(self, task_id: int) -> Call[Task]:
         """One task."""
         return get(f"/tasks/{int(task_id)}", Task.model_validate)
+
+    def wait_task(self, task_id: int, timeout: float = 30) -> Call[WaitedTask]:
+        """The task once it has ended, or as it is after ``timeout`` seconds (0-60), one request:
+        ``done`` says which. ``wait_for`` repeats it for longer waits."""
+        seconds = float(timeout)
+        path, query = f"/tasks/{int(task_id)}/wait", (("timeout", f"{seconds:g}"),)
+        request = Request("GET", path, query, idempotent=True, timeout=self.config.timeout + seconds)
+        return Call(request, WaitedTask.model_validate)
+
+    def task_waiter(self, task_id: int, timeout: float | None, now: float) -> TaskWaiter:
+        """The waits of ``wait_for``: ``GET /tasks/{id}/wait`` until the task has ended or
+        ``timeout`` seconds (None: no limit) from ``now`` (a monotonic clock) have passed."""
+        return TaskWaiter(lambda seconds: self.wait_task(task_id, seconds), timeout, now)
 
     def get_task_history(self, task_id: int) -> Call[list[TaskEvent]]:
         """A task's history events, oldest first."""

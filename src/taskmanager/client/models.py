@@ -60,6 +60,10 @@ class Task(Record, models.TaskOut):
     lease_token: str | None = None
 
 
+class WaitedTask(Record, models.WaitedTask):
+    """A wait's answer: the task, and ``done`` (whether it is terminal)."""
+
+
 class CreatedTask(Record, models.CreatedTask):
     """A create's answer: the new task (every task field, readable by key), or for a duplicate
     (``duplicate`` is True) the existing task's ``id``, ``type``, ``status`` and ``dedupe_key``."""

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 
@@ -17,7 +17,7 @@ from taskmanager.client.base import ClientBase
 from taskmanager.client.config import TaskManagerConfig
 from taskmanager.client.core import ClientCore
 from taskmanager.client.errors import TaskManagerConnectionError
-from taskmanager.client.models import Task
+from taskmanager.client.models import CreatedTask, Task, WaitedTask
 from taskmanager.client.protocol import Call, Request, Response, Retry, SyncTransport
 
 P = ParamSpec("P")
@@ -113,7 +113,33 @@ class TaskManagerClient(ClientBase[SyncTransport]):
     get_task_type = _blocking(ClientCore.get_task_type)
     list_task_types = _blocking(ClientCore.list_task_types)
     deactivate_task_type = _blocking(ClientCore.deactivate_task_type)
-    create_task = _blocking(ClientCore.create_task)
+    _create_task = _blocking(ClientCore.create_task)
+
+    def create_task(
+        self,
+        /,
+        task_type: str,
+        params: Mapping[str, Any] | None = None,
+        priority: int = 0,
+        *,
+        wait: bool = False,
+        wait_timeout: float | None = None,
+        **options: Any,
+    ) -> CreatedTask | WaitedTask:
+        created = self._create_task(task_type, params, priority, **options)
+        return self.wait_for(created.id, wait_timeout) if wait else created
+
+    create_task.__doc__ = ClientCore.create_task.__doc__
+
+    def wait_for(self, task_id: int, timeout: float | None = None) -> WaitedTask:
+        """The task once it has ended, or as it is when ``timeout`` seconds (None: no limit)
+        have passed: ``done`` says which. Waits on the server, never polls."""
+        waiter = self.core.task_waiter(task_id, timeout, time.monotonic())
+        while (call := waiter.next_call(time.monotonic())) is not None:
+            waiter.take(self.send(call))
+        return waiter.result
+
+    wait_task = _blocking(ClientCore.wait_task)
     create_tasks = _blocking(ClientCore.create_tasks)
     get_task = _blocking(ClientCore.get_task)
     #: PrismQ's name for ``get_task``.

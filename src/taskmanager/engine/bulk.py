@@ -18,7 +18,7 @@ from datetime import datetime
 
 from taskmanager import models
 from taskmanager.engine import lifecycle, scope
-from taskmanager.engine.records import Task, TaskStatus
+from taskmanager.engine.records import TERMINAL_STATUSES, Task, TaskStatus
 from taskmanager.engine.replies import Reply
 from taskmanager.engine.retention import Retainer, removed
 from taskmanager.engine.store import TaskChange, TaskFilter, Transition
@@ -75,6 +75,7 @@ class BulkOperations:
             matched += len(ids)
             if body.action == "delete":
                 changed += await store.delete_tasks(ids)
+                self.core.ended.notify()  # a request waiting for one of them answers 404 now
             else:
                 changed += await self._apply(ids, RULES[body.action])
             if len(ids) < query.limit:
@@ -112,6 +113,8 @@ class BulkOperations:
                 changed += 1
                 if after.status == TaskStatus.PENDING:
                     core.signal.notify()  # a retried task is claimable again
+                elif after.status in TERMINAL_STATUSES:
+                    core.ended.notify()  # a request waiting for it answers now
             if not todo:
                 break
         return changed

@@ -47,6 +47,7 @@ from taskmanager.engine.store import (
     TaskQuery,
 )
 from taskmanager.engine.transitions import Transitions
+from taskmanager.engine.waiting import wait_for_end
 from taskmanager.engine.wire import event_data, task_data, type_data
 from taskmanager.engine.work import WorkerOperations
 from taskmanager.errors import NotFound, TaskManagerError, Unavailable, ValidationFailed
@@ -299,6 +300,12 @@ class TaskService:
     async def get_task(self, task_id: int) -> Reply:
         return Reply("Task retrieved successfully", task_data(await self.core.current(task_id)))
 
+    async def wait(
+        self, task_id: int, seconds: float, gone: Callable[[], Awaitable[bool]] | None = None
+    ) -> Reply:
+        """The task once it is terminal, or after ``seconds`` as it is then."""
+        return await wait_for_end(self.core, task_id, seconds, gone)
+
     async def list_tasks(
         self,
         *,
@@ -389,6 +396,7 @@ class TaskService:
     async def delete(self, task_id: int) -> Reply:
         if not await self.store.delete_task(task_id):
             raise NotFound(TASK_NOT_FOUND)
+        self.core.ended.notify()  # a request waiting for it answers 404 now
         return Reply("Task deleted", {"id": task_id, "deleted": True})
 
 

@@ -62,7 +62,8 @@ class Expected:
 class TaskChange:
     """A compare-and-set on one task: where its row still matches ``expected``, write
     ``changes`` and record ``events`` (at ``now``); ``wakes`` when the task becomes claimable
-    again, so claimers waiting in other processes look again."""
+    again, so claimers waiting in other processes look again; ``ends`` when it becomes terminal,
+    so requests waiting for it (``GET /tasks/{id}/wait``) in other processes look again."""
 
     task_id: int
     expected: Expected
@@ -70,6 +71,7 @@ class TaskChange:
     events: tuple[NewEvent, ...]
     now: datetime
     wakes: bool = False
+    ends: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +335,18 @@ class Store(Protocol):
         """Start calling ``on_work`` when another process may have made work claimable, if this
         database can tell (PostgreSQL LISTEN/NOTIFY; on a SQLite file, by looking for new tasks
         while ``waiting`` is set, i.e. while a claimer waits); otherwise do nothing."""
+        ...
+
+    async def listen_ends(self, on_end: Callable[[], None], waiting: threading.Event) -> None:
+        """Start calling ``on_end`` when another process may have ended a task (PostgreSQL
+        LISTEN on the ends channel; on a SQLite file, on any commit while ``waiting`` is set);
+        otherwise do nothing (then ``end_poll_interval`` is set)."""
+        ...
+
+    @property
+    def end_poll_interval(self) -> float | None:
+        """Seconds a request waiting for a task's end may sleep before it must read the task
+        again by itself (None: another process's end wakes it)."""
         ...
 
     @property

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from taskmanager.engine import lifecycle, scope
 from taskmanager.engine.clock import Clock
 from taskmanager.engine.policy import Backoff, Defaults, releases_dedupe_lock
-from taskmanager.engine.records import NewEvent, Task, TaskStatus
+from taskmanager.engine.records import TERMINAL_STATUSES, NewEvent, Task, TaskStatus
 from taskmanager.engine.replies import TASK_NOT_FOUND
 from taskmanager.engine.retention import removed
 from taskmanager.engine.signal import WorkSignal
@@ -46,6 +46,8 @@ class Transitions:
     rng: random.Random
     backoff: Backoff
     signal: WorkSignal = field(default_factory=WorkSignal)
+    #: "A task may have ended": wakes the requests waiting for one (``GET /tasks/{id}/wait``).
+    ended: WorkSignal = field(default_factory=WorkSignal)
     listening: bool = False
     _expired_at: tuple[datetime, float] | None = field(default=None, init=False, repr=False)
 
@@ -54,6 +56,7 @@ class Transitions:
         watcher)."""
         self.listening = True
         await self.store.listen(self.signal.notify, self.signal.waiting)
+        await self.store.listen_ends(self.ended.notify, self.ended.waiting)
 
     def event(self, event: NewEvent) -> NewEvent | None:
         return event if self.defaults.enable_history else None
@@ -72,9 +75,11 @@ class Transitions:
 
     def change(self, task_id: int, expected: Expected, transition: Transition, now: datetime) -> TaskChange:
         """The compare-and-set writing ``transition`` (finished) where ``expected`` holds."""
-        wakes = transition.changes.get("status") == TaskStatus.PENDING
+        status = transition.changes.get("status")
+        wakes = status == TaskStatus.PENDING
+        ends = status in TERMINAL_STATUSES
         events = transition.events if self.defaults.enable_history else ()
-        return TaskChange(task_id, expected, transition.changes, events, now, wakes)
+        return TaskChange(task_id, expected, transition.changes, events, now, wakes, ends)
 
     def on_row(self, task: Task, transition: Transition, now: datetime) -> TaskChange:
         """The compare-and-set writing ``transition``, decided on ``task`` as read."""
@@ -105,6 +110,7 @@ class Transitions:
             done = await self.store.update_tasks(changes) if changes else []
             if any(task is not None for task in done):
                 self.signal.notify()  # a lease ran out: its task may be claimable again
+                self.ended.notify()  # or it failed for good, or a pending task expired
             if len(due) < query.limit:
                 return
 
@@ -156,4 +162,6 @@ class Transitions:
     def _after(self, task: Task) -> Task:
         if task.status == TaskStatus.PENDING:
             self.signal.notify()
+        elif task.status in TERMINAL_STATUSES:
+            self.ended.notify()
         return task

@@ -10,7 +10,7 @@ from datetime import datetime
 from taskmanager import models
 from taskmanager.engine import lifecycle, scope
 from taskmanager.engine.queries import claim_order
-from taskmanager.engine.records import Task, TaskStatus
+from taskmanager.engine.records import TERMINAL_STATUSES, Task, TaskStatus
 from taskmanager.engine.replies import Reply, batch_complete_entry
 from taskmanager.engine.store import ClaimQuery, TaskChange
 from taskmanager.engine.transitions import MAX_DECIDE_ROUNDS, Transitions
@@ -121,6 +121,8 @@ class WorkerOperations:
         results = [batch_complete_entry(i, done.get(i), failures.get(i)) for i in items]
         if any(t.status == TaskStatus.PENDING for t in done.values()):
             core.signal.notify()
+        if any(t.status in TERMINAL_STATUSES for t in done.values()):
+            core.ended.notify()
         ok = sum(1 for r in results if r["error"] is None)
         return Reply(f"{ok} of {len(results)} completed", {"results": results, "count": len(results)})
 

@@ -8,7 +8,9 @@ process keeps its time for the requests it took. ``/health`` is never refused he
 balancer asks it whether the process is alive, and it costs one ``SELECT 1``. Nor is an
 ``/events`` stream counted: it is open for hours by design (a dashboard), so it would hold a
 slot for as long; it costs one indexed query per look, and open connections are capped anyway
-(``max_connections``).
+(``max_connections``). Nor is a ``GET /tasks/{id}/wait``: it sleeps on an event until its
+task ends, costing one read per wake-up, and two hundred callers awaiting their results must not
+take every slot from the work that ends those tasks.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ BUSY = "Server busy"
 #: The paths (after the edge's /api alias) that are always admitted and not counted.
 HEALTH_PATH = "/api/health"
 EVENTS_PATH = "/api/events"
+TASKS_PREFIX, WAIT_SUFFIX = "/api/tasks/", "/wait"
 
 
 class ConcurrencyGuard:
@@ -35,7 +38,7 @@ class ConcurrencyGuard:
         self.running = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        uncounted = scope["type"] != "http" or scope["path"].endswith((HEALTH_PATH, EVENTS_PATH))
+        uncounted = scope["type"] != "http" or _uncounted(scope["path"])
         if uncounted or not self.limit:
             await self.app(scope, receive, send)
             return
@@ -56,3 +59,11 @@ class ConcurrencyGuard:
             await self.app(scope, receive, send)
         finally:
             self.running -= 1
+
+
+def _uncounted(path: str) -> bool:
+    """``/health``, an ``/events`` stream and a ``/tasks/{id}/wait`` (a trailing slash ignored)."""
+    path = path.rstrip("/")
+    if path.endswith((HEALTH_PATH, EVENTS_PATH)):
+        return True
+    return path.startswith(TASKS_PREFIX) and path.endswith(WAIT_SUFFIX) and path.count("/") == 4

@@ -14,6 +14,7 @@ from taskmanager.engine import scope as type_scope
 from taskmanager.engine.keys import ADMIN
 from taskmanager.engine.observe import FeedFilter
 from taskmanager.engine.service import Reply
+from taskmanager.engine.waiting import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS
 from taskmanager.server.body import MAX_ID, check_text, flag, task_id
 from taskmanager.server.events import EVENT_STREAM, event_stream
 from taskmanager.server.key_routes import KEY_ROUTES
@@ -89,6 +90,14 @@ async def list_tasks(call: Call[None]) -> Reply:
 async def get_task(call: Call[None]) -> Reply:
     """One task."""
     return await call.engine.get_task(task_id(call.path("id")))
+
+
+async def wait_task(call: Call[None]) -> Reply:
+    """Hold the request until the task is terminal (at once if it is), or `timeout` seconds;
+    `data` is the task with `done`. Not counted against the server's request cap."""
+    return await call.engine.wait(
+        task_id(call.path("id")), call.query["timeout"], gone=call.request.is_disconnected
+    )
 
 
 async def history(call: Call[None]) -> Reply:
@@ -193,6 +202,14 @@ EVENTS_QUERY = (
     QueryParam("types", str | None, description="Only these types' events (comma list of names)"),
     QueryParam(
         "task_id", Annotated[int, Field(ge=1, le=MAX_ID)] | None, description="Only this task's events"
+    ),
+)
+WAIT_QUERY = (
+    QueryParam(
+        "timeout",
+        Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)],
+        DEFAULT_WAIT_SECONDS,
+        description="Seconds to wait at most (0-60)",
     ),
 )
 ACTIVE_ONLY = QueryParam("active_only", str | None, description="true or 1: active types only")
@@ -316,6 +333,17 @@ ROUTES: list[Route[Any]] = [
         scope="tasks:read",
         data=models.TaskOut,
         errors=(401, 403, 404),
+    ),
+    Route(
+        "GET",
+        f"{TASK}/wait",
+        wait_task,
+        operation_id="waitForTask",
+        tags=TASKS,
+        scope="tasks:read",
+        data=models.WaitedTask,
+        errors=(400, 401, 403, 404),
+        query=WAIT_QUERY,
     ),
     Route(
         "GET",

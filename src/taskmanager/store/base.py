@@ -40,7 +40,7 @@ from taskmanager.store import observe, verbs
 from taskmanager.store import operations as ops
 from taskmanager.store.database import Database
 from taskmanager.store.keys import SqlKeyStore
-from taskmanager.store.operations import SHARED_POLL_INTERVAL
+from taskmanager.store.operations import END_POLL_INTERVAL, SHARED_POLL_INTERVAL
 from taskmanager.store.rows import TT, Selects, T, task_from_row, type_from_row
 
 R = TypeVar("R")
@@ -69,6 +69,7 @@ class SqlStore:
         self.defaults = defaults or Defaults()
         self.q = Selects.with_defaults(self.defaults)
         self.listener: Listener | None = None
+        self.ends_listener: Listener | None = None
         self._keys = SqlKeyStore(database)
 
     @property
@@ -87,6 +88,8 @@ class SqlStore:
     async def close(self) -> None:
         if self.listener is not None:
             await self.listener.stop()
+        if self.ends_listener is not None:
+            await self.ends_listener.stop()
         await self.db.dispose()
 
     # -- task types -----------------------------------------------------------------------------
@@ -244,6 +247,24 @@ class SqlStore:
         self.listener = self.listener_for(on_work, waiting)
         if self.listener is not None:
             await self.listener.start()
+
+    # -- hearing about ends (GET /tasks/{id}/wait) ---------------------------------------------
+
+    @property
+    def end_poll_interval(self) -> float | None:
+        return None if self.ends_listener is not None else END_POLL_INTERVAL
+
+    def ends_listener_for(self, on_end: Callable[[], None], waiting: threading.Event) -> Listener | None:
+        """What hears this database's other processes end tasks (None: nothing can; waiters
+        then read their task every ``END_POLL_INTERVAL``)."""
+        return None
+
+    async def listen_ends(self, on_end: Callable[[], None], waiting: threading.Event) -> None:
+        if self.ends_listener is not None:
+            return
+        self.ends_listener = self.ends_listener_for(on_end, waiting)
+        if self.ends_listener is not None:
+            await self.ends_listener.start()
 
 
 def _not_of(type_ids: Sequence[int]) -> list[ColumnElement[bool]]:

@@ -3,6 +3,10 @@
 Concurrent claimers must never wait on, or take, the same row: the pick locks with ``FOR UPDATE
 SKIP LOCKED``. MySQL cannot limit that lock to one table of a join (it would lock the shared
 task_types row), so the claim locks task ids first, then reads the tasks.
+
+MySQL has no NOTIFY: a request waiting for a task to end (``GET /tasks/{id}/wait``) that another
+server process ends reads its task again every ``END_POLL_INTERVAL`` (1 s); one this process
+ends wakes it at once.
 """
 
 from __future__ import annotations

@@ -52,6 +52,11 @@ from taskmanager.store.rows import (
 from taskmanager.store.tables import task_history, task_types, tasks
 
 WORK_CHANNEL = "taskmanager_work"
+#: PostgreSQL's channel for "a task ended" (wakes ``GET /tasks/{id}/wait`` in every process).
+ENDS_CHANNEL = "taskmanager_ends"
+#: Seconds between a waiter's reads of its task where no other process can wake it (MySQL and
+#: MariaDB have no NOTIFY; an in-memory SQLite has no other process, so this never matters there).
+END_POLL_INTERVAL = 1.0
 #: Seconds between claim retries of a long-polling claimer when no other process can wake it
 #: (MySQL across processes, and SQLite while its watcher cannot read the file; within one process
 #: a create wakes it at once).
@@ -263,6 +268,13 @@ def announce_work(conn: Connection) -> None:
     """On PostgreSQL, wake long-polling claimers in every server process when this commits."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": WORK_CHANNEL})
+
+
+def announce_end(conn: Connection) -> None:
+    """On PostgreSQL, wake the requests waiting for tasks to end, in every server process, when
+    this commits (once per transaction, however many tasks it ends)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": ENDS_CHANNEL})
 
 
 def insert_tasks(q: Selects, items: Sequence[InsertTask], conn: Connection) -> list[InsertResult]:

@@ -47,7 +47,7 @@ from sqlalchemy.sql.expression import Grouping
 from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import TaskStatus
 from taskmanager.engine.store import ClaimParams, ClaimQuery, InsertTask, PurgeQuery, TaskChange
-from taskmanager.store.operations import WORK_CHANNEL, task_values
+from taskmanager.store.operations import ENDS_CHANNEL, WORK_CHANNEL, task_values
 from taskmanager.store.rows import TASKS_JOIN, TT, H, T, dump, encode_changes, task_columns, type_columns
 from taskmanager.store.tables import UTCDateTime, naive_utc, task_history, tasks
 from taskmanager.store.verbs import ClaimValues, claim_conditions, claim_order, limited_types
@@ -171,6 +171,9 @@ class PgStatements:
         self._notify = Compiled.of(
             select(func.pg_notify(literal_column(f"'{WORK_CHANNEL}'"), literal_column("''")))
         )
+        self._notify_ended = Compiled.of(
+            select(func.pg_notify(literal_column(f"'{ENDS_CHANNEL}'"), literal_column("''")))
+        )
 
     def _shaped(self, shape: Hashable, build: Callable[[], Any]) -> Compiled:
         found = self._cache.get(shape)
@@ -242,6 +245,10 @@ class PgStatements:
     def notify(self) -> Statement:
         """Wake long-polling claimers in every server process when the transaction commits."""
         return Statement(self._notify, [])
+
+    def notify_ended(self) -> Statement:
+        """Wake the requests waiting for tasks to end, in every server process, at commit."""
+        return Statement(self._notify_ended, [])
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -381,7 +388,8 @@ class PgStatements:
     def update_shape(change: TaskChange, compared: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
         """What decides the text of a change's statement: which columns it compares (and which
         with NULL), whether it checks the lease and the dedupe scopes, which columns it writes,
-        how many events it records, whether it wakes claimers. (``compared``: the expected
+        how many events it records, whether it wakes claimers, whether it ends the task (then
+        the statement NOTIFYs the ends channel, once, if a row matched). (``compared``: the expected
         columns encoded, when the caller has them already.)"""
         expected = change.expected
         if compared is None:
@@ -394,6 +402,7 @@ class PgStatements:
             tuple(change.changes),
             len(change.events),
             change.wakes,
+            change.ends,
         )
 
     def update_many(self, changes: Sequence[TaskChange]) -> Statement:
@@ -403,7 +412,7 @@ class PgStatements:
         match (or is gone)."""
         first = changes[0]
         shape = self.update_shape(first)
-        _, compared, lease_alive, _scopes, changed, events, _wakes = shape
+        _, compared, lease_alive, _scopes, changed, events, _wakes, _ends = shape
         compiled = self._shaped(("update many", *shape), lambda: self._update_many_statement(shape))
         values: dict[str, Any] = {"a_id": [change.task_id for change in changes]}
         expected = [encode_changes(change.expected.columns) for change in changes]
@@ -430,7 +439,7 @@ class PgStatements:
         return Statement(compiled, compiled.args(values))
 
     def _update_many_statement(self, shape: tuple[Any, ...]) -> Any:
-        _, compared, lease_alive, scopes, changed, events, wakes = shape
+        _, compared, lease_alive, scopes, changed, events, wakes, ends = shape
         per_row = [func.unnest(_array("a_id", T.id)).label("id")]
         per_row.append(func.unnest(_array("a_event_at", H.created_at)).label("event_at"))
         per_row += [
@@ -483,10 +492,12 @@ class PgStatements:
                 func.pg_notify(literal_column(f"'{WORK_CHANNEL}'"), literal_column("''"))
             ).select_from(changed_rows)
             result = result.add_columns(select(func.count()).select_from(wake.subquery()).scalar_subquery())
+        if ends:
+            result = result.add_columns(_notify_ended_once(changed_rows))
         return result
 
     def _update_statement(self, shape: tuple[Any, ...]) -> Any:
-        _, compared, lease_alive, scoped, changed, events, wakes = shape
+        _, compared, lease_alive, scoped, changed, events, wakes, ends = shape
         where: list[Any] = [T.id == _bind("id", T.id), TT.id == T.type_id]
         for name, is_null in compared:
             where.append(T[name].is_(None) if is_null else T[name] == _bind(f"x_{name}", T[name]))
@@ -523,7 +534,19 @@ class PgStatements:
                 func.pg_notify(literal_column(f"'{WORK_CHANNEL}'"), literal_column("''"))
             ).select_from(changed_rows)
             result = result.add_columns(select(func.count()).select_from(wake.subquery()).scalar_subquery())
+        if ends:
+            result = result.add_columns(_notify_ended_once(changed_rows))
         return result
+
+
+def _notify_ended_once(changed_rows: Any) -> Any:
+    """A column that NOTIFYs the ends channel once if ``changed_rows`` has any row: one
+    ``pg_notify`` per statement, however many tasks a batch ends (not one per row)."""
+    any_changed = exists(select(literal_column("1")).select_from(changed_rows))
+    ended = select(func.pg_notify(literal_column(f"'{ENDS_CHANNEL}'"), literal_column("''"))).where(
+        any_changed
+    )
+    return select(func.count()).select_from(ended.subquery()).scalar_subquery()
 
 
 def _array(name: str, column: Any) -> BindParameter[Any]:

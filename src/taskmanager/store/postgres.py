@@ -55,7 +55,7 @@ from taskmanager.store.database import (
     Database,
 )
 from taskmanager.store.listen import PgListener
-from taskmanager.store.operations import WORK_CHANNEL, created
+from taskmanager.store.operations import ENDS_CHANNEL, WORK_CHANNEL, created
 from taskmanager.store.pgpool import ConnectionPool
 from taskmanager.store.pgstatements import PgStatements, Statement
 from taskmanager.store.rows import T, task_from_row, type_from_row
@@ -230,6 +230,8 @@ class PostgresStore(SqlStore):
                 writes.append(statements.history_rows(plan.events))
             if plan.wakes:
                 writes.append(statements.notify())
+            if plan.ends:
+                writes.append(statements.notify_ended())
             for write in writes:
                 await conn.execute(write.sql, *write.args)
         return plan.results
@@ -261,6 +263,11 @@ class PostgresStore(SqlStore):
 
     def listener_for(self, on_work: Callable[[], None], waiting: threading.Event) -> Listener | None:
         return PgListener(self.db.url, WORK_CHANNEL, on_work)
+
+    def ends_listener_for(self, on_end: Callable[[], None], waiting: threading.Event) -> Listener | None:
+        # A second LISTEN connection: ends are heard apart from work, so a complete never wakes
+        # idle claimers, and a create never wakes waiters.
+        return PgListener(self.db.url, ENDS_CHANNEL, on_end)
 
 
 def _one_shape(changes: Sequence[TaskChange], shape_of: Callable[[TaskChange], Hashable]) -> bool:

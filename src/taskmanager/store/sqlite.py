@@ -2,7 +2,8 @@
 
 SQLite serialises writers (``BEGIN IMMEDIATE``), so a claim's plain SELECT then UPDATE is atomic
 and needs no row locks. Another process's new tasks are noticed by watching the file while a
-claimer waits (``watch.py``); an in-memory database has no other process.
+claimer waits (``watch.py``), and any commit while a request waits for a task to end; an
+in-memory database has no other process.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 
 from taskmanager.store.base import Listener, SqlStore
 from taskmanager.store.database import is_memory
-from taskmanager.store.watch import SqliteWatcher
+from taskmanager.store.watch import SqliteCommitWatcher, SqliteWatcher
 
 
 class SqliteStore(SqlStore):
@@ -22,6 +23,11 @@ class SqliteStore(SqlStore):
         if is_memory(self.db.url):
             return None
         return SqliteWatcher(str(self.db.url.database), on_work, waiting)  # a file's path
+
+    def ends_listener_for(self, on_end: Callable[[], None], waiting: threading.Event) -> Listener | None:
+        if is_memory(self.db.url):
+            return None  # one process: its own ends wake its waiters
+        return SqliteCommitWatcher(str(self.db.url.database), on_end, waiting)
 
 
 __all__ = ["SqliteStore"]

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from taskmanager.engine.records import Task, TaskStatus
 from taskmanager.engine.store import ClaimParams, ClaimQuery, DueQuery, TaskChange
-from taskmanager.store.operations import announce_work, like_any, load
+from taskmanager.store.operations import announce_end, announce_work, like_any, load
 from taskmanager.store.rows import TT, Selects, T, encode_changes, event_row, task_from_row, with_changes
 from taskmanager.store.tables import task_history, tasks
 
@@ -54,13 +54,14 @@ def write_claims(conn: Connection, picked: list[Task], params: ClaimParams) -> l
 class BatchPlan:
     """What a batch of compare-and-sets writes, once its rows are locked and read: the result of
     each change (None: its row no longer matched, or is gone), the rows to update grouped by the
-    columns they change (each row a dict of column values and ``_id``), the history rows, and
-    whether a task became claimable again."""
+    columns they change (each row a dict of column values and ``_id``), the history rows,
+    whether a task became claimable again and whether one ended."""
 
     results: list[Task | None] = field(default_factory=list)
     updates: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     wakes: bool = False
+    ends: bool = False
 
 
 def plan_updates(changes: Sequence[TaskChange], locked: Sequence[Task]) -> BatchPlan:
@@ -78,6 +79,7 @@ def plan_updates(changes: Sequence[TaskChange], locked: Sequence[Task]) -> Batch
         plan.updates.setdefault(tuple(values), []).append({"_id": task.id, **values})
         plan.events.extend(event_row(task.id, event, change.now) for event in change.events)
         plan.wakes = plan.wakes or change.wakes
+        plan.ends = plan.ends or change.ends
         rows[task.id] = after = with_changes(task, change.changes)
         plan.results.append(after)
     return plan
@@ -99,6 +101,8 @@ def update_tasks(q: Selects, changes: Sequence[TaskChange], conn: Connection) ->
         conn.execute(insert(task_history), plan.events)
     if plan.wakes:
         announce_work(conn)
+    if plan.ends:
+        announce_end(conn)
     return plan.results
 
 

@@ -118,3 +118,21 @@ class SqliteWatcher:
             seen = self._look(conn, loop, seen)
             self._looked.set()
             self._stop.wait(WATCH_INTERVAL)
+
+
+class SqliteCommitWatcher(SqliteWatcher):
+    """Calls ``on_work`` when anything was committed to the file while ``waiting`` was set: the
+    wake-up of requests waiting for a task to end (``GET /tasks/{id}/wait``), which re-read their
+    task. It looks only while one waits, like the claimers' watcher."""
+
+    def _look(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop, seen: _Seen) -> _Seen:
+        version, first = seen
+        try:
+            (now,) = conn.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error as exc:  # busy: look again next time
+            log.debug("sqlite commit watcher: %s", exc)
+            return seen
+        if first is not _UNSEEN and now != version:
+            with contextlib.suppress(RuntimeError):  # the loop closed under us
+                loop.call_soon_threadsafe(self._on_work)
+        return now, None
