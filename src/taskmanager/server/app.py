@@ -20,6 +20,7 @@ from taskmanager import __version__
 from taskmanager.engine.access import KeyService
 from taskmanager.engine.clock import Clock, SystemClock
 from taskmanager.engine.observe import FeedTiming
+from taskmanager.engine.schedules import Ticker
 from taskmanager.engine.service import TaskService
 from taskmanager.engine.store import Store
 from taskmanager.errors import NotFound, TaskManagerError
@@ -104,14 +105,18 @@ def create_app(
         open_access=open_access,
     )
 
+    ticker = Ticker(engine.schedules)  # fires due schedules (API.md B.8) while the app runs
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if owned and settings.migrate_on_start:
             await upgrade(active_store.db)  # type: ignore[attr-defined]
         await engine.start()
+        ticker.start()
         shutdown.on_signals()
         yield
         shutdown.set()
+        await ticker.stop()
         await keys.close()
         await limiter.close()
         if owned:
@@ -142,6 +147,7 @@ def create_app(
     )
     app.state.service = engine
     app.state.keys = keys
+    app.state.ticker = ticker
     app.state.auth = auth
     app.state.settings = settings
     return app
