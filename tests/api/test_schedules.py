@@ -185,3 +185,53 @@ def test_several_servers_on_one_database_create_exactly_one_task_per_tick(
     per_tick = Counter(t["scheduled_for"] for t in scheduled_tasks(first))
     assert len(per_tick) == TICKS
     assert set(per_tick.values()) == {1}, per_tick
+
+
+def test_an_edit_that_keeps_the_cadence_keeps_the_due_tick(api: Api) -> None:
+    register(api, schema=TOPIC_SCHEMA)
+    save(api, **EVERY_MINUTE)
+    api.clock.advance(30)
+    kept = save(api, **{**EVERY_MINUTE, "params": {"topic": "new"}})
+    assert kept["next_run_at"] == "2026-01-01T12:01:00.000000Z"
+    moved = save(api, **{**EVERY_MINUTE, "interval_seconds": 3600, "params": {"topic": "new"}})
+    assert moved["next_run_at"] == "2026-01-01T13:00:00.000000Z"
+    api.clock.advance(3600)
+    fire(api)
+    (task,) = scheduled_tasks(api)
+    assert task["params"] == {"topic": "new"}
+
+
+def test_a_tick_of_a_paused_type_creates_no_task_and_moves_on(api: Api) -> None:
+    register(api, schema=TOPIC_SCHEMA)
+    save(api, **EVERY_MINUTE)
+    ok(api.delete("/api/task-types/demo.echo"))
+    api.clock.advance(60)
+    fire(api)
+    assert scheduled_tasks(api) == []
+    assert ok(api.get("/api/schedules/tick"))["next_run_at"] == "2026-01-01T12:02:00.000000Z"
+    register(api, schema=TOPIC_SCHEMA)  # active again: the next tick has its task
+    api.clock.advance(60)
+    fire(api)
+    assert [t["scheduled_for"] for t in scheduled_tasks(api)] == ["2026-01-01T12:02:00.000000Z"]
+
+
+def test_a_key_limited_to_types_schedules_only_its_types(api: Api) -> None:
+    register(api, "mine.report")
+    register(api, "other.report")
+    save(api, name="theirs", type="other.report", interval_seconds=60)
+    body = {"name": "limited", "scopes": ["types:read", "types:write"], "types": ["mine.*"]}
+    key = ok(api.post("/api/api-keys", json=body))["key"]
+    with api.new_client({"X-API-Key": key}) as limited:
+        refused = limited.post(
+            "/api/schedules", json={"name": "x", "type": "other.report", "interval_seconds": 5}
+        )
+        assert refused.status_code == 400
+        assert refused.json()["details"][0].startswith("type: ")
+        ok(
+            limited.post(
+                "/api/schedules", json={"name": "mine", "type": "mine.report", "interval_seconds": 5}
+            )
+        )
+        assert [s["name"] for s in ok(limited.get("/api/schedules"))["schedules"]] == ["mine"]
+        fails(limited.get("/api/schedules/theirs"), 404, "not_found", "Schedule not found")
+        fails(limited.delete("/api/schedules/theirs"), 404, "not_found", "Schedule not found")

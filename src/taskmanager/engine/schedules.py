@@ -32,7 +32,7 @@ from taskmanager.engine.schema import ParamValidator
 from taskmanager.engine.store import FireTick, InsertOutcome, InsertTask, SaveSchedule
 from taskmanager.engine.transitions import Transitions
 from taskmanager.engine.wire import iso, schedule_data
-from taskmanager.errors import NotFound, ValidationFailed
+from taskmanager.errors import NotFound, Unavailable, ValidationFailed
 
 log = logging.getLogger("taskmanager.schedules")
 
@@ -80,9 +80,9 @@ class Schedules:
         return self.validator.problems(task_type.id, task_type.updated_at, task_type.param_schema, params)
 
     async def save(self, body: models.SaveScheduleBody) -> Reply:
-        scope.check_type(body.type)
         cadence = cadence_of(body)
-        task_type = await self.core.store.get_type(body.type)
+        # A key limited to other types: as if the type did not exist.
+        task_type = await self.core.store.get_type(body.type) if scope.allowed(body.type) else None
         if task_type is None:
             raise ValidationFailed(TYPE_NOT_FOUND, details=[f"type: no task type named {body.type!r}"])
         try:
@@ -232,6 +232,7 @@ class Ticker:
         self.max_sleep = max_sleep
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._unavailable = False  # logged once per outage, not once per try
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="taskmanager-schedules")
@@ -261,9 +262,15 @@ class Ticker:
         try:
             await self.schedules.fire_due()
             upcoming = await self.schedules.next_due()
-        except Exception:  # the database is away: try again later, never end the loop
-            log.warning("could not fire due schedules; trying again in %.0f s", self.max_sleep, exc_info=True)
+        except Unavailable:
+            if not self._unavailable:
+                log.warning("database unavailable: due schedules are fired once it is back")
+            self._unavailable = True
             return self.max_sleep
+        except Exception:  # never end the loop: the next pass tries again
+            log.exception("firing due schedules failed; trying again in %.0f s", self.max_sleep)
+            return self.max_sleep
+        self._unavailable = False
         if upcoming is None:
             return self.max_sleep
         seconds = (upcoming - self.schedules.core.clock.now()).total_seconds()
