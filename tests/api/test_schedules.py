@@ -83,6 +83,7 @@ def test_a_cron_schedule_ticks_in_its_time_zone(api: Api) -> None:
         ({"cron": "61 * * * *"}, "cron"),
         ({"cron": "* * * *"}, "cron"),
         ({"cron": "0 * * * * *"}, "cron"),
+        ({"cron": "0 0 30 2 *"}, "cron"),
         ({"interval_seconds": 0}, "interval_seconds"),
         ({"interval_seconds": 60, "timezone": "Mars/Olympus"}, "timezone"),
         ({"interval_seconds": 60, "type": "no.such.type"}, "type"),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from taskmanager.errors import ValidationFailed
 
@@ -71,3 +71,12 @@ class Cadence:
         before: datetime = croniter(self.cron, local).get_prev(datetime)
         after = self.next_after(before.astimezone(UTC))
         return after if after <= moment else before.astimezone(UTC)
+
+
+def first_tick(cadence: Cadence, moment: datetime) -> datetime:
+    """The first tick after ``moment``, or 400 naming ``cron`` for an expression no date
+    matches (``0 0 30 2 *``: croniter accepts its fields, then finds no day)."""
+    try:
+        return cadence.next_after(moment)
+    except CroniterError:
+        raise _invalid("cron", f"no date matches {cadence.cron!r}") from None

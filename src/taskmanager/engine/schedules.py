@@ -24,7 +24,7 @@ from datetime import datetime
 
 from taskmanager import models
 from taskmanager.engine import scope
-from taskmanager.engine.cadence import Cadence, check_cron, check_timezone
+from taskmanager.engine.cadence import Cadence, check_cron, check_timezone, first_tick
 from taskmanager.engine.policy import dedupe_lock
 from taskmanager.engine.records import HistoryEvent, NewEvent, Schedule, TaskType, TypePolicy
 from taskmanager.engine.replies import TYPE_NOT_FOUND, Reply
@@ -81,6 +81,8 @@ class Schedules:
 
     async def save(self, body: models.SaveScheduleBody) -> Reply:
         cadence = cadence_of(body)
+        now = self.core.clock.now()
+        first = first_tick(cadence, now)
         # A key limited to other types: as if the type did not exist.
         task_type = await self.core.store.get_type(body.type) if scope.allowed(body.type) else None
         if task_type is None:
@@ -94,7 +96,6 @@ class Schedules:
         problems = self._problems(task_type, body.params)
         if problems:
             raise ValidationFailed("Parameter validation failed: " + "; ".join(problems), details=problems)
-        now = self.core.clock.now()
         existing = await self.core.store.get_schedule(body.name)
         unchanged = (
             existing is not None
@@ -113,7 +114,7 @@ class Schedules:
                 priority=body.priority,
                 timezone=body.timezone,
                 enabled=body.enabled,
-                next_run_at=cadence.next_after(now) if body.enabled else None,
+                next_run_at=first if body.enabled else None,
                 reschedule=not unchanged,
                 now=now,
             )
