@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from taskmanager.engine.clock import FrozenClock
+from taskmanager.engine.schedules import MAX_SLEEP
 from tests.api.conftest import TOPIC_SCHEMA, fails, ok, register
 from tests.conftest import START, Api, ServerFactory
 
@@ -236,3 +237,21 @@ def test_a_key_limited_to_types_schedules_only_its_types(api: Api) -> None:
         assert [s["name"] for s in ok(limited.get("/api/schedules"))["schedules"]] == ["mine"]
         fails(limited.get("/api/schedules/theirs"), 404, "not_found", "Schedule not found")
         fails(limited.delete("/api/schedules/theirs"), 404, "not_found", "Schedule not found")
+
+
+def test_the_ticker_sleeps_until_the_next_tick_and_never_longer_than_its_bound(api: Api) -> None:
+    ticker = api.server.app.state.ticker
+
+    def sleep_after_a_pass() -> float:
+        seconds: float = api.server.run(ticker.pass_once())
+        return seconds
+
+    assert sleep_after_a_pass() == MAX_SLEEP  # no schedule: look again at the bound
+    register(api, schema=TOPIC_SCHEMA)
+    save(api, **EVERY_MINUTE)
+    assert sleep_after_a_pass() == MAX_SLEEP  # the tick is 60 s away: the bound first
+    api.clock.advance(58.5)
+    assert sleep_after_a_pass() == 1.5  # then exactly until the tick
+    api.clock.advance(1.5)
+    assert sleep_after_a_pass() == MAX_SLEEP  # the tick fired; the next is 60 s away
+    assert len(scheduled_tasks(api)) == 1

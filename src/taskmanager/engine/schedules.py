@@ -254,11 +254,11 @@ class Ticker:
         changed = self.schedules.changed
         while not self._stopping:
             changed.clear()  # before the pass: a save during it makes the wait below return at once
-            delay = await self._pass()
+            delay = await self.pass_once()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), delay)
 
-    async def _pass(self) -> float:
+    async def pass_once(self) -> float:
         """Fire what is due; the seconds until the next tick, at most ``max_sleep``."""
         try:
             await self.schedules.fire_due()

@@ -2,10 +2,11 @@
 task and the tick it was created for.
 
 The two task columns are nullable without a default: adding them changes only the catalogue (no
-table rewrite, no long lock) on PostgreSQL, MariaDB/MySQL (INSTANT) and SQLite (the column is
-appended to the stored schema), so a table of millions of tasks is upgraded in a moment. Dropping
-them again (the downgrade) is also metadata-only on PostgreSQL; on SQLite Alembic's batch mode
-copies the table.
+table rewrite, no long lock) on PostgreSQL, MariaDB 10.3+/MySQL 8 (ALGORITHM=INSTANT, the column
+appended last) and SQLite (ALTER TABLE ADD COLUMN edits the stored schema), so a table of
+millions of tasks is upgraded in a moment. No index is added on ``tasks``. The downgrade's DROP
+COLUMN is metadata-only on PostgreSQL and instant on MariaDB 10.4+; on SQLite Alembic's batch
+mode copies the table.
 
 Revision ID: 0006
 Revises: 0004
