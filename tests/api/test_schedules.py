@@ -237,6 +237,9 @@ def test_a_key_limited_to_types_schedules_only_its_types(api: Api) -> None:
         assert [s["name"] for s in ok(limited.get("/api/schedules"))["schedules"]] == ["mine"]
         fails(limited.get("/api/schedules/theirs"), 404, "not_found", "Schedule not found")
         fails(limited.delete("/api/schedules/theirs"), 404, "not_found", "Schedule not found")
+        taken = {"name": "theirs", "type": "mine.report", "interval_seconds": 5}
+        fails(limited.post("/api/schedules", json=taken), 409, "conflict", "Schedule name is taken")
+    assert ok(api.get("/api/schedules/theirs"))["type"] == "other.report"
 
 
 def test_the_ticker_sleeps_until_the_next_tick_and_never_longer_than_its_bound(api: Api) -> None:

@@ -32,7 +32,7 @@ from taskmanager.engine.schema import ParamValidator
 from taskmanager.engine.store import FireTick, InsertOutcome, InsertTask, SaveSchedule
 from taskmanager.engine.transitions import Transitions
 from taskmanager.engine.wire import iso, schedule_data
-from taskmanager.errors import NotFound, Unavailable, ValidationFailed
+from taskmanager.errors import Conflict, NotFound, Unavailable, ValidationFailed
 
 log = logging.getLogger("taskmanager.schedules")
 
@@ -97,6 +97,8 @@ class Schedules:
         if problems:
             raise ValidationFailed("Parameter validation failed: " + "; ".join(problems), details=problems)
         existing = await self.core.store.get_schedule(body.name)
+        if existing is not None and not scope.allowed(existing.type):
+            raise Conflict("Schedule name is taken")  # by a schedule of a type this key cannot see
         unchanged = (
             existing is not None
             and existing.enabled

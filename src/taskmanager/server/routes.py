@@ -461,7 +461,7 @@ ROUTES: list[Route[Any]] = [
         tags=SCHEDULES,
         scope="types:write",
         data=models.SavedSchedule,
-        errors=(400, 401, 403, 413),
+        errors=(400, 401, 403, 409, 413),
         body=models.SaveScheduleBody,
     ),
     Route(
