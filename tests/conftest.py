@@ -77,7 +77,7 @@ class TestDatabase:
     url: str
 
     async def reset(self) -> None:
-        tables = ("task_history", "tasks", "task_types", "api_keys")
+        tables = ("schedules", "task_history", "tasks", "task_types", "api_keys")
 
         def empty(conn: Connection) -> None:
             for table in tables:
@@ -333,6 +333,7 @@ class Api:
     url: str
     database: TestDatabase
     transport: httpx.BaseTransport | None = None  # None: the server is on a real socket
+    server: Any = None  # the InProcessServer (in-process only): its app, and ``run`` on its loop
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
@@ -362,9 +363,10 @@ def make_api(clean_database: TestDatabase) -> Iterator[ServerFactory]:
         api_key: str | None = ADMIN_KEY,
         send_key: bool = True,
         feed: FeedTiming = IN_PROCESS_FEED,
+        clock: FrozenClock | None = None,
         **settings: Any,
     ) -> Api:
-        clock = FrozenClock(START)
+        clock = clock or FrozenClock(START)  # several apps may share one (several servers)
         app = create_app(_settings(clean_database, api_key, settings), clock=clock, feed=feed)
         server = stack.enter_context(InProcessServer(app))
         transport = server.transport()
@@ -372,7 +374,7 @@ def make_api(clean_database: TestDatabase) -> Iterator[ServerFactory]:
         client = stack.enter_context(
             httpx.Client(base_url=server.url, headers=headers, timeout=30, transport=transport)
         )
-        return Api(client, clock, server.url, clean_database, transport)
+        return Api(client, clock, server.url, clean_database, transport, server)
 
     with stack:
         yield start

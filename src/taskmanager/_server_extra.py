@@ -23,6 +23,7 @@ SERVER_MODULES = (
     "pydantic_settings",
     "prometheus_client",
     "swagger_ui_bundle",
+    "croniter",
 )
 #: Modules of the extra imported only when a setting asks for them (a database driver, Redis).
 OPTIONAL_SERVER_MODULES = ("asyncpg", "asyncmy", "redis")

@@ -169,6 +169,19 @@ class CreateTask(_Body):
         return None if value is None else _aware(value)
 
 
+class SaveScheduleBody(_Body):
+    """``POST /schedules`` (B.8): exactly one of ``cron`` and ``interval_seconds``."""
+
+    name: Name
+    type: Name
+    cron: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = None
+    interval_seconds: Annotated[StrictInt, Field(ge=1, le=10 * 365 * 86400)] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    priority: Annotated[StrictInt, Field(ge=-MAX_PRIORITY, le=MAX_PRIORITY)] = 0
+    timezone: Annotated[StrictStr, Field(min_length=1, max_length=64)] = "UTC"
+    enabled: StrictBool = True
+
+
 class CreateTasksBatch(_Body):
     tasks: Annotated[list[Any], Field(min_length=1, max_length=1000)]
 
@@ -420,6 +433,9 @@ class TaskOut(_Out):
     created_at: datetime
     updated_at: datetime
     dedupe_key: str | None
+    #: The schedule that created the task and the tick it was created for (B.8); else null.
+    schedule: str | None = None
+    scheduled_for: datetime | None = None
 
 
 class WaitedTask(TaskOut):
@@ -439,6 +455,31 @@ class CreatedTask(_Out):
     deduplicated: bool
     message: str
     priority: int | None = None
+
+
+class ScheduleOut(_Out):
+    id: int
+    name: str
+    type: str
+    cron: str | None
+    interval_seconds: int | None
+    params: dict[str, Any]
+    priority: int
+    timezone: str
+    enabled: bool
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SavedSchedule(ScheduleOut):
+    created: bool
+
+
+class ScheduleList(_Out):
+    schedules: list[ScheduleOut]
+    count: int
 
 
 class TaskList(_Out):

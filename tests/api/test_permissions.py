@@ -41,6 +41,10 @@ MATRIX: list[tuple[str, str, str]] = [
     ("GET", "/api/workers", "tasks:read"),
     ("GET", "/api/events", "tasks:read"),
     ("GET", "/api/metrics", "admin"),
+    ("POST", "/api/schedules", "types:write"),
+    ("GET", "/api/schedules", "types:read"),
+    ("GET", "/api/schedules/{name}", "types:read"),
+    ("DELETE", "/api/schedules/{name}", "types:write"),
     ("POST", "/api/api-keys", "admin"),
     ("GET", "/api/api-keys", "admin"),
     ("DELETE", "/api/api-keys/{id}", "admin"),
@@ -57,6 +61,7 @@ BODIES: dict[str, Any] = {
     "/api/tasks/{id}/heartbeat": {"worker_id": "w"},
     "/api/api-keys": {"name": "made in the matrix", "scopes": ["tasks:read"]},
     "/api/tasks/bulk": {"action": "cancel", "filter": {"ids": [999999]}},
+    "/api/schedules": {"name": "perm.check", "type": "perm.check", "interval_seconds": 3600},
 }
 
 

@@ -423,3 +423,28 @@ def test_errors_are_the_same_from_every_kind_of_client(make: ClientFactory) -> N
     with pytest.raises(TaskManagerNotFoundError) as caught:
         client.retry_task(12345)
     assert repr(caught.value) == "TaskManagerNotFoundError(404, 'Task not found', code='not_found')"
+
+
+def test_save_list_get_and_delete_schedules(client: Any) -> None:
+    setup_type(client)
+    saved = client.save_schedule(
+        "nightly", "demo.echo", cron="0 3 * * *", params={"n": 1}, timezone="Europe/Prague"
+    )
+    assert saved.created is True
+    assert (saved.name, saved.type, saved.cron, saved.interval_seconds) == (
+        "nightly",
+        "demo.echo",
+        "0 3 * * *",
+        None,
+    )
+    again = client.save_schedule("nightly", "demo.echo", interval_seconds=60, params={"n": 1}, priority=2)
+    assert again.created is False
+    assert (again.cron, again.interval_seconds, again["params"]) == (None, 60, {"n": 1})
+    assert [s.name for s in client.list_schedules()] == ["nightly"]
+    assert client.get_schedule("nightly").priority == 2
+    assert client.delete_schedule("nightly") is True
+    assert client.list_schedules() == []
+    with pytest.raises(TaskManagerNotFoundError):
+        client.get_schedule("nightly")
+    with pytest.raises(TaskManagerValidationError):
+        client.save_schedule("bad", "demo.echo", cron="nope")

@@ -45,7 +45,7 @@ PUBLIC = {
         "ValidationError",
         "Worker",
     },
-    "taskmanager.worker": {"TaskCancelled", "TaskContext", "Worker"},
+    "taskmanager.worker": {"Cron", "Every", "TaskCancelled", "TaskContext", "Worker"},
 }
 
 

@@ -33,6 +33,7 @@ SERVER_STACK = (
     "pydantic_settings",
     "prometheus_client",
     "swagger_ui_bundle",
+    "croniter",
 )
 BLOCKER = f'''
 import sys

@@ -45,6 +45,8 @@ PENDING = Task(
     created_at=START - timedelta(minutes=5),
     updated_at=START - timedelta(minutes=5),
     dedupe_key="k",
+    schedule=None,
+    scheduled_for=None,
     policy=POLICY,
 )
 

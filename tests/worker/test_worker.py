@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from taskmanager import AsyncTaskManagerClient, TaskCancelled, TaskContext, TaskManagerError, Worker
+from taskmanager.worker import Cron, Every
 from taskmanager.worker.logs import JsonFormatter, TextFormatter
 from tests.conftest import TestDatabase
 
@@ -276,3 +277,39 @@ def test_run_uses_uvloop_when_installed(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(Worker, "run_async", run_async)
     assert Worker().run() == 0
     assert seen == ["uvloop"]
+
+
+async def test_a_schedule_declared_beside_its_handler_is_saved_when_the_worker_starts(
+    client: AsyncTaskManagerClient,
+) -> None:
+    worker = Worker(concurrency=1, client=client, claim_wait=0)
+
+    @worker.task("report.daily", schedule=Cron("0 6 * * *", timezone="Europe/Prague"))
+    def daily(ctx: TaskContext) -> None:
+        return None
+
+    @worker.task("cache.refresh", schedule=Every(300, name="warm-cache", params={"warm": True}, priority=3))
+    def refresh(ctx: TaskContext) -> None:
+        return None
+
+    running = asyncio.create_task(worker.run_async())
+    await registered(client, 2)
+    for _ in range(500):
+        schedules = {s.name: s for s in await client.list_schedules()}
+        if len(schedules) == 2:
+            break
+        await asyncio.sleep(0.02)
+    worker.stop()
+    assert await running == 0
+    daily_schedule, warm = schedules["report.daily"], schedules["warm-cache"]
+    assert (daily_schedule.type, daily_schedule.cron, daily_schedule.timezone) == (
+        "report.daily",
+        "0 6 * * *",
+        "Europe/Prague",
+    )
+    assert (warm.type, warm.interval_seconds, warm.params, warm.priority) == (
+        "cache.refresh",
+        300,
+        {"warm": True},
+        3,
+    )

@@ -23,7 +23,7 @@ from rich.console import Console
 
 from taskmanager._server_extra import INSTALL_SERVER, missing_server_module
 from taskmanager._version import __version__
-from taskmanager.cli import failures, queue, tasks
+from taskmanager.cli import failures, queue, schedules, tasks
 
 if TYPE_CHECKING:
     from taskmanager.engine.access import KeyService
@@ -46,6 +46,7 @@ keys_app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 app.add_typer(tasks.tasks_app, name="tasks")
 app.add_typer(queue.types_app, name="types")
+app.add_typer(schedules.schedules_app, name="schedules")
 app.command("enqueue")(queue.enqueue)
 app.command("stats")(queue.stats)
 app.command("workers")(queue.workers)

@@ -21,6 +21,7 @@ from taskmanager.client.models import (
     BulkResult,
     CreatedTask,
     Health,
+    Schedule,
     Stats,
     Task,
     TaskEvent,
@@ -38,6 +39,10 @@ from taskmanager.client.work import WorkCalls
 
 def _type_path(name: str) -> str:
     return f"/task-types/{quote(name, safe='')}"
+
+
+def _schedule_path(name: str) -> str:
+    return f"/schedules/{quote(name, safe='')}"
 
 
 def _task_page(data: Any) -> TaskPage:
@@ -262,6 +267,49 @@ class ClientCore(Settler, WorkCalls):
     def delete_task(self, task_id: int) -> Call[bool]:
         """Remove a task and its history (needs an admin key)."""
         return Call(Request("DELETE", f"/tasks/{int(task_id)}"), lambda data: bool(data["deleted"]))
+
+    # -- schedules (API.md B.8) -----------------------------------------------------------------
+
+    def save_schedule(
+        self,
+        /,
+        name: str,
+        task_type: str,
+        *,
+        cron: str | None = None,
+        interval_seconds: int | None = None,
+        params: Mapping[str, Any] | None = None,
+        priority: int = 0,
+        timezone: str = "UTC",
+        enabled: bool = True,
+        **extra: Any,
+    ) -> Call[Schedule]:
+        """Create or update (by ``name``) a schedule creating a ``task_type`` task at each tick of
+        ``cron`` (5 fields, in ``timezone``) or every ``interval_seconds``; ``created`` says which."""
+        body = fields(
+            name=name,
+            type=task_type,
+            cron=cron,
+            interval_seconds=interval_seconds,
+            params={} if params is None else params,
+            priority=priority,
+            timezone=timezone,
+            enabled=enabled,
+            **extra,
+        )
+        return post("/schedules", body, Schedule.model_validate, idempotent=True)
+
+    def list_schedules(self) -> Call[list[Schedule]]:
+        """Every schedule, by name."""
+        return get("/schedules", lambda data: [Schedule.model_validate(item) for item in data["schedules"]])
+
+    def get_schedule(self, name: str) -> Call[Schedule]:
+        """One schedule by name."""
+        return get(_schedule_path(name), Schedule.model_validate)
+
+    def delete_schedule(self, name: str) -> Call[bool]:
+        """Delete a schedule (the tasks it created stay)."""
+        return Call(Request("DELETE", _schedule_path(name)), lambda data: bool(data["deleted"]))
 
     # -- observing ------------------------------------------------------------------------------
 

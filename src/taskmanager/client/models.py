@@ -127,6 +127,12 @@ class Stats(Record, models.StatsData):
     throughput: list[ThroughputMinute]  # type: ignore[assignment]
 
 
+class Schedule(Record, models.ScheduleOut):
+    """A periodic schedule (``/schedules``); ``created`` is set on a save's answer."""
+
+    created: bool | None = None
+
+
 class Worker(Record, models.WorkerOut):
     """A worker seen in the last 24 hours (``GET /workers``)."""
 
@@ -142,6 +148,7 @@ __all__ = [
     "HeartbeatResult",
     "ProgressUpdate",
     "Record",
+    "Schedule",
     "Stats",
     "Task",
     "TaskEvent",

@@ -105,7 +105,30 @@ class Task:
     created_at: datetime
     updated_at: datetime
     dedupe_key: str | None
+    #: The schedule (its name) that created the task, and the tick it was created for (B.8).
+    schedule: str | None
+    scheduled_for: datetime | None
     policy: TypePolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A periodic task (API.md B.8): ``cron`` or ``interval_seconds``, never both."""
+
+    id: int
+    name: str
+    type: str
+    cron: str | None
+    interval_seconds: int | None
+    params: dict[str, Any]
+    priority: int
+    timezone: str
+    enabled: bool
+    #: The next tick not yet fired (None: disabled).
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from taskmanager.engine.replies import (
     created_reply,
 )
 from taskmanager.engine.retention import Retainer, removed
+from taskmanager.engine.schedules import Schedules
 from taskmanager.engine.schema import PATTERN_TIME_BUDGET, ParamValidator, check_param_schema
 from taskmanager.engine.signal import WorkSignal
 from taskmanager.engine.store import (
@@ -82,6 +83,8 @@ class TaskService:
         self.bulk_operations = BulkOperations(self.core, self.retention)
         self.version = version
         self._validator = ParamValidator()
+        #: Periodic tasks (B.8): the routes call it, the server's lifespan runs its ``Ticker``.
+        self.schedules = Schedules(self.core, self._validator)
         self._stats = observe.Snapshot(self._fresh_stats, self.core.clock, stats_max_age)
         self._workers = observe.Snapshot(
             lambda: observe.workers(self.store, self.clock), self.core.clock, stats_max_age

@@ -20,6 +20,7 @@ from taskmanager.engine.records import (
     DedupeScope,
     Event,
     NewEvent,
+    Schedule,
     Task,
     TaskStatus,
     TaskType,
@@ -132,6 +133,41 @@ class InsertTask:
     policy: TypePolicy
     now: datetime
     event: NewEvent | None
+    #: Set on the task of a schedule's tick (B.8).
+    schedule: str | None = None
+    scheduled_for: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SaveSchedule:
+    """A schedule to insert or update by name. On update, ``next_run_at`` is written only when
+    ``reschedule`` (its cadence or ``enabled`` changed): a due tick is not lost to an edit."""
+
+    name: str
+    type: str
+    cron: str | None
+    interval_seconds: int | None
+    params_json: str
+    priority: int
+    timezone: str
+    enabled: bool
+    next_run_at: datetime | None
+    reschedule: bool
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FireTick:
+    """One tick of a schedule: where its row still holds ``expected_next`` and
+    ``expected_updated`` (no other server fired it, nobody edited it), set ``next_run_at`` to
+    ``next_run_at`` and ``last_run_at`` to ``tick``, and insert ``task``, in one transaction."""
+
+    schedule_id: int
+    expected_next: datetime
+    expected_updated: datetime
+    tick: datetime
+    next_run_at: datetime
+    task: InsertTask | None
 
 
 class InsertOutcome(StrEnum):
@@ -301,6 +337,31 @@ class Store(Protocol):
         ...
 
     async def get_task(self, task_id: int) -> Task | None: ...
+
+    # Schedules (B.8)
+    async def save_schedule(self, params: SaveSchedule) -> tuple[Schedule, bool]:
+        """Insert or update by name; the schedule and whether it is new."""
+        ...
+
+    async def get_schedule(self, name: str) -> Schedule | None: ...
+
+    async def list_schedules(self) -> list[Schedule]: ...
+
+    async def delete_schedule(self, name: str) -> bool: ...
+
+    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+        """Enabled schedules whose ``next_run_at`` is at or before ``now``, earliest first."""
+        ...
+
+    async def next_schedule_at(self) -> datetime | None:
+        """The earliest ``next_run_at`` of an enabled schedule (None: none)."""
+        ...
+
+    async def fire_tick(self, params: FireTick) -> tuple[bool, InsertResult | None]:
+        """The compare-and-set of ``FireTick`` and its task's insert, in one transaction: whether
+        the row still matched (False: another server fired the tick, or it was edited, and
+        nothing was written), and the insert's result (None: ``params.task`` was None)."""
+        ...
 
     async def get_tasks(self, task_ids: Sequence[int]) -> list[Task]:
         """The tasks of ``task_ids`` that exist, in id order."""

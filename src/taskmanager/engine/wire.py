@@ -10,7 +10,7 @@ from operator import attrgetter
 from typing import Any, get_args, get_type_hints
 
 from taskmanager import models
-from taskmanager.engine.records import Event, Task, TaskType
+from taskmanager.engine.records import Event, Schedule, Task, TaskType
 
 
 def iso(value: datetime | None) -> str | None:
@@ -52,6 +52,7 @@ class _Shape:
 #: record has more: its lease token and its type's policy are not shown).
 _TYPE = _Shape(TaskType, tuple(f.name for f in fields(TaskType)))
 _TASK = _Shape(Task, tuple(models.TaskOut.model_fields))
+_SCHEDULE = _Shape(Schedule, tuple(models.ScheduleOut.model_fields))
 
 
 def type_data(item: TaskType) -> dict[str, Any]:
@@ -60,6 +61,10 @@ def type_data(item: TaskType) -> dict[str, Any]:
 
 def task_data(task: Task) -> dict[str, Any]:
     return _TASK.data(task)
+
+
+def schedule_data(schedule: Schedule) -> dict[str, Any]:
+    return _SCHEDULE.data(schedule)
 
 
 def event_data(event: Event) -> dict[str, Any]:

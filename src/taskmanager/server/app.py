@@ -21,6 +21,7 @@ from taskmanager.engine.access import KeyService
 from taskmanager.engine.clock import Clock, SystemClock
 from taskmanager.engine.observe import FeedTiming
 from taskmanager.engine.retention import Sweeper
+from taskmanager.engine.schedules import Ticker
 from taskmanager.engine.service import TaskService
 from taskmanager.engine.store import Store
 from taskmanager.errors import NotFound, TaskManagerError
@@ -105,6 +106,8 @@ def create_app(
         open_access=open_access,
     )
 
+    ticker = Ticker(engine.schedules)  # fires due schedules (API.md B.8) while the app runs
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if owned and settings.migrate_on_start:
@@ -112,9 +115,11 @@ def create_app(
         await engine.start()
         sweeper = Sweeper(engine.retention)  # deletes finished tasks past their retention (B.10)
         sweeper.start()
+        ticker.start()
         shutdown.on_signals()
         yield
         shutdown.set()
+        await ticker.stop()
         await sweeper.stop()
         await keys.close()
         await limiter.close()
@@ -146,6 +151,7 @@ def create_app(
     )
     app.state.service = engine
     app.state.keys = keys
+    app.state.ticker = ticker
     app.state.auth = auth
     app.state.settings = settings
     return app

@@ -184,6 +184,30 @@ async def metrics(call: Call[None]) -> Response:
     return Response(call.services.metrics.render(queue), media_type=TEXT_FORMAT)
 
 
+# -- schedules ------------------------------------------------------------------------------
+
+
+async def save_schedule(call: Call[models.SaveScheduleBody]) -> Reply:
+    """Create or update a periodic schedule by name: a task of its type at each tick, exactly
+    one however many servers run."""
+    return await call.engine.schedules.save(call.body)
+
+
+async def list_schedules(call: Call[None]) -> Reply:
+    """Every schedule, by name."""
+    return await call.engine.schedules.list()
+
+
+async def get_schedule(call: Call[None]) -> Reply:
+    """One schedule by name."""
+    return await call.engine.schedules.get(check_text("name", call.path("name")))
+
+
+async def delete_schedule(call: Call[None]) -> Reply:
+    """Delete a schedule: no more ticks (its tasks stay)."""
+    return await call.engine.schedules.delete(check_text("name", call.path("name")))
+
+
 # -- the table ------------------------------------------------------------------------------
 
 TYPES, TASKS = ("Task Types",), ("Tasks",)
@@ -212,6 +236,7 @@ WAIT_QUERY = (
         description="Seconds to wait at most (0-60)",
     ),
 )
+SCHEDULES, SCHEDULE_NAME = ("Schedules",), "/api/schedules/{name:path}"
 ACTIVE_ONLY = QueryParam("active_only", str | None, description="true or 1: active types only")
 
 #: Every route of the API, in matching order: the first whose path and method match answers.
@@ -473,6 +498,47 @@ ROUTES: list[Route[Any]] = [
         data=None,
         errors=(401, 403),
         produces=TEXT_FORMAT,
+    ),
+    Route(
+        "POST",
+        "/api/schedules",
+        save_schedule,
+        operation_id="saveSchedule",
+        tags=SCHEDULES,
+        scope="types:write",
+        data=models.SavedSchedule,
+        errors=(400, 401, 403, 409, 413),
+        body=models.SaveScheduleBody,
+    ),
+    Route(
+        "GET",
+        "/api/schedules",
+        list_schedules,
+        operation_id="listSchedules",
+        tags=SCHEDULES,
+        scope="types:read",
+        data=models.ScheduleList,
+        errors=(401, 403),
+    ),
+    Route(
+        "GET",
+        SCHEDULE_NAME,
+        get_schedule,
+        operation_id="getSchedule",
+        tags=SCHEDULES,
+        scope="types:read",
+        data=models.ScheduleOut,
+        errors=(401, 403, 404),
+    ),
+    Route(
+        "DELETE",
+        SCHEDULE_NAME,
+        delete_schedule,
+        operation_id="deleteSchedule",
+        tags=SCHEDULES,
+        scope="types:write",
+        data=models.Deleted,
+        errors=(401, 403, 404),
     ),
     *KEY_ROUTES,
 ]

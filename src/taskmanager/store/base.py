@@ -19,24 +19,26 @@ from sqlalchemy import ColumnElement, Select, event, text
 from sqlalchemy.engine import Connection
 
 from taskmanager.engine.policy import Defaults
-from taskmanager.engine.records import Event, Task, TaskType
+from taskmanager.engine.records import Event, Schedule, Task, TaskType
 from taskmanager.engine.store import (
     ClaimParams,
     ClaimQuery,
     DueQuery,
     FeedEvent,
+    FireTick,
     InsertResult,
     InsertTask,
     ListResult,
     PurgeQuery,
     QueueStats,
+    SaveSchedule,
     SaveType,
     TaskChange,
     TaskFilter,
     TaskQuery,
     WorkerStats,
 )
-from taskmanager.store import observe, verbs
+from taskmanager.store import observe, schedules, verbs
 from taskmanager.store import operations as ops
 from taskmanager.store.database import Database
 from taskmanager.store.keys import SqlKeyStore
@@ -147,6 +149,33 @@ class SqlStore:
         # one writer is not taken every second for nothing).
         ids = await self._read(partial(ops.due_for_purge, query)) if query.retention.due else []
         return await self._write(partial(ops.purge_tasks, query, ids)) if ids else 0
+
+    # -- schedules ------------------------------------------------------------------------------
+
+    async def save_schedule(self, params: SaveSchedule) -> tuple[Schedule, bool]:
+        for _ in range(3):
+            saved = await self._write(partial(schedules.save, params))
+            if saved is not None:
+                return saved
+        raise RuntimeError(f"could not save schedule {params.name!r}")
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        return await self._read(lambda conn: schedules.one(conn, name))
+
+    async def list_schedules(self) -> list[Schedule]:
+        return await self._read(schedules.listed)
+
+    async def delete_schedule(self, name: str) -> bool:
+        return await self._write(partial(schedules.remove, name))
+
+    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+        return await self._read(partial(schedules.due, now, limit))
+
+    async def next_schedule_at(self) -> datetime | None:
+        return await self._read(schedules.next_at)
+
+    async def fire_tick(self, params: FireTick) -> tuple[bool, InsertResult | None]:
+        return await self._write(partial(schedules.fire, self.q, params))
 
     # -- observing ------------------------------------------------------------------------------
 

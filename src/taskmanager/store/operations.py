@@ -123,6 +123,8 @@ def task_values(item: InsertTask) -> dict[str, Any]:
         "updated_at": item.now,
         "dedupe_key": item.dedupe_key,
         "dedupe_lock": item.dedupe_lock,
+        "schedule": item.schedule,
+        "scheduled_for": item.scheduled_for,
     }
 
 
@@ -150,6 +152,8 @@ def created(item: InsertTask, task_id: int) -> InsertResult:
         created_at=item.now,
         updated_at=item.now,
         dedupe_key=item.dedupe_key,
+        schedule=item.schedule,
+        scheduled_for=item.scheduled_for,
         policy=item.policy,
     )
     return InsertResult(InsertOutcome.CREATED, task)

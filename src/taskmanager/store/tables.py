@@ -123,6 +123,9 @@ tasks = Table(
     # The dedupe key while it still blocks a new task with the same key (NULL once released):
     # its unique index is what makes racing identical creates return the same task.
     Column("dedupe_lock", Key, nullable=True),
+    # The schedule (by name) that created the task and its tick (API.md B.8); NULL otherwise.
+    Column("schedule", Key, nullable=True),
+    Column("scheduled_for", UTCDateTime, nullable=True),
     UniqueConstraint("type_id", "dedupe_lock"),
     # Listing newest first, with or without a status filter; FIFO/LIFO claims.
     Index("ix_tasks_status_created", "status", "created_at", "id"),
@@ -192,5 +195,28 @@ api_keys = Table(
     #: JSON list of the task-type name patterns the key is limited to; NULL: every type.
     Column("types", Text, nullable=True),
     UniqueConstraint("key_hash"),
+    sqlite_autoincrement=True,
+)
+
+# Periodic tasks (API.md B.8). ``next_run_at`` is the next tick not yet fired (NULL: disabled);
+# firing a tick is a compare-and-set on it, in the transaction that inserts the tick's task.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", Key, nullable=False),
+    Column("type", Key, nullable=False),
+    Column("cron", String(255), nullable=True),
+    Column("interval_seconds", Integer, nullable=True),
+    Column("params", LongText, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("next_run_at", UTCDateTime, nullable=True),
+    Column("last_run_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("name"),
+    Index("ix_schedules_next_run_at", "next_run_at"),
     sqlite_autoincrement=True,
 )

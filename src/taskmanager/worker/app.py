@@ -28,6 +28,7 @@ from taskmanager.client import AsyncTaskManagerClient
 from taskmanager.worker.logs import configure_logging
 from taskmanager.worker.loop import DEFAULT_CLAIM_WAIT, ClaimLoop, LoopOptions
 from taskmanager.worker.registry import HandlerFn, Registry
+from taskmanager.worker.schedule import Schedule
 from taskmanager.worker.startup import wait_for_server
 
 log = logging.getLogger("taskmanager.worker")
@@ -90,11 +91,16 @@ class Worker:
         version: str = "1",
         schema: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        schedule: Schedule | None = None,
         **settings: Any,
     ) -> Callable[[F], F]:
         """Decorator: ``fn(ctx)`` handles tasks of type ``name`` (registered with ``version``,
-        ``schema`` and task-type ``settings`` such as ``max_attempts`` or ``claim_timeout``)."""
-        return self.registry.task(name, version=version, schema=schema, timeout=timeout, **settings)
+        ``schema`` and task-type ``settings`` such as ``max_attempts`` or ``claim_timeout``).
+        ``schedule`` (``Cron(...)`` or ``Every(...)``) is saved when the worker starts, so the
+        servers create a task of the type at each of its ticks."""
+        return self.registry.task(
+            name, version=version, schema=schema, timeout=timeout, schedule=schedule, **settings
+        )
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT (blocking); the exit code (0, or 1 when tasks were abandoned).
@@ -156,6 +162,9 @@ class Worker:
             await client.register_task_type(
                 handler.name, handler.version, handler.schema, **dict(handler.settings)
             )
+            if handler.schedule is not None:
+                name = handler.schedule.name or handler.name
+                await client.save_schedule(name, handler.name, **handler.schedule.body())
 
     def _install_signals(self) -> list[signal.Signals]:
         if threading.current_thread() is not threading.main_thread():

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from taskmanager.worker.context import TaskContext
+from taskmanager.worker.schedule import Schedule
 
 HandlerFn = Callable[[TaskContext], Any]
 F = TypeVar("F", bound=HandlerFn)
@@ -28,6 +29,8 @@ class Handler:
     timeout: float | None = None
     #: Task-type settings sent on register (``max_attempts``, ``claim_timeout``, ``retry_delay``...).
     settings: Mapping[str, Any] = field(default_factory=dict)
+    #: A schedule saved (by name) when the worker starts, creating tasks of this type (B.8).
+    schedule: Schedule | None = None
 
     @property
     def is_async(self) -> bool:
@@ -47,9 +50,11 @@ class Registry:
         version: str = "1",
         schema: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        schedule: Schedule | None = None,
         **settings: Any,
     ) -> Callable[[F], F]:
-        """Decorator: ``fn(ctx)`` (sync or async) handles tasks of type ``name``."""
+        """Decorator: ``fn(ctx)`` (sync or async) handles tasks of type ``name``; ``schedule``
+        (``Cron`` or ``Every``) has the servers create one at each of its ticks."""
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be positive")
 
@@ -57,7 +62,7 @@ class Registry:
             if name in self._handlers:
                 raise ValueError(f"a handler for {name!r} is already registered")
             self._handlers[name] = Handler(
-                name, fn, version, dict(schema or OPEN_SCHEMA), timeout, dict(settings)
+                name, fn, version, dict(schema or OPEN_SCHEMA), timeout, dict(settings), schedule
             )
             return fn
 
