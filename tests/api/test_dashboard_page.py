@@ -3,7 +3,11 @@ Content-Security-Policy (self only), and outside the API's OpenAPI document."""
 
 from __future__ import annotations
 
-from taskmanager.server.dashboard import ASSETS, CONTENT_SECURITY_POLICY
+import asyncio
+
+from starlette.requests import Request
+
+from taskmanager.server.dashboard import ASSETS, CONTENT_SECURITY_POLICY, dashboard_routes
 from tests.conftest import ServerFactory
 
 
@@ -32,3 +36,11 @@ def test_the_page_is_not_an_api_operation(make_api: ServerFactory) -> None:
     document = api.get("/openapi.json").json()
     assert not [path for path in document["paths"] if "dashboard" in path]
     assert api.get("/dashboard/nothing.js").status_code == 404
+
+
+def test_under_a_sub_path_the_page_names_its_files_below_it() -> None:
+    page_route = dashboard_routes()[0]
+    scope = {"type": "http", "method": "GET", "path": "/tm/dashboard", "root_path": "/tm", "headers": []}
+    response = asyncio.run(page_route.endpoint(Request(scope)))
+    assert b'<script type="module" src="/tm/dashboard/dashboard.js">' in response.body
+    assert b'href="/tm/dashboard/dashboard.css"' in response.body

@@ -114,6 +114,34 @@ def test_sign_in_see_the_counts_and_retry_a_failed_task(server: Api, browser: Br
     assert page.evaluate("Object.values(sessionStorage)") == [ADMIN_KEY]
     assert_only_the_server_was_asked(browser, server)
 
+    page.reload()  # the key is kept for the session: no second prompt
+    expect(count(page, "demo.echo", "pending")).to_have_text("3")
+    expect(page.locator("#sign-in")).to_be_hidden()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API key")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_a_key_that_may_only_read_sees_its_retry_refused(server: Api, browser: BrowserPage) -> None:
+    register(server, schema=OPEN_SCHEMA)
+    (task_id,) = create_failed(server)
+    body = {"name": "reader", "scopes": ["tasks:read"]}
+    reader = ok(server.post("/api/api-keys", json=body))["key"]
+    page = browser.page
+    page.goto(f"{server.url}/dashboard")
+    page.get_by_label("API key").fill(reader)
+    page.get_by_role("button", name="Sign in").click()
+
+    page.get_by_role("button", name=f"#{task_id}", exact=True).click()
+    page.get_by_role("button", name="Retry", exact=True).click()
+    expect(page.locator("#detail-message")).to_have_text(
+        f"Task #{task_id} was not retried: Insufficient permissions"
+    )
+    expect(page.locator('#detail dd[data-field="Status"]')).to_have_text("failed")
+    page.locator('#types tr[data-type="demo.echo"]').get_by_role("button", name="Retry all failed").click()
+    expect(page.locator("#bulk-progress")).to_contain_text("stopped: Insufficient permissions")
+    assert status_of(server, task_id) == "failed"
+
 
 def test_cancel_and_delete_a_task(server: Api, browser: BrowserPage) -> None:
     register(server, schema=OPEN_SCHEMA)

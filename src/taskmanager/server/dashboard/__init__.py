@@ -24,6 +24,7 @@ ASSETS = {
     "dashboard.js": "text/javascript",
     "api.js": "text/javascript",
     "render.js": "text/javascript",
+    "retry.js": "text/javascript",
 }
 #: Self only: the page's own scripts, styles and API calls; no inline code, frames or plugins.
 CONTENT_SECURITY_POLICY = (

@@ -3,14 +3,12 @@
 
 import { Api, ApiError, followEvents } from "./api.js";
 import { age, drawThroughput, el, json, replaceRows, seconds, time } from "./render.js";
+import { retryAllFailed } from "./retry.js";
 
 const PAGE_SIZE = 25;
 const STATUSES = ["pending", "claimed", "completed", "failed", "cancelled"];
 // Events refresh the page at most this often, however many arrive.
 const REFRESH_MS = 1000;
-// Retry all failed: tasks read per page and retried at once.
-const BULK_PAGE = 100;
-const BULK_PARALLEL = 4;
 
 const api = new Api();
 const $ = (id) => document.getElementById(id);
@@ -35,9 +33,10 @@ async function start() {
     await api.get("stats"); // answers without a key in open mode, or with the key kept this session
     show();
   } catch (error) {
-    if (error instanceof ApiError && error.status === 401) {
+    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+      const kept = api.key !== null; // a key of this session, refused now: say why
       api.forget();
-      askForKey();
+      askForKey(kept ? `The key was refused: ${error.message}` : "");
     } else {
       notice(`The server did not answer: ${error.message}`);
     }
@@ -88,7 +87,7 @@ function show() {
       onEvent,
       onState: (live) => {
         $("live").textContent = live;
-        $("live").className = `live ${live}`;
+        $("live").dataset.state = live;
       },
       onUnauthorized: () => askForKey("The key was refused; sign in again."),
     });
@@ -148,7 +147,7 @@ async function refreshStats() {
         {},
         el(
           "button",
-          { type: "button", disabled: row.failed === 0, onclick: (e) => retryAllFailed(row.type, e.currentTarget) },
+          { type: "button", disabled: row.failed === 0, onclick: (e) => retryFailedOf(row.type, e.currentTarget) },
           "Retry all failed"
         )
       )
@@ -324,41 +323,15 @@ function deleteTask() {
 
 // -- retry all failed of a type ------------------------------------------------------------------
 
-// No bulk route yet: read the type's failed tasks a page at a time and retry each. A retried task
-// leaves the failed list, so the next page is read from the start, past the ones left failed
-// (a refused retry, or a task that failed again meanwhile: each is retried once only).
-async function retryAllFailed(type, button) {
+async function retryFailedOf(type, button) {
   const progress = $("bulk-progress");
   button.disabled = true;
-  const tried = new Set();
-  let retried = 0;
-  let refused = 0;
-  let skip = 0;
+  progress.textContent = `Retrying failed ${type}…`;
   try {
-    const total = (await api.get("tasks", { status: "failed", type, limit: 1 })).total;
-    progress.textContent = `Retrying failed ${type}: 0 of ${total}`;
-    for (;;) {
-      const page = await api.get("tasks", { status: "failed", type, limit: BULK_PAGE, offset: skip });
-      const fresh = page.tasks.filter((task) => !tried.has(task.id));
-      skip += page.tasks.length - fresh.length;
-      if (fresh.length === 0) break;
-      for (let i = 0; i < fresh.length; i += BULK_PARALLEL) {
-        const batch = fresh.slice(i, i + BULK_PARALLEL);
-        batch.forEach((task) => tried.add(task.id));
-        const outcomes = await Promise.allSettled(batch.map((task) => api.post(`tasks/${task.id}/retry`)));
-        for (const outcome of outcomes) {
-          if (outcome.status === "fulfilled") retried += 1;
-          else if (outcome.reason instanceof ApiError && outcome.reason.status === 401) throw outcome.reason;
-          else refused += 1;
-        }
-        skip += outcomes.filter((outcome) => outcome.status === "rejected").length;
-        progress.textContent = `Retrying failed ${type}: ${retried + refused} of ${Math.max(total, tried.size)}`;
-      }
-    }
-    progress.textContent = `Retried ${retried} failed ${type} task${retried === 1 ? "" : "s"}` +
-      (refused ? `; ${refused} refused` : "") + ".";
+    const retried = await retryAllFailed(api, type, (text) => (progress.textContent = text));
+    progress.textContent = `Retried ${retried} failed ${type} task${retried === 1 ? "" : "s"}.`;
   } catch (error) {
-    progress.textContent = `Retry all failed ${type} stopped after ${retried}: ${error.message}`;
+    progress.textContent = `Retry all failed ${type} stopped: ${error.message}`;
     if (error instanceof ApiError && error.status === 401) failed(error);
   }
   await refreshAll();
