@@ -259,6 +259,26 @@ def test_a_new_task_appears_live_without_a_reload(server: Api, browser: BrowserP
     assert any(url.endswith("/api/events") for url in browser.requests)
 
 
+def test_a_key_revoked_while_the_page_is_open_asks_for_another(
+    make_live_api: ServerFactory, open_browser_page: Callable[[], BrowserPage]
+) -> None:
+    server = make_live_api(stats_max_age=0, key_cache_seconds=0)
+    register(server, schema=OPEN_SCHEMA)
+    made = ok(server.post("/api/api-keys", json={"name": "ops", "scopes": ["tasks:read"]}))
+    page = open_browser_page().page
+    page.goto(f"{server.url}/dashboard")
+    page.get_by_label("API key").fill(made["key"])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#live")).to_have_text("live")
+
+    ok(server.delete(f"/api/api-keys/{made['id']}"))
+    create(server)  # an event: the page refreshes, and its key is refused
+    expect(page.locator("#sign-in-error")).to_contain_text("refused")
+    assert page.evaluate("sessionStorage.length") == 0
+    sign_in(page, server)  # another key: the page and its live stream come back
+    expect(count(page, "demo.echo", "pending")).to_have_text("1")
+
+
 def test_open_mode_asks_for_no_key(
     make_live_api: ServerFactory, open_browser_page: Callable[[], BrowserPage]
 ) -> None:

@@ -89,7 +89,11 @@ function show() {
         $("live").textContent = live;
         $("live").dataset.state = live;
       },
-      onUnauthorized: () => askForKey("The key was refused; sign in again."),
+      onUnauthorized: () => {
+        events = null; // the stream has stopped: signing in again starts another
+        api.forget();
+        askForKey("The key was refused; sign in again.");
+      },
     });
   }
 }
