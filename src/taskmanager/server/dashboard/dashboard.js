@@ -12,7 +12,8 @@ const REFRESH_MS = 1000;
 
 const api = new Api();
 const $ = (id) => document.getElementById(id);
-const state = { status: "", type: "", offset: 0, total: 0, openId: null, types: [] };
+// The list's filters and page, the task open in the detail, the types known, those being retried.
+const state = { status: "", type: "", offset: 0, total: 0, openId: null, types: [], retrying: new Set() };
 let events = null;
 let refreshTimer = null;
 let lastRefresh = 0;
@@ -117,7 +118,9 @@ function failed(error) {
 
 function refreshAll() {
   lastRefresh = Date.now();
-  return Promise.all([refreshStats(), refreshWorkers(), refreshTasks(), refreshDetail()]).catch(failed);
+  return Promise.all([refreshStats(), refreshWorkers(), refreshTasks(), refreshDetail()])
+    .then(() => notice("")) // all answered: an older failure's notice is stale
+    .catch(failed);
 }
 
 function onEvent(name, data) {
@@ -151,7 +154,7 @@ async function refreshStats() {
         {},
         el(
           "button",
-          { type: "button", disabled: row.failed === 0, onclick: (e) => retryFailedOf(row.type, e.currentTarget) },
+          { type: "button", disabled: row.failed === 0 || state.retrying.has(row.type), onclick: (e) => retryFailedOf(row.type, e.currentTarget) },
           "Retry all failed"
         )
       )
@@ -329,7 +332,8 @@ function deleteTask() {
 
 async function retryFailedOf(type, button) {
   const progress = $("bulk-progress");
-  button.disabled = true;
+  button.disabled = true; // and in the rows refreshes redraw meanwhile
+  state.retrying.add(type);
   progress.textContent = `Retrying failed ${type}…`;
   try {
     const retried = await retryAllFailed(api, type, (text) => (progress.textContent = text));
@@ -337,6 +341,8 @@ async function retryFailedOf(type, button) {
   } catch (error) {
     progress.textContent = `Retry all failed ${type} stopped: ${error.message}`;
     if (error instanceof ApiError && error.status === 401) failed(error);
+  } finally {
+    state.retrying.delete(type);
   }
   await refreshAll();
 }
