@@ -111,6 +111,11 @@ class TypeSettings(_Body):
     dedupe: Literal["all", "active", "none"] | None = None
     max_pending: Annotated[StrictInt, Field(ge=1, le=2**31 - 1)] | None = None
     description: Annotated[StrictStr, Field(max_length=2000)] | None = None
+    #: At most this many tasks of the type claimed under a live lease at once (B.9).
+    max_running: Annotated[StrictInt, Field(ge=1, le=10000)] | None = None
+    #: Seconds a completed / failed or cancelled task is kept (B.10); 0 = forever, null = default.
+    keep_completed_seconds: Annotated[StrictInt, Field(ge=0, le=10 * 365 * 86400)] | None = None
+    keep_failed_seconds: Annotated[StrictInt, Field(ge=0, le=10 * 365 * 86400)] | None = None
 
 
 class RegisterTaskType(TypeSettings):
@@ -226,6 +231,32 @@ class Heartbeat(_Body):
 
 class CancelTask(_Body):
     reason: Annotated[StrictStr, Field(max_length=2000)] | None = None
+
+
+class BulkFilter(_Body):
+    """Which tasks a bulk action takes (all the fields it names must hold)."""
+
+    ids: Annotated[list[DbId], Field(min_length=1, max_length=10000)] | None = None
+    type: Name | None = None
+    status: Literal["pending", "claimed", "completed", "failed", "cancelled"] | None = None
+    created_before: datetime | None = None
+
+    @field_validator("created_before", mode="before")
+    @classmethod
+    def _iso_text(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("must be an ISO 8601 date-time string")
+        return value
+
+    @field_validator("created_before")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _aware(value)
+
+
+class BulkAction(_Body):
+    action: Literal["cancel", "retry", "delete"]
+    filter: BulkFilter
 
 
 class CreateApiKey(_Body):
@@ -349,6 +380,9 @@ class TaskTypeOut(_Out):
     dedupe: Literal["all", "active", "none"]
     max_pending: int | None
     description: str | None
+    max_running: int | None
+    keep_completed_seconds: int
+    keep_failed_seconds: int
     created_at: datetime
     updated_at: datetime
 
@@ -481,6 +515,12 @@ class HistoryEventOut(_Out):
 class TaskHistory(_Out):
     events: list[HistoryEventOut]
     count: int
+
+
+class BulkResult(_Out):
+    #: Tasks the filter matched; of them, those the action changed (or deleted).
+    matched: int
+    changed: int
 
 
 class Deleted(_Out):

@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from taskmanager.engine.observe import DEFAULT_STATS_MAX_AGE
 from taskmanager.engine.policy import (
     DEFAULT_CLAIM_TIMEOUT,
+    DEFAULT_KEEP_COMPLETED,
+    DEFAULT_KEEP_FAILED,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_DELAY,
     Defaults,
@@ -73,6 +75,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     allow_ips: str = ""
     deny_ips: str = ""
+    keep_completed: int = Field(DEFAULT_KEEP_COMPLETED, ge=0, le=10 * 365 * 86400)
+    keep_failed: int = Field(DEFAULT_KEEP_FAILED, ge=0, le=10 * 365 * 86400)
     metrics_public: bool = False
     stats_max_age: float = Field(DEFAULT_STATS_MAX_AGE, ge=0, le=3600)
     request_timeout: float = Field(DEFAULT_REQUEST_TIMEOUT, gt=0, le=3600)
@@ -106,6 +110,8 @@ class Settings(BaseSettings):
             retry_delay=self.retry_delay,
             enable_history=self.enable_history,
             enable_schema_validation=self.enable_schema_validation,
+            keep_completed_seconds=self.keep_completed,
+            keep_failed_seconds=self.keep_failed,
         )
 
     def origins(self) -> list[str]:

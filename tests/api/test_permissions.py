@@ -35,6 +35,7 @@ MATRIX: list[tuple[str, str, str]] = [
     ("POST", "/api/tasks/{id}/progress", "tasks:work"),
     ("POST", "/api/tasks/{id}/heartbeat", "tasks:work"),
     ("DELETE", "/api/tasks/{id}", "admin"),
+    ("POST", "/api/tasks/bulk", "tasks:write"),
     ("GET", "/api/stats", "tasks:read"),
     ("GET", "/api/workers", "tasks:read"),
     ("GET", "/api/events", "tasks:read"),
@@ -54,6 +55,7 @@ BODIES: dict[str, Any] = {
     "/api/tasks/{id}/progress": {"worker_id": "w", "progress": 1},
     "/api/tasks/{id}/heartbeat": {"worker_id": "w"},
     "/api/api-keys": {"name": "made in the matrix", "scopes": ["tasks:read"]},
+    "/api/tasks/bulk": {"action": "cancel", "filter": {"ids": [999999]}},
 }
 
 

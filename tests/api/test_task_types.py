@@ -36,6 +36,9 @@ TYPE_FIELDS = {
     "dedupe",
     "max_pending",
     "description",
+    "max_running",
+    "keep_completed_seconds",
+    "keep_failed_seconds",
 }
 
 

@@ -390,6 +390,20 @@ def test_delete_task(client: Any) -> None:
         client.get_task(created.id)
 
 
+def test_bulk_actions_by_filter(client: Any) -> None:
+    setup_type(client)
+    ids = [client.create_task("demo.echo", {"n": n}).id for n in range(3)]
+    cancelled = client.bulk("cancel", type="demo.echo", created_before=START + timedelta(seconds=1))
+    assert (cancelled.matched, cancelled["changed"]) == (3, 3)
+    assert client.bulk("retry", ids=ids[:2]).changed == 2
+    assert [client.get_task(i).status for i in ids] == ["pending", "pending", "cancelled"]
+    assert client.bulk("delete", status="cancelled").changed == 1
+    with pytest.raises(TaskManagerNotFoundError):
+        client.get_task(ids[2])
+    with pytest.raises(TaskManagerValidationError):
+        client.bulk("cancel")
+
+
 # -- the exception tree -------------------------------------------------------------------------
 
 

@@ -39,6 +39,9 @@ SETTINGS: dict[str, Any] = {
     "dedupe": "all",
     "max_pending": None,
     "description": None,
+    "max_running": None,
+    "keep_completed_seconds": None,
+    "keep_failed_seconds": None,
 }
 _serial = itertools.count(1)
 
@@ -87,7 +90,12 @@ def new_task(
         dedupe_lock=dedupe_lock(task_type.dedupe if scope is None else scope, key),
         type_name=task_type.name,
         policy=TypePolicy(
-            task_type.claim_timeout, task_type.retry_delay, task_type.retry_max_delay, task_type.dedupe
+            task_type.claim_timeout,
+            task_type.retry_delay,
+            task_type.retry_max_delay,
+            task_type.dedupe,
+            task_type.keep_completed_seconds,
+            task_type.keep_failed_seconds,
         ),
         now=now,
         event=NewEvent(HistoryEvent.CREATED) if event else None,

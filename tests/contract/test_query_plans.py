@@ -119,6 +119,28 @@ async def test_default_claim_query_uses_the_claim_index(
         assert not any("filesort" in str(row[9]) for row in plan), plan
 
 
+async def test_a_claim_within_max_running_still_walks_the_claim_index(
+    store: SqlStore, clock: FrozenClock, clean_database: TestDatabase
+) -> None:
+    """With a type limited by ``max_running`` in reach, every store claims through the shared
+    pick (on PostgreSQL too: its one statement steps aside, B.9); that pick walks the index too."""
+    kind = clean_database.kind
+    task_type = await make_type(store, "t", clock.now(), max_running=5)
+    await run_raw(clean_database.url, fill(task_type.id, clock, kind))
+    # The statement the shared claim sends (PostgresStore.explain_claim explains its own one).
+    plan = await SqlStore.explain_claim(store, claim_query(clock.now()), claim_params(clock.now(), count=1))
+    if kind == "sqlite":
+        details = [str(row[-1]) for row in plan]
+        assert any("tasks USING INDEX ix_tasks_claim" in d for d in details), details
+        assert not any("TEMP B-TREE" in d for d in details), details
+    elif kind == "postgresql":
+        _assert_postgres_walks_the_index(plan)
+    else:
+        by_table = {row[2]: row for row in plan}
+        assert by_table["tasks"][5] == "ix_tasks_claim", plan
+        assert not any("filesort" in str(row[9]) for row in plan), plan
+
+
 # -- GET /stats -------------------------------------------------------------------------------
 
 #: The statements of ``/stats`` and the index each must read instead of the table.

@@ -146,6 +146,12 @@ def serve(
         str | None, typer.Option(help="Only these addresses may connect (IPs/CIDRs).")
     ] = None,
     deny_ips: Annotated[str | None, typer.Option(help="These addresses may not connect (IPs/CIDRs).")] = None,
+    keep_completed: Annotated[
+        int | None, typer.Option(help="Seconds a completed task is kept (0: forever).")
+    ] = None,
+    keep_failed: Annotated[
+        int | None, typer.Option(help="Seconds a failed or cancelled task is kept (0: forever).")
+    ] = None,
     metrics_public: Annotated[
         bool | None,
         typer.Option("--metrics-public/--no-metrics-public", help="Serve GET /metrics without a key."),
@@ -197,6 +203,8 @@ def serve(
         trusted_proxies=trusted_proxies,
         allow_ips=allow_ips,
         deny_ips=deny_ips,
+        keep_completed=keep_completed,
+        keep_failed=keep_failed,
         metrics_public=metrics_public,
         stats_max_age=stats_max_age,
         request_timeout=request_timeout,

@@ -111,6 +111,7 @@ class AsyncTaskManagerClient(ClientBase[AsyncTransport]):
     cancel_task = _awaitable(ClientCore.cancel_task)
     retry_task = _awaitable(ClientCore.retry_task)
     delete_task = _awaitable(ClientCore.delete_task)
+    bulk = _awaitable(ClientCore.bulk)
     stats = _awaitable(ClientCore.stats)
     workers = _awaitable(ClientCore.workers)
     claim_task = _awaitable(ClientCore.claim_task)

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from taskmanager.client.config import TaskManagerConfig
 from taskmanager.client.models import (
     BatchResult,
+    BulkResult,
     CreatedTask,
     Health,
     Stats,
@@ -76,6 +77,9 @@ class ClientCore(Settler, WorkCalls):
         dedupe: Literal["all", "active", "none"] | None = None,
         max_pending: int | None = None,
         description: str | None = None,
+        max_running: int | None = None,
+        keep_completed_seconds: int | None = None,
+        keep_failed_seconds: int | None = None,
         **extra: Any,
     ) -> Call[TaskType]:
         """Register a task type, or replace the version, schema and given settings of one."""
@@ -90,6 +94,9 @@ class ClientCore(Settler, WorkCalls):
             dedupe=dedupe,
             max_pending=max_pending,
             description=description,
+            max_running=max_running,
+            keep_completed_seconds=keep_completed_seconds,
+            keep_failed_seconds=keep_failed_seconds,
             **extra,
         )
         return post("/task-types/register", body, TaskType.model_validate, idempotent=True)
@@ -210,6 +217,29 @@ class ClientCore(Settler, WorkCalls):
     def retry_task(self, task_id: int) -> Call[Task]:
         """Send a failed or cancelled task back to pending, its attempts reset."""
         return post(f"/tasks/{int(task_id)}/retry", {}, Task.model_validate)
+
+    def bulk(
+        self,
+        action: Literal["cancel", "retry", "delete"],
+        *,
+        ids: Sequence[int] | None = None,
+        type: str | None = None,
+        status: str | None = None,
+        created_before: datetime | str | None = None,
+    ) -> Call[BulkResult]:
+        """Cancel, retry or delete (admin) every task matching all the filters given (at least
+        one); the server works through them in batches. ``matched`` and ``changed`` counts."""
+        before = created_before.isoformat() if isinstance(created_before, datetime) else created_before
+        body = {
+            "action": action,
+            "filter": fields(
+                ids=None if ids is None else [int(i) for i in ids],
+                type=type,
+                status=status,
+                created_before=before,
+            ),
+        }
+        return post("/tasks/bulk", body, BulkResult.model_validate)
 
     def delete_task(self, task_id: int) -> Call[bool]:
         """Remove a task and its history (needs an admin key)."""

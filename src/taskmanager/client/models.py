@@ -73,6 +73,10 @@ class BatchResult(Record, models.BatchCreated):
     results: list[BatchItem]  # type: ignore[assignment]  # the same shape, readable by key
 
 
+class BulkResult(Record, models.BulkResult):
+    """What ``POST /tasks/bulk`` did: ``matched`` tasks, ``changed`` of them."""
+
+
 class Completion(Record, models.CompletedTask):
     """A complete's answer: ``status`` is ``completed``, ``failed`` or ``pending (retry)``."""
 
@@ -127,6 +131,7 @@ __all__ = [
     "BatchCompletion",
     "BatchItem",
     "BatchResult",
+    "BulkResult",
     "Completion",
     "CreatedTask",
     "Health",

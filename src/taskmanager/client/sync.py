@@ -123,6 +123,7 @@ class TaskManagerClient(ClientBase[SyncTransport]):
     cancel_task = _blocking(ClientCore.cancel_task)
     retry_task = _blocking(ClientCore.retry_task)
     delete_task = _blocking(ClientCore.delete_task)
+    bulk = _blocking(ClientCore.bulk)
     stats = _blocking(ClientCore.stats)
     workers = _blocking(ClientCore.workers)
     claim_task = _blocking(ClientCore.claim_task)

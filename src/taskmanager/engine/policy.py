@@ -18,6 +18,10 @@ DEFAULT_CLAIM_TIMEOUT = 300
 DEFAULT_RETRY_DELAY = 2.0
 #: The backoff never waits longer than an hour.
 DEFAULT_RETRY_MAX_DELAY = 3600.0
+#: Seconds a completed task is kept before it is removed (B.10; 0 = forever): a week.
+DEFAULT_KEEP_COMPLETED = 604800
+#: Seconds a failed or cancelled task is kept: thirty days, long enough to look into it.
+DEFAULT_KEEP_FAILED = 2592000
 #: Retry delays are spread by up to ±10% so failed tasks do not come back in lock-step.
 RETRY_JITTER = 0.10
 
@@ -82,3 +86,5 @@ class Defaults:
     retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY
     enable_history: bool = True
     enable_schema_validation: bool = True
+    keep_completed_seconds: int = DEFAULT_KEEP_COMPLETED
+    keep_failed_seconds: int = DEFAULT_KEEP_FAILED

@@ -56,6 +56,9 @@ class TaskType:
     dedupe: DedupeScope
     max_pending: int | None
     description: str | None
+    max_running: int | None
+    keep_completed_seconds: int
+    keep_failed_seconds: int
     created_at: datetime
     updated_at: datetime
 
@@ -68,6 +71,9 @@ class TypePolicy:
     retry_delay: float
     retry_max_delay: float
     dedupe: DedupeScope
+    #: Seconds a finished task is kept (B.10; 0 = forever): completed, and failed or cancelled.
+    keep_completed_seconds: int = 0
+    keep_failed_seconds: int = 0
 
 
 @dataclass(frozen=True, slots=True)

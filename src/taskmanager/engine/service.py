@@ -20,6 +20,7 @@ from typing import Any
 
 from taskmanager import models
 from taskmanager.engine import lifecycle, observe, scope
+from taskmanager.engine.bulk import BulkOperations
 from taskmanager.engine.clock import Clock, SystemClock
 from taskmanager.engine.policy import Backoff, Defaults, compute_dedupe_key, dedupe_lock, exponential_backoff
 from taskmanager.engine.queries import MAX_LIST_LIMIT, statuses, when
@@ -33,6 +34,7 @@ from taskmanager.engine.replies import (
     batch_entry,
     created_reply,
 )
+from taskmanager.engine.retention import Retainer, removed
 from taskmanager.engine.schema import PATTERN_TIME_BUDGET, ParamValidator, check_param_schema
 from taskmanager.engine.signal import WorkSignal
 from taskmanager.engine.store import (
@@ -75,6 +77,8 @@ class TaskService:
             store, clock or SystemClock(), defaults or Defaults(), rng or random.Random(), retry_policy
         )
         self.work = WorkerOperations(self.core)
+        self.retention = Retainer(store, self.core.clock)
+        self.bulk_operations = BulkOperations(self.core, self.retention)
         self.version = version
         self._validator = ParamValidator()
         self._stats = observe.Snapshot(self._fresh_stats, self.core.clock, stats_max_age)
@@ -241,14 +245,23 @@ class TaskService:
                 task_type.retry_delay,
                 task_type.retry_max_delay,
                 task_type.dedupe,
+                task_type.keep_completed_seconds,
+                task_type.keep_failed_seconds,
             ),
             now=now,
             event=self.core.event(NewEvent(Ev.CREATED)),
         )
 
     async def create_task(self, body: models.CreateTask) -> Reply:
-        item = await self._prepare(body, self.clock.now())
+        now = self.clock.now()
+        item = await self._prepare(body, now)
         (result,) = await self.store.insert_tasks([item])
+        holder = result.task if result.outcome == InsertOutcome.DUPLICATE else None
+        if holder is not None and removed(holder, now):
+            # Its holder is past its retention (gone for reads) and the sweep has not deleted it
+            # yet: delete it now, freeing its key (B.10), and create.
+            await self.store.delete_tasks([holder.id])
+            (result,) = await self.store.insert_tasks([item])
         if result.outcome == InsertOutcome.CREATED:
             self.signal.notify()
         return created_reply(await self._current(result), body.type)
@@ -310,7 +323,14 @@ class TaskService:
         await self.core.expire_due()
         like = type if type is not None and "%" in type else None
         query = TaskQuery(
-            wanted, None if like else type, like, worker_id, limit, offset, scope.like_patterns()
+            wanted,
+            None if like else type,
+            like,
+            worker_id,
+            limit,
+            offset,
+            scope.like_patterns(),
+            retention=await self.retention.now(),
         )
         found = await self.store.list_tasks(query)
         items = [task_data(t) for t in found.tasks]
@@ -369,6 +389,9 @@ class TaskService:
         now = self.clock.now()
         task = await self.core.transition(task_id, lambda t: lifecycle.retry(t, now=now), now)
         return Reply("Task queued for retry", task_data(task))
+
+    async def bulk(self, body: models.BulkAction) -> Reply:
+        return await self.bulk_operations.bulk(body)
 
     async def delete(self, task_id: int) -> Reply:
         if not await self.store.delete_task(task_id):

@@ -145,6 +145,24 @@ class InsertResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """Which finished tasks are past their retention at one instant (B.10), as the engine decided
+    it (``engine/retention.py``): each entry says that tasks in these ``statuses`` of these
+    ``type_ids`` that finished (``completed_at``) at or before ``cutoff`` are due for removal.
+    Reads leave them out; the sweep deletes them."""
+
+    due: tuple[tuple[tuple[str, ...], datetime, tuple[int, ...]], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeQuery:
+    """Up to ``limit`` of the tasks ``retention`` says are due, to delete with their history."""
+
+    retention: Retention
+    limit: int = 500
+
+
+@dataclass(frozen=True, slots=True)
 class TaskQuery:
     statuses: tuple[TaskStatus, ...] = ()
     type_name: str | None = None
@@ -154,6 +172,8 @@ class TaskQuery:
     offset: int = 0
     #: The caller's key's types as SQL LIKE patterns (any of them); None: every type.
     type_scope: tuple[str, ...] | None = None
+    #: Leave out the tasks past their retention (None: show every row).
+    retention: Retention | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +197,23 @@ class DueQuery:
 
     now: datetime
     limit: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    """A page of the ids of the tasks a bulk action takes: those matching every field given,
+    with an id above ``after_id``, in id order (keyset paging: each page is a short read)."""
+
+    ids: tuple[int, ...] | None = None
+    type_name: str | None = None
+    status: TaskStatus | None = None
+    created_before: datetime | None = None
+    after_id: int = 0
+    limit: int = 500
+    #: Leave out the tasks past their retention (None: every row).
+    retention: Retention | None = None
+    #: The caller's key's types as SQL LIKE patterns (any of them); None: every type.
+    type_scope: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +341,19 @@ class Store(Protocol):
         ...
 
     async def delete_task(self, task_id: int) -> bool: ...
+
+    async def find_task_ids(self, query: TaskFilter) -> list[int]:
+        """A page of the ids of the tasks ``query`` matches, ascending."""
+        ...
+
+    async def delete_tasks(self, task_ids: Sequence[int]) -> int:
+        """Delete these tasks and their history in one transaction; how many existed."""
+        ...
+
+    async def purge_tasks(self, query: PurgeQuery) -> int:
+        """Delete up to ``query.limit`` tasks past their retention, and their history, in one
+        short transaction (rows another sweep holds are skipped); how many were deleted."""
+        ...
 
     async def list_events(self, task_id: int) -> list[Event]: ...
 

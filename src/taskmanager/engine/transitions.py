@@ -18,6 +18,7 @@ from taskmanager.engine.clock import Clock
 from taskmanager.engine.policy import Backoff, Defaults, releases_dedupe_lock
 from taskmanager.engine.records import NewEvent, Task, TaskStatus
 from taskmanager.engine.replies import TASK_NOT_FOUND
+from taskmanager.engine.retention import removed
 from taskmanager.engine.signal import WorkSignal
 from taskmanager.engine.store import DueQuery, Expected, Store, TaskChange, Transition
 from taskmanager.errors import Conflict, NotFound
@@ -110,7 +111,7 @@ class Transitions:
     async def current(self, task_id: int) -> Task:
         """The task as it reads now: a transition its timestamps made due is applied first."""
         task = await self.store.get_task(task_id)
-        if task is None:
+        if task is None or removed(task, self.clock.now()):
             raise NotFound(TASK_NOT_FOUND)
         scope.check_task_type(task.type)
         if lifecycle.expiry(task, now=self.clock.now()) is None:
@@ -137,7 +138,7 @@ class Transitions:
                 return self._after(done)
         for _ in range(MAX_DECIDE_ROUNDS):
             task = await self.store.get_task(task_id)
-            if task is None:
+            if task is None or removed(task, now):  # past its retention: gone (B.10)
                 raise NotFound(TASK_NOT_FOUND)
             scope.check_task_type(task.type)
             due = lifecycle.expiry(task, now=now)

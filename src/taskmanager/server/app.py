@@ -20,6 +20,7 @@ from taskmanager import __version__
 from taskmanager.engine.access import KeyService
 from taskmanager.engine.clock import Clock, SystemClock
 from taskmanager.engine.observe import FeedTiming
+from taskmanager.engine.retention import Sweeper
 from taskmanager.engine.service import TaskService
 from taskmanager.engine.store import Store
 from taskmanager.errors import NotFound, TaskManagerError
@@ -110,9 +111,12 @@ def create_app(
         if owned and settings.migrate_on_start:
             await upgrade(active_store.db)  # type: ignore[attr-defined]
         await engine.start()
+        sweeper = Sweeper(engine.retention)  # deletes finished tasks past their retention (B.10)
+        sweeper.start()
         shutdown.on_signals()
         yield
         shutdown.set()
+        await sweeper.stop()
         await keys.close()
         await limiter.close()
         if owned:

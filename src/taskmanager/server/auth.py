@@ -93,6 +93,13 @@ class Authenticator:
             raise Forbidden(FORBIDDEN)
         return principal
 
+    async def require(self, request: Request, scope: str) -> None:
+        """Check that a caller ``check`` let in also holds ``scope`` (a route whose body decides
+        the scope it needs), charging its rate limit nothing more."""
+        principal = await self._identify(request)
+        if principal is not None and not principal.allows(scope):
+            raise Forbidden(FORBIDDEN)
+
     async def _identify(self, request: Request) -> Principal | None:
         if await self.open_mode():
             # Open mode only serves a loopback listener, whatever started the server (the CLI

@@ -127,6 +127,13 @@ async def retry(call: Call[None]) -> Reply:
     return await call.engine.retry(task_id(call.path("id")))
 
 
+async def bulk(call: Call[models.BulkAction]) -> Reply:
+    """Cancel, retry or (with an admin key) delete every task a filter matches, in batches."""
+    if call.body.action == "delete":
+        await call.services.auth.require(call.request, ADMIN)
+    return await call.engine.bulk(call.body)
+
+
 async def delete(call: Call[None]) -> Reply:
     """Remove a task and its history (admin)."""
     return await call.engine.delete(task_id(call.path("id")))
@@ -374,6 +381,17 @@ ROUTES: list[Route[Any]] = [
         scope="tasks:write",
         data=models.TaskOut,
         errors=(400, 401, 403, 404),
+    ),
+    Route(
+        "POST",
+        "/api/tasks/bulk",
+        bulk,
+        operation_id="bulkTasks",
+        tags=TASKS,
+        scope="tasks:write",
+        data=models.BulkResult,
+        errors=(400, 401, 403, 413),
+        body=models.BulkAction,
     ),
     Route(
         "DELETE",

@@ -15,7 +15,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Select, event, text
+from sqlalchemy import ColumnElement, Select, event, text
 from sqlalchemy.engine import Connection
 
 from taskmanager.engine.policy import Defaults
@@ -28,9 +28,11 @@ from taskmanager.engine.store import (
     InsertResult,
     InsertTask,
     ListResult,
+    PurgeQuery,
     QueueStats,
     SaveType,
     TaskChange,
+    TaskFilter,
     TaskQuery,
     WorkerStats,
 )
@@ -39,7 +41,7 @@ from taskmanager.store import operations as ops
 from taskmanager.store.database import Database
 from taskmanager.store.keys import SqlKeyStore
 from taskmanager.store.operations import SHARED_POLL_INTERVAL
-from taskmanager.store.rows import TT, Selects, task_from_row, type_from_row
+from taskmanager.store.rows import TT, Selects, T, task_from_row, type_from_row
 
 R = TypeVar("R")
 
@@ -129,6 +131,20 @@ class SqlStore:
     async def delete_task(self, task_id: int) -> bool:
         return await self._write(partial(ops.delete_task, task_id))
 
+    async def find_task_ids(self, query: TaskFilter) -> list[int]:
+        return await self._read(partial(ops.find_task_ids, query))
+
+    async def delete_tasks(self, task_ids: Sequence[int]) -> int:
+        if not task_ids:
+            return 0
+        return await self._write(partial(ops.delete_tasks, task_ids))
+
+    async def purge_tasks(self, query: PurgeQuery) -> int:
+        # Found by a read, deleted by a write only when there is something to delete (SQLite's
+        # one writer is not taken every second for nothing).
+        ids = await self._read(partial(ops.due_for_purge, query)) if query.retention.due else []
+        return await self._write(partial(ops.purge_tasks, query, ids)) if ids else 0
+
     # -- observing ------------------------------------------------------------------------------
 
     async def queue_stats(self, now: datetime, since: datetime) -> QueueStats:
@@ -145,20 +161,41 @@ class SqlStore:
 
     # -- claims ---------------------------------------------------------------------------------
 
-    def claim_statement(self, query: ClaimQuery) -> Select[Any]:
-        """The statement that picks a claim's rows (here, and read with them)."""
+    def claim_statement(self, query: ClaimQuery, skip_types: Sequence[int] = ()) -> Select[Any]:
+        """The statement that picks a claim's rows (here, and read with them), leaving out the
+        tasks of ``skip_types`` (types at their ``max_running``)."""
         return (
-            self.q.task.where(*verbs.claim_conditions(query))
+            self.q.task.where(*verbs.claim_conditions(query), *_not_of(skip_types))
             .order_by(*verbs.claim_order(query))
             .limit(query.limit)
         )
 
-    def pick(self, conn: Connection, query: ClaimQuery) -> list[Task]:
+    def pick(self, conn: Connection, query: ClaimQuery, skip_types: Sequence[int] = ()) -> list[Task]:
         """The rows a claim takes, in its order, read inside the claim's transaction."""
-        return [task_from_row(row) for row in conn.execute(self.claim_statement(query))]
+        return [task_from_row(row) for row in conn.execute(self.claim_statement(query, skip_types))]
+
+    def claim(self, query: ClaimQuery, params: ClaimParams, conn: Connection) -> list[Task]:
+        """Pick and claim in one transaction, within the ``max_running`` of each type (B.9):
+        the limited types' free slots are counted under their lock (``verbs.free_slots``), full
+        types are left out of the pick, and rows beyond a type's free slots are dropped — then
+        the pick is run again without the types that filled up, so the claim takes other types'
+        tasks instead (at most once per limited type)."""
+        free = verbs.free_slots(conn, query)
+        if not free:
+            return verbs.write_claims(conn, self.pick(conn, query), params)
+        taken: list[Task] = []
+        while len(taken) < query.limit:
+            full = [type_id for type_id, left in free.items() if left <= 0]
+            seen = {task.id for task in taken}
+            picked = [task for task in self.pick(conn, query, full) if task.id not in seen]
+            kept = verbs.within_limits(picked, free, query.limit - len(taken))
+            taken += kept
+            if len(kept) == len(picked) or len(taken) == query.limit:
+                break
+        return verbs.write_claims(conn, taken, params)
 
     async def claim_tasks(self, query: ClaimQuery, params: ClaimParams) -> list[Task]:
-        return await self._write(lambda conn: verbs.write_claims(conn, self.pick(conn, query), params))
+        return await self._write(partial(self.claim, query, params))
 
     async def explain_claim(self, query: ClaimQuery, params: ClaimParams) -> list[tuple[Any, ...]]:
         """The database's plan for the statement that picks a claim's rows, as it is sent."""
@@ -207,6 +244,10 @@ class SqlStore:
         self.listener = self.listener_for(on_work, waiting)
         if self.listener is not None:
             await self.listener.start()
+
+
+def _not_of(type_ids: Sequence[int]) -> list[ColumnElement[bool]]:
+    return [T.type_id.not_in(type_ids)] if type_ids else []
 
 
 __all__ = ["SqlStore"]

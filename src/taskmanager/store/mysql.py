@@ -7,6 +7,7 @@ task_types row), so the claim locks task ids first, then reads the tasks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -21,7 +22,7 @@ from taskmanager.store.rows import T
 
 
 class MySQLStore(SqlStore):
-    def claim_statement(self, query: ClaimQuery) -> Select[Any]:
+    def claim_statement(self, query: ClaimQuery, skip_types: Sequence[int] = ()) -> Select[Any]:
         # MariaDB would otherwise join task_types first and sort every pending row, locking them
         # all (SKIP LOCKED then hands concurrent claimers nothing); STRAIGHT_JOIN keeps it on the
         # claim index, reading rows in order and stopping at the limit.
@@ -29,13 +30,14 @@ class MySQLStore(SqlStore):
             select(T.id)
             .prefix_with("STRAIGHT_JOIN")
             .where(*verbs.claim_conditions(query))
+            .where(*([T.type_id.not_in(skip_types)] if skip_types else []))
             .order_by(*verbs.claim_order(query))
             .limit(query.limit)
             .with_for_update(skip_locked=True)
         )
 
-    def pick(self, conn: Connection, query: ClaimQuery) -> list[Task]:
-        return ops.load(conn, self.q, list(conn.execute(self.claim_statement(query)).scalars()))
+    def pick(self, conn: Connection, query: ClaimQuery, skip_types: Sequence[int] = ()) -> list[Task]:
+        return ops.load(conn, self.q, list(conn.execute(self.claim_statement(query, skip_types)).scalars()))
 
 
 __all__ = ["MySQLStore"]

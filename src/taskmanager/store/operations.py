@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    and_,
     delete,
     func,
     insert,
@@ -31,7 +32,10 @@ from taskmanager.engine.store import (
     InsertResult,
     InsertTask,
     ListResult,
+    PurgeQuery,
+    Retention,
     SaveType,
+    TaskFilter,
     TaskQuery,
 )
 from taskmanager.store.rows import (
@@ -296,6 +300,7 @@ def list_tasks(q: Selects, query: TaskQuery, conn: Connection) -> ListResult:
         conditions.append(TT.name.like(query.type_like))
     if query.worker_id is not None:
         conditions.append(T.claimed_by == query.worker_id)
+    conditions += kept(query.retention)
     page = (
         q.task.where(*conditions)
         .order_by(T.created_at.desc(), T.id.desc())
@@ -334,3 +339,80 @@ def load(conn: Connection, q: Selects, ids: Sequence[int]) -> list[Task]:
 def delete_task(task_id: int, conn: Connection) -> bool:
     conn.execute(delete(task_history).where(H.task_id == task_id))
     return bool(conn.execute(delete(tasks).where(T.id == task_id)).rowcount)
+
+
+def find_task_ids(query: TaskFilter, conn: Connection) -> list[int]:
+    """A keyset page of the ids ``query`` matches: on the primary key, so each is a short read."""
+    statement = select(T.id).where(T.id > query.after_id)
+    if query.ids is not None:
+        statement = statement.where(T.id.in_(sorted(set(query.ids))))
+    if query.type_name is not None:
+        statement = statement.where(T.type_id.in_(select(TT.id).where(TT.name == query.type_name)))
+    if query.status is not None:
+        statement = statement.where(T.status == query.status.value)
+    if query.created_before is not None:
+        statement = statement.where(T.created_at < query.created_before)
+    if query.type_scope is not None:
+        statement = statement.where(T.type_id.in_(select(TT.id).where(like_any(TT.name, query.type_scope))))
+    statement = statement.where(*kept(query.retention))
+    return list(conn.execute(statement.order_by(T.id).limit(query.limit)).scalars())
+
+
+def delete_tasks(task_ids: Sequence[int], conn: Connection) -> int:
+    ids = sorted(set(task_ids))
+    conn.execute(delete(task_history).where(H.task_id.in_(ids)))
+    return int(conn.execute(delete(tasks).where(T.id.in_(ids))).rowcount or 0)
+
+
+def kept(retention: Retention | None) -> list[ColumnElement[bool]]:
+    """The condition of a task not past its retention (none: every task is kept)."""
+    if retention is None:
+        return []
+    return [
+        or_(
+            T.status.not_in(statuses),
+            T.type_id.not_in(type_ids),
+            T.completed_at.is_(None),
+            T.completed_at > cutoff,
+        )
+        for statuses, cutoff, type_ids in retention.due
+    ]
+
+
+def _due(retention: Retention) -> list[ColumnElement[bool]]:
+    """Each rule of ``retention`` as a condition on ``ix_tasks_status_created``: a task that
+    finished by the cutoff was created by it too, so the walk is bounded by the cutoff, not by
+    the whole table."""
+    return [
+        and_(
+            T.status.in_(statuses),
+            T.created_at <= cutoff,
+            T.completed_at <= cutoff,
+            T.type_id.in_(type_ids),
+        )
+        for statuses, cutoff, type_ids in retention.due
+    ]
+
+
+def due_for_purge(query: PurgeQuery, conn: Connection) -> list[int]:
+    """Up to ``query.limit`` ids of tasks past their retention (a plain read: no lock taken)."""
+    ids: list[int] = []
+    for condition in _due(query.retention):
+        room = query.limit - len(ids)
+        if room <= 0:
+            break
+        ids += conn.execute(select(T.id).where(condition).limit(room)).scalars()
+    return ids
+
+
+def purge_tasks(query: PurgeQuery, ids: Sequence[int], conn: Connection) -> int:
+    """Delete the tasks of ``ids`` still past their retention, and their history. Their rows are
+    locked first with ``SKIP LOCKED``, so two servers sweeping at once never wait on each other."""
+    locked = (
+        select(T.id)
+        .where(T.id.in_(sorted(set(ids))), or_(*_due(query.retention)))
+        .order_by(T.id)
+        .with_for_update(skip_locked=True)
+    )
+    doomed = list(conn.execute(locked).scalars())
+    return delete_tasks(doomed, conn) if doomed else 0

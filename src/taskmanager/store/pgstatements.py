@@ -23,15 +23,18 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    and_,
     any_,
     bindparam,
     cast,
+    delete,
     exists,
     func,
     insert,
     literal_column,
     or_,
     select,
+    true,
     union_all,
     update,
 )
@@ -43,11 +46,11 @@ from sqlalchemy.sql.expression import Grouping
 
 from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import TaskStatus
-from taskmanager.engine.store import ClaimParams, ClaimQuery, InsertTask, TaskChange
+from taskmanager.engine.store import ClaimParams, ClaimQuery, InsertTask, PurgeQuery, TaskChange
 from taskmanager.store.operations import WORK_CHANNEL, task_values
 from taskmanager.store.rows import TASKS_JOIN, TT, H, T, dump, encode_changes, task_columns, type_columns
 from taskmanager.store.tables import UTCDateTime, naive_utc, task_history, tasks
-from taskmanager.store.verbs import ClaimValues, claim_conditions, claim_order
+from taskmanager.store.verbs import ClaimValues, claim_conditions, claim_order, limited_types
 
 _DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
 #: Task columns holding timestamps (bound as naive UTC).
@@ -164,6 +167,7 @@ class PgStatements:
                 select(*(func.unnest(_array(f"h_{name}", H[name])) for name in HISTORY_COLUMNS)),
             )
         )
+        self._purge = Compiled.of(_purge_statement())
         self._notify = Compiled.of(
             select(func.pg_notify(literal_column(f"'{WORK_CHANNEL}'"), literal_column("''")))
         )
@@ -219,6 +223,21 @@ class PgStatements:
         converted = {at: naive(at) for at in set(times)}
         values["h_created_at"] = [converted[at] for at in times]
         return Statement(self._history_rows, self._history_rows.args(values))
+
+    def purge(self, query: PurgeQuery) -> Statement:
+        """One DELETE of up to ``query.limit`` tasks past their retention and their history: the
+        rules unnested as (status, type, cutoff) rows, the due rows locked ``SKIP LOCKED``."""
+        rules = [
+            (status, naive_utc(cutoff), type_id)
+            for statuses, cutoff, type_ids in query.retention.due
+            for status in statuses
+            for type_id in type_ids
+        ]
+        statuses, cutoffs, type_ids = (
+            (list(column) for column in zip(*rules, strict=True)) if rules else ([], [], [])
+        )
+        values = {"r_status": statuses, "r_cutoff": cutoffs, "r_type_id": type_ids, "limit": query.limit}
+        return Statement(self._purge, self._purge.args(values))
 
     def notify(self) -> Statement:
         """Wake long-polling claimers in every server process when the transaction commits."""
@@ -281,9 +300,12 @@ class PgStatements:
         return Statement(compiled, compiled.args(values))
 
     def _claim_statement(self, query: ClaimQuery, changed: tuple[str, ...], evented: bool) -> Any:
+        # A claim that may take a type with a max_running claims nothing here and says so
+        # (``limited``): the store runs it as a locked transaction instead (B.9).
+        limited = limited_types(query, _Binds()).exists()
         picked = (
             select(T.id)
-            .where(*claim_conditions(query, _Binds()))
+            .where(*claim_conditions(query, _Binds()), ~limited)
             .order_by(*claim_order(query))
             .limit(bindparam("limit", type_=Integer))
             .with_for_update(skip_locked=True, of=tasks)
@@ -328,7 +350,8 @@ class PgStatements:
             )
             history = insert(task_history).from_select(HISTORY_COLUMNS, source).cte("history")
             claimed = claimed.add_cte(history)
-        return claimed
+        gate = select(limited.label("limited")).cte("gate")
+        return claimed.add_columns(gate.c.limited).select_from(gate.outerjoin(changed_rows, true()))
 
     # -- compare-and-set ------------------------------------------------------------------------
 
@@ -517,6 +540,27 @@ def _update_rows_statement(columns: tuple[str, ...], varying: tuple[str, ...]) -
     ).subquery("u")
     sets = {name: unnested.c[name] if name in varying else _bind(f"s_{name}", T[name]) for name in columns}
     return update(tasks).where(T.id == unnested.c.id).values(sets)
+
+
+def _purge_statement() -> Any:
+    """The statement of ``PgStatements.purge``."""
+    rules = select(
+        func.unnest(_array("r_status", T.status)).label("status"),
+        func.unnest(_array("r_cutoff", T.completed_at)).label("cutoff"),
+        func.unnest(_array("r_type_id", T.type_id)).label("type_id"),
+    ).subquery("rules")
+    doomed = (
+        select(T.id)
+        .select_from(tasks.join(rules, and_(T.status == rules.c.status, T.type_id == rules.c.type_id)))
+        .where(T.created_at <= rules.c.cutoff, T.completed_at <= rules.c.cutoff)
+        .limit(bindparam("limit", type_=Integer))
+        .with_for_update(of=tasks, skip_locked=True)
+        .cte("doomed")
+    )
+    history = (
+        delete(task_history).where(H.task_id.in_(select(doomed.c.id))).returning(H.task_id).cte("history")
+    )
+    return delete(tasks).where(T.id.in_(select(doomed.c.id))).returning(T.id).add_cte(history)
 
 
 def _create_statement(columns: tuple[str, ...]) -> Any:

@@ -29,6 +29,8 @@ from operator import attrgetter
 from typing import Any
 
 import asyncpg
+from sqlalchemy import Select, select
+from sqlalchemy.engine import Connection
 
 from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import Task, TaskType
@@ -38,9 +40,11 @@ from taskmanager.engine.store import (
     InsertOutcome,
     InsertResult,
     InsertTask,
+    PurgeQuery,
     TaskChange,
 )
 from taskmanager.errors import Unavailable
+from taskmanager.store import operations as ops
 from taskmanager.store import verbs
 from taskmanager.store.base import Listener, SqlStore
 from taskmanager.store.database import (
@@ -54,7 +58,8 @@ from taskmanager.store.listen import PgListener
 from taskmanager.store.operations import WORK_CHANNEL, created
 from taskmanager.store.pgpool import ConnectionPool
 from taskmanager.store.pgstatements import PgStatements, Statement
-from taskmanager.store.rows import task_from_row, type_from_row
+from taskmanager.store.rows import T, task_from_row, type_from_row
+from taskmanager.store.tables import tasks
 
 #: A claim must walk the claim index in order and stop at its limit, however stale the table's
 #: statistics: a queue table changes faster than autovacuum analyses it, and with estimates from
@@ -174,7 +179,25 @@ class PostgresStore(SqlStore):
         statement = self.statements.claim(query, params)
         async with self._connection() as conn:
             rows = await conn.fetch(statement.sql, *statement.args)
-        return _in_order([task_from_row(row) for row in rows], query.order)
+        if rows and rows[0]["limited"]:
+            # A type with a max_running is in reach: the shared claim, its types locked (B.9).
+            return await super().claim_tasks(query, params)
+        claimed = [task_from_row(row) for row in rows if row["claimed_id"] is not None]
+        return _in_order(claimed, query.order)
+
+    def claim_statement(self, query: ClaimQuery, skip_types: Sequence[int] = ()) -> Select[Any]:
+        """The shared claim's pick (a claim within ``max_running``): ids locked with ``SKIP
+        LOCKED``, then read, as MySQL's."""
+        return (
+            select(T.id)
+            .where(*verbs.claim_conditions(query), *([T.type_id.not_in(skip_types)] if skip_types else []))
+            .order_by(*verbs.claim_order(query))
+            .limit(query.limit)
+            .with_for_update(skip_locked=True, of=tasks)
+        )
+
+    def pick(self, conn: Connection, query: ClaimQuery, skip_types: Sequence[int] = ()) -> list[Task]:
+        return ops.load(conn, self.q, list(conn.execute(self.claim_statement(query, skip_types)).scalars()))
 
     async def explain_claim(self, query: ClaimQuery, params: ClaimParams) -> list[tuple[Any, ...]]:
         statement = self.statements.claim(query, params)
@@ -226,6 +249,15 @@ class PostgresStore(SqlStore):
                     raise
         after = {task.id: task for task in map(task_from_row, rows)}
         return [after.get(change.task_id) for change in changes]
+
+    async def purge_tasks(self, query: PurgeQuery) -> int:
+        """One statement per batch on asyncpg (``PgStatements.purge``): the sweep runs on the
+        server's event loop, and the shared path's SQL building would hold it up for each batch."""
+        if not query.retention.due:
+            return 0
+        statement = self.statements.purge(query)
+        async with self._connection() as conn:
+            return len(await conn.fetch(statement.sql, *statement.args))
 
     def listener_for(self, on_work: Callable[[], None], waiting: threading.Event) -> Listener | None:
         return PgListener(self.db.url, WORK_CHANNEL, on_work)

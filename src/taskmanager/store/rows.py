@@ -112,9 +112,23 @@ def task_from_row(row: Sequence[Any]) -> Task:
 
 
 @lru_cache(maxsize=1024)
-def _policy(claim_timeout: int, retry_delay: float, retry_max_delay: float, dedupe: str) -> Policy:
+def _policy(
+    claim_timeout: int,
+    retry_delay: float,
+    retry_max_delay: float,
+    dedupe: str,
+    keep_completed_seconds: int,
+    keep_failed_seconds: int,
+) -> Policy:
     """The type settings a task carries: the same few combinations on every row, so shared."""
-    return Policy(claim_timeout, retry_delay, retry_max_delay, DedupeScope(dedupe))
+    return Policy(
+        claim_timeout,
+        retry_delay,
+        retry_max_delay,
+        DedupeScope(dedupe),
+        keep_completed_seconds,
+        keep_failed_seconds,
+    )
 
 
 _DECODE_TYPE: dict[str, Callable[[Any], Any]] = {

@@ -10,7 +10,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, insert, literal_column, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from taskmanager.engine.records import Task, TaskStatus
@@ -130,6 +141,61 @@ def claim_conditions(query: ClaimQuery, values: ClaimValues | None = None) -> li
     if query.type_ids is not None:
         conditions.append(values.member(T.type_id, "type_ids", query.type_ids))
     return conditions
+
+
+def limited_types(query: ClaimQuery, values: ClaimValues | None = None) -> Select[Any]:
+    """The active types with a ``max_running`` that a claim may take tasks of (B.9), by the
+    claim's own type filters (a superset of its scope is safe: it only serialises more)."""
+    values = values or ClaimValues()
+    types = select(TT.id, TT.max_running).where(TT.is_active.is_(True), TT.max_running.is_not(None))
+    if query.type_like is not None:
+        types = types.where(TT.name.like(values.value("type_like", query.type_like)))
+    if query.type_names is not None:
+        types = types.where(values.member(TT.name, "type_names", query.type_names))
+    if query.type_ids is not None:
+        types = types.where(values.member(TT.id, "type_ids", query.type_ids))
+    if query.type_scope is not None:
+        types = types.where(values.like_any(TT.name, "type_scope", query.type_scope))
+    return types
+
+
+def free_slots(conn: Connection, query: ClaimQuery) -> dict[int, int]:
+    """For each limited type a claim may take (``limited_types``), how many more of its tasks
+    may be claimed now: ``max_running`` less those claimed under a lease alive at ``query.now``
+    (an expired lease frees its slot). The type rows are locked first (``FOR UPDATE``, in id
+    order), so concurrent claims of a limited type run one after the other, each counting what
+    the one before committed (READ COMMITTED: the count is a later statement, with a fresh
+    snapshot). SQLite's single writer serialises them already."""
+    limits = dict(conn.execute(limited_types(query).order_by(TT.id).with_for_update()).tuples().all())
+    if not limits:
+        return {}
+    running = (
+        select(T.type_id, func.count())
+        .where(
+            T.type_id.in_(list(limits)),
+            T.status == TaskStatus.CLAIMED.value,
+            T.lease_expires_at > query.now,
+        )
+        .group_by(T.type_id)
+    )
+    counts = dict(conn.execute(running).tuples().all())
+    return {type_id: max(0, limit - counts.get(type_id, 0)) for type_id, limit in limits.items()}
+
+
+def within_limits(picked: list[Task], free: dict[int, int], room: int) -> list[Task]:
+    """Up to ``room`` of the picked rows that fit their type's free slots, in the claim's
+    order; ``free`` is spent as they are taken."""
+    kept: list[Task] = []
+    for task in picked:
+        if len(kept) == room:
+            break
+        left = free.get(task.type_id)
+        if left is not None:
+            if left <= 0:
+                continue
+            free[task.type_id] = left - 1
+        kept.append(task)
+    return kept
 
 
 def claim_order(query: ClaimQuery) -> list[ColumnElement[Any]]:
