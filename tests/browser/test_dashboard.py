@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Page, expect
 
 from tests.api.conftest import OPEN_SCHEMA, ok, register
 from tests.browser.conftest import BrowserPage
@@ -174,39 +174,39 @@ def test_retry_all_failed_of_one_type(server: Api, browser: BrowserPage) -> None
     expect(count(page, "demo.echo", "failed")).to_have_text("4")
 
     row = page.locator('#types tr[data-type="demo.echo"]')
-    row.get_by_role("button", name="Retry all failed").click()
+    row.get_by_role("button", name="Retry all failed").click()  # one POST /tasks/bulk
     expect(page.locator("#bulk-progress")).to_have_text("Retried 4 failed demo.echo tasks.")
     expect(count(page, "demo.echo", "failed")).to_have_text("0")
     expect(count(page, "demo.echo", "pending")).to_have_text("4")
     expect(count(page, "demo.other", "failed")).to_have_text("1")
     assert [status_of(server, task_id) for task_id in echoes] == ["pending"] * 4
     assert status_of(server, other) == "failed"
+    assert f"{server.url}/api/tasks/bulk" in browser.requests
+    assert not [url for url in browser.requests if url.endswith("/retry")], "retried one by one"
 
 
-def test_retry_all_failed_uses_the_bulk_route_where_the_server_has_one(
+def test_retry_all_failed_retries_each_task_on_a_server_without_the_bulk_route(
     server: Api, browser: BrowserPage
 ) -> None:
-    """``POST /tasks/bulk`` (API.md B.5) is not on this server yet: the test answers it as the
-    contract says, doing the work through the API, and the page makes no retry of its own."""
+    """A server older than ``POST /tasks/bulk`` answers it ``404 Endpoint not found`` (as the
+    browser is told here): the page then retries each failed task of the type itself."""
     register(server, schema=OPEN_SCHEMA)
+    register(server, "demo.other", schema=OPEN_SCHEMA)
     failed = create_failed(server, 3)
+    (other,) = create_failed(server, 1, "demo.other")
     page = browser.page
-    asked: list[Any] = []
-
-    def bulk(route: Route) -> None:
-        asked.append(route.request.post_data_json)
-        for task_id in failed:
-            ok(server.post(f"/api/tasks/{task_id}/retry", json={}))
-        data = {"matched": len(failed), "changed": len(failed)}
-        route.fulfill(json={"success": True, "message": "Bulk action applied", "data": data, "timestamp": 0})
-
-    page.route(f"{server.url}/api/tasks/bulk", bulk)
+    refused = {"success": False, "error": "Endpoint not found", "message": "Endpoint not found"}
+    missing = {**refused, "code": "not_found", "timestamp": 0}
+    page.route(f"{server.url}/api/tasks/bulk", lambda route: route.fulfill(status=404, json=missing))
     sign_in(page, server)
+
     page.locator('#types tr[data-type="demo.echo"]').get_by_role("button", name="Retry all failed").click()
     expect(page.locator("#bulk-progress")).to_have_text("Retried 3 failed demo.echo tasks.")
     expect(count(page, "demo.echo", "pending")).to_have_text("3")
-    assert asked == [{"action": "retry", "filter": {"type": "demo.echo", "status": "failed"}}]
-    assert not [url for url in browser.requests if url.endswith("/retry")], "retried one by one"
+    assert [status_of(server, task_id) for task_id in failed] == ["pending"] * 3
+    assert status_of(server, other) == "failed"
+    retried = sorted(url for url in browser.requests if url.endswith("/retry"))
+    assert retried == sorted(f"{server.url}/api/tasks/{task_id}/retry" for task_id in failed)
 
 
 def test_filters_and_paging(server: Api, browser: BrowserPage) -> None:

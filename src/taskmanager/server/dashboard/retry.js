@@ -1,5 +1,5 @@
-// "Retry all failed" of one task type: POST /tasks/bulk where the server has it, else each
-// failed task retried on its own (the bulk route is not on every server yet).
+// "Retry all failed" of one task type: one POST /tasks/bulk, or on a server older than that
+// route (it answers 404), each failed task retried on its own.
 
 import { ApiError } from "./api.js";
 
