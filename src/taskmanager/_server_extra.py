@@ -25,8 +25,10 @@ SERVER_MODULES = (
     "swagger_ui_bundle",
     "croniter",
 )
-#: Modules of the extra imported only when a setting asks for them (a database driver, Redis).
-OPTIONAL_SERVER_MODULES = ("asyncpg", "asyncmy", "redis")
+#: Modules of the extra imported only when a setting asks for them (a database driver, Redis), or
+#: only where the system lacks them (tzdata: zoneinfo's time zones where /usr/share/zoneinfo is
+#: missing, as on Windows or a slim container).
+OPTIONAL_SERVER_MODULES = ("asyncpg", "asyncmy", "redis", "tzdata")
 #: The command that installs them.
 INSTALL_SERVER = f"pip install '{DISTRIBUTION}[server]'"
 

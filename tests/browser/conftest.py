@@ -11,7 +11,8 @@ test can check that nothing came from outside the server.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -41,11 +42,15 @@ class BrowserPage:
 
 
 @pytest.fixture
-def browser_page(live_api: Api) -> Iterator[BrowserPage]:
-    """A page of a fresh Chromium, opened once ``live_api`` runs."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
+def open_browser_page() -> Iterator[Callable[[], BrowserPage]]:
+    """Opens a page of a fresh Chromium when called: after the test has started its servers
+    (``make_live_api``), for a test that needs a server other than ``live_api``."""
+    with contextlib.ExitStack() as stack:
+
+        def open_page() -> BrowserPage:
+            playwright = stack.enter_context(sync_playwright())
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            stack.callback(browser.close)
             page = browser.new_page()
             found = BrowserPage(page)
 
@@ -53,6 +58,12 @@ def browser_page(live_api: Api) -> Iterator[BrowserPage]:
                 found.requests.append(request.url)
 
             page.on("request", record)
-            yield found
-        finally:
-            browser.close()
+            return found
+
+        yield open_page
+
+
+@pytest.fixture
+def browser_page(live_api: Api, open_browser_page: Callable[[], BrowserPage]) -> BrowserPage:
+    """A page of a fresh Chromium, opened once ``live_api`` runs."""
+    return open_browser_page()

@@ -20,6 +20,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from taskmanager._version import DISTRIBUTION, __version__
+from taskmanager.server import dashboard
 from tests.e2e.test_plain_install import SERVER_STACK
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,4 +108,6 @@ def test_the_wheel_holds_the_package_the_command_and_the_licence(wheel: Path) ->
     assert {"taskmanager/__init__.py", "taskmanager/_version.py", "taskmanager/prismq/__init__.py"} <= names
     assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE") for n in names)
     assert any(n.startswith("taskmanager/store/migrations/versions/") for n in names)
+    page = {f"taskmanager/server/dashboard/{name}" for name in ("index.html", *dashboard.ASSETS)}
+    assert page <= names, "the dashboard's files"
     assert "taskmanager = taskmanager.cli:main" in entry_points

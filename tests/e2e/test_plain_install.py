@@ -34,6 +34,7 @@ SERVER_STACK = (
     "prometheus_client",
     "swagger_ui_bundle",
     "croniter",
+    "tzdata",
 )
 BLOCKER = f'''
 import sys

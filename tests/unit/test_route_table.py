@@ -19,6 +19,8 @@ from starlette.routing import Route as StarletteRoute
 from taskmanager.errors import ValidationFailed
 from taskmanager.server import key_routes, routes
 from taskmanager.server.app import create_app
+from taskmanager.server.dashboard import ASSETS as DASHBOARD_ASSETS
+from taskmanager.server.dashboard import DASHBOARD_PATH
 from taskmanager.server.openapi import DOCS_PATH, DOCUMENT_PATH, SWAGGER_ASSETS, document, openapi_path
 from taskmanager.server.routes import ROUTES
 from taskmanager.server.table import QueryParam
@@ -77,8 +79,9 @@ def test_the_app_serves_the_table_in_its_order_and_only_its_methods(app: Starlet
     served = [(r.path, r.methods) for r in app.routes if isinstance(r, StarletteRoute)]
     assert served[: len(ROUTES)] == [(route.path, {route.method}) for route in ROUTES]
     assets = [f"{DOCS_PATH}/{name}" for name in SWAGGER_ASSETS]  # Swagger UI's own files
-    assert [path for path, _ in served[len(ROUTES) :]] == [DOCUMENT_PATH, DOCS_PATH, *assets]
-    assert len(app.routes) == len(ROUTES) + 2 + len(assets)
+    dashboard = [DASHBOARD_PATH, *(f"{DASHBOARD_PATH}/{name}" for name in DASHBOARD_ASSETS)]
+    assert [path for path, _ in served[len(ROUTES) :]] == [DOCUMENT_PATH, DOCS_PATH, *assets, *dashboard]
+    assert len(app.routes) == len(ROUTES) + 2 + len(assets) + len(dashboard)
 
 
 def test_the_document_has_exactly_the_tables_operations() -> None:

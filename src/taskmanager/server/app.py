@@ -27,6 +27,7 @@ from taskmanager.engine.store import Store
 from taskmanager.errors import NotFound, TaskManagerError
 from taskmanager.server.auth import Authenticator
 from taskmanager.server.busy import ConcurrencyGuard
+from taskmanager.server.dashboard import dashboard_routes
 from taskmanager.server.envelope import error
 from taskmanager.server.events import Shutdown
 from taskmanager.server.metrics import CountingStore, Metrics
@@ -144,7 +145,7 @@ def create_app(
     services = Services(engine, keys, auth, outages, metrics, feed or FeedTiming(), shutdown)
     routes = [public_metrics(r) if settings.metrics_public else r for r in ROUTES]
     app = Starlette(
-        routes=[*starlette_routes(routes, services), *document_routes(routes)],
+        routes=[*starlette_routes(routes, services), *document_routes(routes), *dashboard_routes()],
         middleware=[edge, busy],
         exception_handlers={HTTPException: on_http_error},
         lifespan=lifespan,
