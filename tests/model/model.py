@@ -73,6 +73,8 @@ class Model:
     def __init__(self, clock: FrozenClock) -> None:
         self.clock = clock
         self.tasks: dict[int, ModelTask] = {}
+        #: Whether the last complete repeated the report that had ended its task.
+        self.repeated = False
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -166,13 +168,15 @@ class Model:
     def complete(
         self, task: ModelTask, worker: str, token: str | None, success: bool, result: Any, error: str | None
     ) -> Outcome:
-        if token is not None and token == task.token:  # a repeat of the report that ended it
+        self.repeated = token is not None and token == task.token  # a repeat of the report that ended it?
+        if self.repeated:
             if success and task.status == "completed":
                 return "completed"
             if not success and task.status == "failed":
                 return "failed"
             if not success and task.status == "pending" and task.holder is None:
                 return "pending (retry)"
+            self.repeated = False
         refused = self.refusal(task, worker, token)
         if refused is not None:
             return refused
@@ -224,12 +228,17 @@ class Model:
                     moments.add(when)
         return sorted(moments)
 
-    def settle(self) -> None:
-        """Apply every expiry the clock has made due (as the engine does when a task is read)."""
+    def settle(self) -> list[str]:
+        """Apply every expiry the clock has made due (as the engine does when a task is read);
+        the events they add."""
         now = self.now()
+        added = []
         for task in self.tasks.values():
+            before = len(task.events)
             while self.expire(task, now):
                 pass
+            added.extend(task.events[before:])
+        return added
 
     def expire(self, task: ModelTask, now: datetime) -> bool:
         if task.status == "pending" and task.expires_at is not None and task.expires_at <= now:
