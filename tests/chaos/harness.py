@@ -200,7 +200,8 @@ def all_tasks(client: httpx.Client, url: str) -> list[dict[str, object]]:
             return tasks
 
 
-def history(client: httpx.Client, url: str, task_id: int) -> list[str]:
+def history(client: httpx.Client, url: str, task_id: int) -> list[tuple[str, str | None]]:
+    """The task's events, each with the worker it names."""
     answer = client.get(f"{url}/api/tasks/{task_id}/history")
     answer.raise_for_status()
-    return [e["event"] for e in answer.json()["data"]["events"]]
+    return [(e["event"], e["worker_id"]) for e in answer.json()["data"]["events"]]

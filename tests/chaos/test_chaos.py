@@ -133,7 +133,7 @@ def test_faults_lose_no_task(kind: str, tmp_path: Path) -> None:
             timeout=DRAIN_TIMEOUT,
             every=0.2,
         )
-        report.update(check(client, servers[0].url, producers, ledger_dir, killed.pid, recovered_at))
+        report.update(check(client, servers[0].url, producers, ledger_dir, killed, recovered_at))
         survivors = workers[1:]
         report["workers_alive"] = [w.worker_id for w in survivors if w.alive()]
         report["servers_healthy"] = [healthy(client, s.url) for s in servers]
@@ -187,41 +187,45 @@ def check(
     url: str,
     producers: Producers,
     ledger_dir: Path,
-    killed_pid: int,
+    killed: ChaosWorker,
     recovered_at: float,
 ) -> dict[str, Any]:
     """The final state of every task against the producers' acknowledgements and the ledger."""
+    killed_worker, killed_pid = killed.worker_id, killed.pid
     tasks = {int(t["id"]): t for t in all_tasks(client, url)}  # type: ignore[call-overload]
     ledger = read_ledger(ledger_dir)
     runs = Counter(e.task_id for e in ledger)
     acked = {task_id: n for n, task_id in producers.acked.items()}
     with ThreadPoolExecutor(4) as pool:
         histories = dict(zip(tasks, pool.map(lambda i: history(client, url, i), tasks), strict=True))
-    extra: Counter[str] = Counter()
+    expired_leases: Counter[str] = Counter()  # whose leases ran out
     unexplained = []
     for task_id, count in runs.items():
-        events = histories.get(task_id, [])
+        events = [event for event, _ in histories.get(task_id, [])]
         claims, expiries = events.count("claimed"), events.count("lease_expired")
         # Every attempt but the last ended with its lease running out (the handler never fails),
         # and each execution ran under a claim of its own.
         if count > claims or expiries != claims - 1:
             unexplained.append({"id": task_id, "executions": count, "events": events})
-        if count > 1:
-            by_killed = sum(1 for e in ledger if e.task_id == task_id and e.pid == killed_pid)
-            extra["after the killed worker's lease"] += min(by_killed, count - 1)
-            extra["after another expired lease"] += count - 1 - min(by_killed, count - 1)
+    for events in histories.values():
+        for event, worker in events:
+            if event == "lease_expired":
+                expired_leases["killed worker" if worker == killed_worker else "other workers"] += 1
     return {
         "acknowledged": len(acked),
         "tasks_in_store": len(tasks),
         "executions": len(ledger),
         "tasks_executed_more_than_once": sum(1 for c in runs.values() if c > 1),
-        "extra_executions": dict(extra),
+        "extra_executions": sum(c - 1 for c in runs.values()),
+        "expired_leases": dict(expired_leases),
         "lost": sorted(set(acked) - set(tasks)),
         "not_completed": sorted(i for i in acked if i in tasks and tasks[i]["status"] != "completed"),
         "wrong_results": sorted(
             i for i in acked if i in tasks and tasks[i]["result"] != {"double": 2 * acked[i]}
         ),
-        "completed_twice": sorted(i for i, events in histories.items() if events.count("completed") > 1),
+        "completed_twice": sorted(
+            i for i, events in histories.items() if [e for e, _ in events].count("completed") > 1
+        ),
         "never_executed": sorted(i for i in acked if runs[i] == 0),
         "unexplained_extra_executions": unexplained[:20],
         "survivors_worked_after_faults": any(e.at > recovered_at and e.pid != killed_pid for e in ledger),
