@@ -472,29 +472,15 @@ class PgStatements:
             .returning(*task_columns(self.defaults, _utc), *event_columns)
             .cte("changed")
         )
-        result = select(*changed_rows.c)
-        if events:
-            rows = [
-                select(
-                    changed_rows.c.id,
-                    changed_rows.c[f"e{n}_event"],
-                    changed_rows.c[f"e{n}_worker_id"],
-                    changed_rows.c[f"e{n}_message"],
-                    changed_rows.c[f"e{n}_metadata"],
-                    changed_rows.c.event_at,
-                )
-                for n in range(events)
-            ]
-            source = rows[0] if events == 1 else union_all(*rows)
-            result = result.add_cte(insert(task_history).from_select(HISTORY_COLUMNS, source).cte("history"))
-        if wakes:
-            wake = select(
-                func.pg_notify(literal_column(f"'{WORK_CHANNEL}'"), literal_column("''"))
-            ).select_from(changed_rows)
-            result = result.add_columns(select(func.count()).select_from(wake.subquery()).scalar_subquery())
-        if ends:
-            result = result.add_columns(_notify_ended_once(changed_rows))
-        return result
+        sources = [
+            select(
+                changed_rows.c.id,
+                *(changed_rows.c[f"e{n}_{name}"] for name in _EVENT_VALUES),
+                changed_rows.c.event_at,
+            )
+            for n in range(events)
+        ]
+        return _written(changed_rows, sources, wakes=wakes, ends=ends)
 
     def _update_statement(self, shape: tuple[Any, ...]) -> Any:
         _, compared, lease_alive, scoped, changed, events, wakes, ends = shape
@@ -513,30 +499,30 @@ class PgStatements:
             .returning(*task_columns(self.defaults, _utc))
             .cte("changed")
         )
-        result = select(*changed_rows.c)
-        if events:
-            now = bindparam("event_at", type_=UTCDateTime())
-            rows = [
-                select(
-                    changed_rows.c.id,
-                    _bind(f"e{n}_event", H.event),
-                    _bind(f"e{n}_worker_id", H.worker_id),
-                    _bind(f"e{n}_message", H.message),
-                    _bind(f"e{n}_metadata", H.metadata),
-                    now,
-                )
-                for n in range(events)
-            ]
-            source = rows[0] if events == 1 else union_all(*rows)
-            result = result.add_cte(insert(task_history).from_select(HISTORY_COLUMNS, source).cte("history"))
-        if wakes:
-            wake = select(
-                func.pg_notify(literal_column(f"'{WORK_CHANNEL}'"), literal_column("''"))
-            ).select_from(changed_rows)
-            result = result.add_columns(select(func.count()).select_from(wake.subquery()).scalar_subquery())
-        if ends:
-            result = result.add_columns(_notify_ended_once(changed_rows))
-        return result
+        now = bindparam("event_at", type_=UTCDateTime())
+        sources = [
+            select(changed_rows.c.id, *(_bind(f"e{n}_{name}", H[name]) for name in _EVENT_VALUES), now)
+            for n in range(events)
+        ]
+        return _written(changed_rows, sources, wakes=wakes, ends=ends)
+
+
+def _written(changed_rows: Any, sources: Sequence[Any], *, wakes: bool, ends: bool) -> Any:
+    """A compare-and-set around its UPDATE (``changed_rows``): it returns the changed tasks,
+    records the history rows ``sources`` select (one per event a change records) and, when asked,
+    wakes claimers (``wakes``) and the requests waiting for an end (``ends``)."""
+    result = select(*changed_rows.c)
+    if sources:
+        source = sources[0] if len(sources) == 1 else union_all(*sources)
+        result = result.add_cte(insert(task_history).from_select(HISTORY_COLUMNS, source).cte("history"))
+    if wakes:
+        wake = select(func.pg_notify(literal_column(f"'{WORK_CHANNEL}'"), literal_column("''"))).select_from(
+            changed_rows
+        )
+        result = result.add_columns(select(func.count()).select_from(wake.subquery()).scalar_subquery())
+    if ends:
+        result = result.add_columns(_notify_ended_once(changed_rows))
+    return result
 
 
 def _notify_ended_once(changed_rows: Any) -> Any:
