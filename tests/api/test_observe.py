@@ -318,3 +318,25 @@ def test_a_key_limited_to_types_observes_only_theirs(api: Api) -> None:
         events = limited.get("/api/events", headers={"Last-Event-ID": "0"}).text
         assert {m["data"]["type"] for m in sse(events) if "data" in m} == {"b.two"}
     assert ok(api.get("/api/stats"))["workers_active"] == 1  # the admin key sees every type
+
+
+def test_a_key_limited_to_types_sees_only_the_workers_of_its_types(api: Api) -> None:
+    busy_queue(api)  # w1 and w2 worked on a.one only
+    b_task = claim(api, "w3", types=["b.two"])["id"]
+    api.clock.advance(2)
+    finish(api, b_task, True, "w3")
+    claim(api, "w3", types=["a.one"], sort_by="id")
+    keys = {}
+    for name, types in (("b", ["b.*"]), ("a", ["a.*"])):
+        body = {"name": f"{name} only", "scopes": ["tasks:read"], "types": types}
+        keys[name] = ok(api.post("/api/api-keys", json=body))["key"]
+    with api.new_client({"X-API-Key": keys["b"]}) as limited:
+        (w3,) = ok(limited.get("/api/workers"))["workers"]
+    assert (w3["worker_id"], w3["claimed"], w3["completed"], w3["failed"]) == ("w3", 0, 1, 0)
+    assert w3["avg_processing_seconds"] == 2.0
+    with api.new_client({"X-API-Key": keys["a"]}) as limited:
+        found = {w["worker_id"]: w for w in ok(limited.get("/api/workers"))["workers"]}
+    assert set(found) == {"w1", "w2", "w3"}  # w3 holds an a.one task now
+    assert (found["w3"]["claimed"], found["w3"]["completed"]) == (1, 0)
+    everyone = {w["worker_id"]: w for w in ok(api.get("/api/workers"))["workers"]}
+    assert (everyone["w3"]["claimed"], everyone["w3"]["completed"]) == (1, 1)  # the admin key

@@ -19,7 +19,7 @@ from taskmanager.engine.clock import Clock
 from taskmanager.engine.records import TaskStatus
 from taskmanager.engine.scope import TypeScope
 from taskmanager.engine.signal import WorkSignal
-from taskmanager.engine.store import FeedEvent, QueueStats, Store
+from taskmanager.engine.store import FeedEvent, QueueStats, Store, WorkerStats
 from taskmanager.engine.wire import iso
 
 T = TypeVar("T")
@@ -167,9 +167,16 @@ def throughput(now: datetime, minutes: list[tuple[str, str, int]]) -> list[dict[
     return rows
 
 
-async def workers(store: Store, clock: Clock) -> dict[str, Any]:
-    """The data of ``GET /workers``."""
-    found = await store.worker_stats(clock.now() - WORKERS_WINDOW)
+async def worker_stats(store: Store, clock: Clock) -> list[WorkerStats]:
+    """What ``GET /workers`` is made of (kept by a ``Snapshot``)."""
+    return await store.worker_stats(clock.now() - WORKERS_WINDOW)
+
+
+def workers(found: list[WorkerStats], allowed: Callable[[str], bool]) -> dict[str, Any]:
+    """The data of ``GET /workers``; a key limited to types sees the workers of its types, each
+    with its counts for those types only (as ``/stats`` shows it only theirs)."""
+    every = all(allowed(t.type) for w in found for t in w.by_type)
+    shown = found if every else [s for w in found if (s := _limited(w, allowed)) is not None]
     return {
         "workers": [
             {
@@ -180,9 +187,27 @@ async def workers(store: Store, clock: Clock) -> dict[str, Any]:
                 "last_seen_at": iso(w.last_seen_at),
                 "avg_processing_seconds": _seconds(w.avg_processing_seconds),
             }
-            for w in found
+            for w in shown
         ],
     }
+
+
+def _limited(worker: WorkerStats, allowed: Callable[[str], bool]) -> WorkerStats | None:
+    """``worker`` as counted on the allowed types alone (None: it touched none of them)."""
+    shares = [t for t in worker.by_type if allowed(t.type)]
+    if not shares:
+        return None
+    processed = sum(t.processed for t in shares)
+    seen = [t.last_seen_at for t in shares if t.last_seen_at is not None]
+    return WorkerStats(
+        worker.worker_id,
+        sum(t.claimed for t in shares),
+        sum(t.completed for t in shares),
+        sum(t.failed for t in shares),
+        max(seen) if seen else None,
+        sum(t.processing_seconds for t in shares) / processed if processed else None,
+        tuple(shares),
+    )
 
 
 def event_data(event: FeedEvent) -> dict[str, Any]:

@@ -87,7 +87,7 @@ class TaskService:
         self.schedules = Schedules(self.core, self._validator)
         self._stats = observe.Snapshot(self._fresh_stats, self.core.clock, stats_max_age)
         self._workers = observe.Snapshot(
-            lambda: observe.workers(self.store, self.clock), self.core.clock, stats_max_age
+            lambda: observe.worker_stats(self.store, self.clock), self.core.clock, stats_max_age
         )
 
     @property
@@ -361,7 +361,8 @@ class TaskService:
         return Reply("Statistics retrieved successfully", observe.stats(at, found, scope.allowed))
 
     async def workers(self) -> Reply:
-        return Reply("Workers retrieved successfully", await self._workers.get())
+        found = await self._workers.get()
+        return Reply("Workers retrieved successfully", observe.workers(found, scope.allowed))
 
     async def _fresh_stats(self) -> tuple[datetime, QueueStats]:
         await self.core.expire_due()  # counts after expired leases and deadlines are settled

@@ -288,6 +288,21 @@ class QueueStats:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerTypeStats:
+    """One worker's share of ``WorkerStats`` for one task type (a key limited to types sees only
+    the shares of its types)."""
+
+    type: str
+    claimed: int
+    completed: int
+    failed: int
+    last_seen_at: datetime | None
+    #: Tasks of the type the worker ended in the window, and their run time summed.
+    processed: int = 0
+    processing_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerStats:
     worker_id: str
     claimed: int
@@ -295,6 +310,8 @@ class WorkerStats:
     failed: int
     last_seen_at: datetime | None
     avg_processing_seconds: float | None
+    #: The same per task type (history of deleted tasks counts only in the totals).
+    by_type: tuple[WorkerTypeStats, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
