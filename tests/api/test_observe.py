@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, cast
 
 import httpx
 
+from taskmanager.engine.clock import FrozenClock
 from taskmanager.engine.observe import FeedTiming
+from taskmanager.server.app import create_app
+from taskmanager.settings import Settings
+from taskmanager.store import SqlStore, open_store
 from tests.api.conftest import claim, create, fails, ok, register, when
-from tests.conftest import START, Api, ServerFactory
+from tests.conftest import ADMIN_KEY, START, Api, RunningServer, ServerFactory, TestDatabase
 
 TYPE_FIELDS = {
     "type",
@@ -340,3 +346,74 @@ def test_a_key_limited_to_types_sees_only_the_workers_of_its_types(api: Api) -> 
     assert (found["w3"]["claimed"], found["w3"]["completed"]) == (1, 0)
     everyone = {w["worker_id"]: w for w in ok(api.get("/api/workers"))["workers"]}
     assert (everyone["w3"]["claimed"], everyone["w3"]["completed"]) == (1, 1)  # the admin key
+
+
+class HistoryReads:
+    """The store as it is, counting the feed's reads of the history (``events_after``)."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self.reads = 0
+
+    async def events_after(self, after_id: int, limit: int) -> Any:
+        self.reads += 1
+        return await self._store.events_after(after_id, limit)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+@contextlib.contextmanager
+def counted_server(database: TestDatabase) -> Iterator[tuple[Api, HistoryReads]]:
+    """A server on a socket whose store counts its history reads."""
+    counted = HistoryReads(open_store(database.url))
+    settings = Settings(database_url=database.url, api_key=ADMIN_KEY)
+    app = create_app(settings, store=cast(Any, counted), clock=FrozenClock(START))
+    started = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        async with started(app):
+            yield
+        await counted.close()  # injected, so the app leaves it open
+
+    app.router.lifespan_context = lifespan
+    with (
+        RunningServer(app) as running,
+        httpx.Client(base_url=running.url, headers={"X-API-Key": ADMIN_KEY}, timeout=30) as client,
+    ):
+        yield Api(client, FrozenClock(START), running.url, database), counted
+
+
+STREAMS = 8
+
+
+def test_open_streams_share_one_history_read_per_wake(clean_database: TestDatabase) -> None:
+    """However many streams are open, a process reads the history once per wake-up; with the
+    queue idle it does not read at all where the database announces its writes."""
+    with counted_server(clean_database) as (live, counted), contextlib.ExitStack() as streams:
+        register(live)
+        assert counted.reads == 0  # no stream open: no feed
+        lines = []
+        for _ in range(STREAMS):
+            stream = streams.enter_context(live.client.stream("GET", "/api/events"))
+            lines.append(stream.iter_lines())
+            assert next(lines[-1]) == ": connected"
+        time.sleep(0.3)  # the feed's first looks, as it starts
+        settled = counted.reads
+        time.sleep(1.5)  # three of the 0.5 s looks of a poll, were there one
+        if clean_database.kind != "mysql":  # MySQL cannot announce writes: the feed polls there
+            assert counted.reads == settled, (settled, counted.reads)
+        before = counted.reads
+        task = create(live)
+        for each in lines:
+            data = next(line for line in each if line.startswith("data:"))
+            assert json.loads(data.removeprefix("data: "))["task_id"] == task["id"]
+        claim(live, "w1")
+        for each in lines:
+            data = next(line for line in each if line.startswith("data:"))
+            assert json.loads(data.removeprefix("data: "))["status"] == "claimed"
+        if clean_database.kind != "mysql":
+            # Two writes, each heard once in-process and (PostgreSQL) once more from NOTIFY.
+            assert counted.reads - before <= 4, counted.reads - before
+    assert counted.reads - before < STREAMS

@@ -27,6 +27,11 @@ class ExplodingStore:
     async def listen_ends(self, on_end: object, waiting: object) -> None:
         return None
 
+    async def listen_history(self, on_write: object) -> None:
+        return None
+
+    history_announced = False
+
     @property
     def keys(self) -> ExplodingStore:
         return self  # its API keys fail the same way

@@ -427,6 +427,18 @@ class Store(Protocol):
         again by itself (None: another process's end wakes it)."""
         ...
 
+    async def listen_history(self, on_write: Callable[[], None]) -> None:
+        """Start calling ``on_write`` when any process may have written history, if this
+        database announces every history write on a channel of its own (PostgreSQL); else
+        do nothing."""
+        ...
+
+    @property
+    def history_announced(self) -> bool:
+        """Whether ``listen_history``'s or ``listen_ends``'s callback hears every history write
+        of every process now (then the ``/events`` feed reads only when woken)."""
+        ...
+
     @property
     def keys(self) -> KeyStore:
         """The API keys stored beside the tasks."""
