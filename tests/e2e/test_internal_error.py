@@ -27,9 +27,6 @@ class ExplodingStore:
     async def listen_ends(self, on_end: object, waiting: object) -> None:
         return None
 
-    async def listen_history(self, on_write: object) -> None:
-        return None
-
     history_announced = False
 
     @property

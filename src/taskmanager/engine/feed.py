@@ -1,10 +1,13 @@
 """The feed of ``GET /events``: one reader of the history per server process, fanned out.
 
 ``Feed`` runs one task while at least one stream is open (none: no task and no reads). It reads
-the history rows after its cursor once per wake-up — the claimers' ``work`` signal, the ``ended``
-signal of ``GET /tasks/{id}/wait``, and the store's ``history`` listener where the database can
-announce every history write (PostgreSQL NOTIFY, the SQLite file's commit watcher) — and
-otherwise every ``poll_seconds`` (MySQL, an in-memory SQLite). Each row is handed to every open
+the history rows after its cursor once per wake-up: the claimers' ``work`` signal and the
+``ended`` signal of ``GET /tasks/{id}/wait`` (this process's writes, and other processes' by
+PostgreSQL NOTIFY or the SQLite file's watchers). A SQLite file's commit watcher hears every
+write, so there it reads only when woken. Elsewhere it also looks every ``poll_seconds``, for
+the claims and progress of other processes: on PostgreSQL by reading the history's id sequence
+(``Store.history_mark``) and the history only if it moved; on MySQL and an in-memory SQLite by
+reading the history. Each row is handed to every open
 stream whose filter wants it, into that stream's bounded buffer: a stream whose client reads
 slower than events arrive fills it and is dropped with a final ``Dropped`` (its client resumes
 from its last event id). A stream that starts behind the feed (``Last-Event-ID``) first reads
@@ -56,12 +59,9 @@ class Reader:
 class Feed:
     """The process's one reader of the history (see the module's docstring)."""
 
-    def __init__(self, store: Store, signals: Sequence[WorkSignal], announced: Callable[[], bool]) -> None:
+    def __init__(self, store: Store, signals: Sequence[WorkSignal]) -> None:
         self._store = store
         self._signals = tuple(signals)
-        #: Whether the signals hear of every history write of every process (then the feed
-        #: reads only when woken; otherwise also every ``poll_seconds``).
-        self._announced = announced
         self.timing = FeedTiming()
         self._readers: set[Reader] = set()
         self._cursor = 0
@@ -159,8 +159,16 @@ class Feed:
             self._task = None
 
     async def _run(self) -> None:
+        mark: int | None = None
+        woken = True
         while self._readers:
             tickets = [signal.ticket() for signal in self._signals]  # before reading: none missed
+            # On PostgreSQL, a poll reads the history only if its sequence moved since the last
+            # read (the mark is taken before reading, so a write in between is not missed).
+            seen, mark = mark, await self._store.history_mark()
+            if not woken and mark is not None and mark == seen:
+                woken = await self._wait(tickets)
+                continue
             page = await self._store.events_after(self._cursor, self.timing.page)
             self.reads += 1
             for event in page:
@@ -168,8 +176,7 @@ class Feed:
                 for reader in list(self._readers):
                     if not reader.offer(event):
                         self._drop(reader, event)
-            if len(page) < self.timing.page:
-                await self._wait(tickets)
+            woken = len(page) == self.timing.page or await self._wait(tickets)
 
     def _drop(self, reader: Reader, event: FeedEvent) -> None:
         reader.dropped_at = event.id
@@ -177,8 +184,11 @@ class Feed:
         reader.arrived.set()
         self._readers.discard(reader)
 
-    async def _wait(self, tickets: list[asyncio.Event]) -> None:
-        seconds = IDLE_SECONDS if self._announced() else self.timing.poll_seconds
+    async def _wait(self, tickets: list[asyncio.Event]) -> bool:
+        """Wait for a signal (True) or, where the database does not announce every history
+        write, ``poll_seconds`` (False)."""
+        announced = self._store.history_announced
+        seconds = IDLE_SECONDS if announced else self.timing.poll_seconds
         waits = [
             asyncio.ensure_future(signal.wait(ticket, seconds))
             for signal, ticket in zip(self._signals, tickets, strict=True)
@@ -189,6 +199,7 @@ class Feed:
             for wait in waits:
                 wait.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
+        return announced or any(ticket.is_set() for ticket in tickets)
 
     async def stop(self) -> None:
         """End the task (the app's shutdown); open streams end by ``stopping()``."""

@@ -90,14 +90,8 @@ class TaskService:
         self._workers = observe.Snapshot(
             lambda: observe.worker_stats(self.store, self.clock), self.core.clock, stats_max_age
         )
-        #: "History was written" (PostgreSQL's history channel; see ``Store.listen_history``).
-        self._written = WorkSignal()
         #: The one reader of the history behind every ``GET /events`` stream of this process.
-        self.feed = Feed(
-            self.store,
-            (self.core.signal, self.core.ended, self._written),
-            lambda: self.store.history_announced,
-        )
+        self.feed = Feed(self.store, (self.core.signal, self.core.ended))
 
     @property
     def store(self) -> Store:
@@ -118,7 +112,6 @@ class TaskService:
     async def start(self) -> None:
         """Begin hearing about work created, tasks ended and history written by other processes."""
         await self.core.start()
-        await self.store.listen_history(self._written.notify)
 
     async def stop(self) -> None:
         """End the ``/events`` feed's reader (open streams end as the server stops them)."""

@@ -427,16 +427,16 @@ class Store(Protocol):
         again by itself (None: another process's end wakes it)."""
         ...
 
-    async def listen_history(self, on_write: Callable[[], None]) -> None:
-        """Start calling ``on_write`` when any process may have written history, if this
-        database announces every history write on a channel of its own (PostgreSQL); else
-        do nothing."""
-        ...
-
     @property
     def history_announced(self) -> bool:
-        """Whether ``listen_history``'s or ``listen_ends``'s callback hears every history write
-        of every process now (then the ``/events`` feed reads only when woken)."""
+        """Whether ``listen_ends``'s callback hears every history write of every process (a
+        SQLite file's commit watcher): then the ``/events`` feed reads only when woken."""
+        ...
+
+    async def history_mark(self) -> int | None:
+        """A value that changes when any process writes history, cheaper to read than the
+        history and read without it (PostgreSQL: the id sequence); None: the database has none,
+        read the history itself."""
         ...
 
     @property

@@ -297,12 +297,12 @@ class SqlStore:
 
     # -- hearing about history writes (GET /events) -------------------------------------------
 
-    async def listen_history(self, on_write: Callable[[], None]) -> None:
-        return None  # only PostgreSQL announces every write; SQLite's commit watcher hears them
-
     @property
     def history_announced(self) -> bool:
         return False
+
+    async def history_mark(self) -> int | None:
+        return None
 
 
 def _not_of(type_ids: Sequence[int]) -> list[ColumnElement[bool]]:

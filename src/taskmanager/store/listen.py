@@ -38,10 +38,6 @@ class PgListener:
     def interval(self) -> float:
         return LISTENING_INTERVAL if self._connected.is_set() else FALLBACK_INTERVAL
 
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
-
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="taskmanager-pg-listener")
         with contextlib.suppress(TimeoutError):

@@ -54,9 +54,6 @@ from taskmanager.store.tables import task_history, task_types, tasks
 WORK_CHANNEL = "taskmanager_work"
 #: PostgreSQL's channel for "a task ended" (wakes ``GET /tasks/{id}/wait`` in every process).
 ENDS_CHANNEL = "taskmanager_ends"
-#: PostgreSQL's channel for "history was written" where neither channel above says so (claims,
-#: progress): wakes the ``GET /events`` feed of every process.
-HISTORY_CHANNEL = "taskmanager_history"
 #: Seconds between a waiter's reads of its task where no other process can wake it (MySQL and
 #: MariaDB have no NOTIFY; an in-memory SQLite has no other process, so this never matters there).
 END_POLL_INTERVAL = 1.0

@@ -47,7 +47,7 @@ from sqlalchemy.sql.expression import Grouping
 from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import TaskStatus
 from taskmanager.engine.store import ClaimParams, ClaimQuery, InsertTask, PurgeQuery, TaskChange
-from taskmanager.store.operations import ENDS_CHANNEL, HISTORY_CHANNEL, WORK_CHANNEL, task_values
+from taskmanager.store.operations import ENDS_CHANNEL, WORK_CHANNEL, task_values
 from taskmanager.store.rows import TASKS_JOIN, TT, H, T, dump, encode_changes, task_columns, type_columns
 from taskmanager.store.tables import UTCDateTime, naive_utc, task_history, tasks
 from taskmanager.store.verbs import ClaimValues, claim_conditions, claim_order, limited_types
@@ -171,9 +171,6 @@ class PgStatements:
         self._notify = Compiled.of(
             select(func.pg_notify(literal_column(f"'{WORK_CHANNEL}'"), literal_column("''")))
         )
-        self._notify_history = Compiled.of(
-            select(func.pg_notify(literal_column(f"'{HISTORY_CHANNEL}'"), literal_column("''")))
-        )
         self._notify_ended = Compiled.of(
             select(func.pg_notify(literal_column(f"'{ENDS_CHANNEL}'"), literal_column("''")))
         )
@@ -248,10 +245,6 @@ class PgStatements:
     def notify(self) -> Statement:
         """Wake long-polling claimers in every server process when the transaction commits."""
         return Statement(self._notify, [])
-
-    def notify_history(self) -> Statement:
-        """NOTIFY the history channel (``GET /events`` feeds read the history)."""
-        return Statement(self._notify_history, [])
 
     def notify_ended(self) -> Statement:
         """Wake the requests waiting for tasks to end, in every server process, at commit."""
@@ -363,8 +356,7 @@ class PgStatements:
                 now,
             )
             history = insert(task_history).from_select(HISTORY_COLUMNS, source).cte("history")
-            # ``GET /events`` feeds in every process read the history when told (ADR 0017).
-            claimed = claimed.add_cte(history).add_columns(_notify_once(changed_rows, HISTORY_CHANNEL))
+            claimed = claimed.add_cte(history)
         gate = select(limited.label("limited")).cte("gate")
         return claimed.add_columns(gate.c.limited).select_from(gate.outerjoin(changed_rows, true()))
 
@@ -529,17 +521,17 @@ def _written(changed_rows: Any, sources: Sequence[Any], *, wakes: bool, ends: bo
         )
         result = result.add_columns(select(func.count()).select_from(wake.subquery()).scalar_subquery())
     if ends:
-        result = result.add_columns(_notify_once(changed_rows, ENDS_CHANNEL))
-    elif sources and not wakes:  # history no other channel announces (progress, say)
-        result = result.add_columns(_notify_once(changed_rows, HISTORY_CHANNEL))
+        result = result.add_columns(_notify_ended_once(changed_rows))
     return result
 
 
-def _notify_once(changed_rows: Any, channel: str) -> Any:
-    """A column that NOTIFYs ``channel`` once if ``changed_rows`` has any row: one
-    ``pg_notify`` per statement, however many tasks a batch changes (not one per row)."""
+def _notify_ended_once(changed_rows: Any) -> Any:
+    """A column that NOTIFYs the ends channel once if ``changed_rows`` has any row: one
+    ``pg_notify`` per statement, however many tasks a batch ends (not one per row)."""
     any_changed = exists(select(literal_column("1")).select_from(changed_rows))
-    ended = select(func.pg_notify(literal_column(f"'{channel}'"), literal_column("''"))).where(any_changed)
+    ended = select(func.pg_notify(literal_column(f"'{ENDS_CHANNEL}'"), literal_column("''"))).where(
+        any_changed
+    )
     return select(func.count()).select_from(ended.subquery()).scalar_subquery()
 
 

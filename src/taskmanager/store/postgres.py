@@ -55,7 +55,7 @@ from taskmanager.store.database import (
     Database,
 )
 from taskmanager.store.listen import PgListener
-from taskmanager.store.operations import ENDS_CHANNEL, HISTORY_CHANNEL, WORK_CHANNEL, created
+from taskmanager.store.operations import ENDS_CHANNEL, WORK_CHANNEL, created
 from taskmanager.store.pgpool import ConnectionPool
 from taskmanager.store.pgstatements import PgStatements, Statement
 from taskmanager.store.rows import T, task_from_row, type_from_row
@@ -80,7 +80,6 @@ class PostgresStore(SqlStore):
         self._dsn = database.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool = ConnectionPool(self._connect, pool_size, timeout=CONNECT_TIMEOUT)
         self.statements = PgStatements(self.defaults)
-        self.history_listener: PgListener | None = None
 
     async def _connect(self) -> asyncpg.Connection:
         return await asyncpg.connect(
@@ -91,8 +90,6 @@ class PostgresStore(SqlStore):
         )
 
     async def close(self) -> None:
-        if self.history_listener is not None:
-            await self.history_listener.stop()
         await self._pool.close()
         await super().close()
 
@@ -235,8 +232,6 @@ class PostgresStore(SqlStore):
                 writes.append(statements.notify())
             if plan.ends:
                 writes.append(statements.notify_ended())
-            elif plan.events and not plan.wakes:
-                writes.append(statements.notify_history())
             for write in writes:
                 await conn.execute(write.sql, *write.args)
         return plan.results
@@ -274,18 +269,18 @@ class PostgresStore(SqlStore):
         # idle claimers, and a create never wakes waiters.
         return PgListener(self.db.url, ENDS_CHANNEL, on_end)
 
-    async def listen_history(self, on_write: Callable[[], None]) -> None:
-        # A third LISTEN connection: claims and progress, which neither channel above announces
-        # (they would wake idle claimers or waiters), wake only the GET /events feed.
-        if self.history_listener is None:
-            self.history_listener = PgListener(self.db.url, HISTORY_CHANNEL, on_write)
-            await self.history_listener.start()
+    async def history_mark(self) -> int | None:
+        """The history's id sequence: moved by every history write of every process (and by
+        rolled-back ones: a read for nothing), read without touching the table. A NOTIFY from
+        claims and progress was measured and rejected (ADR 0017): it serialises their commits."""
+        async with self._connection() as conn:
+            return int(await conn.fetchval(HISTORY_MARK))
 
-    @property
-    def history_announced(self) -> bool:
-        # While a LISTEN connection is down, the feed polls (as claimers do, ``listen.py``).
-        listeners = (self.history_listener, self.ends_listener, self.listener)
-        return all(isinstance(listener, PgListener) and listener.connected for listener in listeners)
+
+#: The last value of ``task_history.id``'s sequence (0 before the first row ever written).
+HISTORY_MARK = (
+    "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('task_history', 'id')::regclass), 0)"
+)
 
 
 def _one_shape(changes: Sequence[TaskChange], shape_of: Callable[[TaskChange], Hashable]) -> bool:
