@@ -147,7 +147,7 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"Cannot listen on 127.0.0.1:{port}: "), lines[0]
+    assert lines[0].startswith(f"taskmanager: cannot listen on 127.0.0.1:{port}: "), lines[0]
     assert "in use" in lines[0]
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 import typer
@@ -194,7 +196,7 @@ def serve(
         raise typer.Exit(2)
     taken = _cannot_bind(settings.host, settings.port)
     if taken is not None:  # uvicorn would log a traceback-like error and exit 3
-        console.print(f"[red]Cannot listen on {settings.host}:{settings.port}:[/red] {taken}")
+        typer.echo(f"taskmanager: cannot listen on {settings.host}:{settings.port}: {taken}", err=True)
         raise typer.Exit(1)
     if plan.migrate_first:
         asyncio.run(database.on_store(settings.database_url, upgrade))
@@ -266,6 +268,18 @@ def _check_log_level(level: str) -> None:
         raise typer.BadParameter(f"{level!r} is not one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
 
 
+@contextlib.contextmanager
+def _copying() -> Iterator[Callable[[int, int], None]]:
+    """A progress bar of the rows an import writes, on stderr while they are written (gone once
+    done, so the summary stands alone; nothing at all where stderr is not a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("copying rows"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        rows = bar.add_task("rows", total=None)
+        yield lambda written, total: bar.update(rows, completed=written, total=total)
+
+
 @app.command("import-prismq")
 def import_prismq(
     source: Annotated[str, typer.Option("--from", help="The PrismQ database: mysql://user:pass@host/db")],
@@ -294,9 +308,10 @@ def import_prismq(
         console.print(f"[red]Unknown time zone {source_timezone!r}[/red] (use a name such as Europe/Prague).")
         raise typer.Exit(2) from None
     settings = settings_from(database_url=database_url)
-    options = ImportOptions(settings.engine_defaults(), zone, skip_existing, dry_run)
     try:
-        report = asyncio.run(run_import(source, settings.database_url, options))
+        with _copying() as progress:
+            options = ImportOptions(settings.engine_defaults(), zone, skip_existing, dry_run, progress)
+            report = asyncio.run(run_import(source, settings.database_url, options))
     except (PrismqImportError, Unavailable) as exc:
         hint = " Import into an empty database, or pass --skip-existing." if isinstance(exc, IdsTaken) else ""
         console.print(
