@@ -417,3 +417,33 @@ def test_open_streams_share_one_history_read_per_wake(clean_database: TestDataba
             # Two writes, each heard once in-process and (PostgreSQL) once more from NOTIFY.
             assert counted.reads - before <= 4, counted.reads - before
     assert counted.reads - before < STREAMS
+
+
+def _ids_until(lines: Iterator[str], task_id: int) -> list[int]:
+    """The event ids a stream sends up to the event of ``task_id``."""
+    ids = []
+    for line in lines:
+        if line.startswith("id: "):
+            ids.append(int(line.removeprefix("id: ")))
+        elif line.startswith("data:") and json.loads(line.removeprefix("data: "))["task_id"] == task_id:
+            return ids
+    raise AssertionError("the stream ended")
+
+
+def test_a_resuming_reader_catches_up_then_joins_the_shared_feed(live_api: Api) -> None:
+    """A stream opened with Last-Event-ID while another keeps the feed running reads what it
+    missed from the history, then the feed's events: none missed, none twice."""
+    register(live_api)
+    with contextlib.ExitStack() as streams:
+        first = streams.enter_context(live_api.client.stream("GET", "/api/events")).iter_lines()
+        assert next(first) == ": connected"
+        earlier = [create(live_api, params={"n": n})["id"] for n in range(3)]
+        seen = _ids_until(first, earlier[-1])
+        assert len(seen) == 3
+        resumed = streams.enter_context(
+            live_api.client.stream("GET", "/api/events", headers={"Last-Event-ID": str(seen[0])})
+        ).iter_lines()
+        assert next(resumed) == ": connected"
+        later = create(live_api, params={"n": 3})["id"]
+        assert _ids_until(resumed, later) == [*seen[1:], seen[-1] + 1]
+        assert _ids_until(first, later) == [seen[-1] + 1]
