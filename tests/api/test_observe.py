@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, cast
 
 import httpx
 
+from taskmanager.engine.clock import FrozenClock
 from taskmanager.engine.observe import FeedTiming
+from taskmanager.server.app import create_app
+from taskmanager.settings import Settings
+from taskmanager.store import SqlStore, open_store
 from tests.api.conftest import claim, create, fails, ok, register, when
-from tests.conftest import START, Api, ServerFactory
+from tests.conftest import ADMIN_KEY, START, Api, RunningServer, ServerFactory, TestDatabase
 
 TYPE_FIELDS = {
     "type",
@@ -318,3 +324,126 @@ def test_a_key_limited_to_types_observes_only_theirs(api: Api) -> None:
         events = limited.get("/api/events", headers={"Last-Event-ID": "0"}).text
         assert {m["data"]["type"] for m in sse(events) if "data" in m} == {"b.two"}
     assert ok(api.get("/api/stats"))["workers_active"] == 1  # the admin key sees every type
+
+
+def test_a_key_limited_to_types_sees_only_the_workers_of_its_types(api: Api) -> None:
+    busy_queue(api)  # w1 and w2 worked on a.one only
+    b_task = claim(api, "w3", types=["b.two"])["id"]
+    api.clock.advance(2)
+    finish(api, b_task, True, "w3")
+    claim(api, "w3", types=["a.one"], sort_by="id")
+    keys = {}
+    for name, types in (("b", ["b.*"]), ("a", ["a.*"])):
+        body = {"name": f"{name} only", "scopes": ["tasks:read"], "types": types}
+        keys[name] = ok(api.post("/api/api-keys", json=body))["key"]
+    with api.new_client({"X-API-Key": keys["b"]}) as limited:
+        (w3,) = ok(limited.get("/api/workers"))["workers"]
+    assert (w3["worker_id"], w3["claimed"], w3["completed"], w3["failed"]) == ("w3", 0, 1, 0)
+    assert w3["avg_processing_seconds"] == 2.0
+    with api.new_client({"X-API-Key": keys["a"]}) as limited:
+        found = {w["worker_id"]: w for w in ok(limited.get("/api/workers"))["workers"]}
+    assert set(found) == {"w1", "w2", "w3"}  # w3 holds an a.one task now
+    assert (found["w3"]["claimed"], found["w3"]["completed"]) == (1, 0)
+    everyone = {w["worker_id"]: w for w in ok(api.get("/api/workers"))["workers"]}
+    assert (everyone["w3"]["claimed"], everyone["w3"]["completed"]) == (1, 1)  # the admin key
+
+
+class HistoryReads:
+    """The store as it is, counting the feed's reads of the history (``events_after``)."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self.reads = 0
+
+    async def events_after(self, after_id: int, limit: int) -> Any:
+        self.reads += 1
+        return await self._store.events_after(after_id, limit)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+@contextlib.contextmanager
+def counted_server(database: TestDatabase) -> Iterator[tuple[Api, HistoryReads]]:
+    """A server on a socket whose store counts its history reads."""
+    counted = HistoryReads(open_store(database.url))
+    settings = Settings(database_url=database.url, api_key=ADMIN_KEY)
+    app = create_app(settings, store=cast(Any, counted), clock=FrozenClock(START))
+    started = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        async with started(app):
+            yield
+        await counted.close()  # injected, so the app leaves it open
+
+    app.router.lifespan_context = lifespan
+    with (
+        RunningServer(app) as running,
+        httpx.Client(base_url=running.url, headers={"X-API-Key": ADMIN_KEY}, timeout=30) as client,
+    ):
+        yield Api(client, FrozenClock(START), running.url, database), counted
+
+
+STREAMS = 8
+
+
+def test_open_streams_share_one_history_read_per_wake(clean_database: TestDatabase) -> None:
+    """However many streams are open, a process reads the history once per wake-up; with the
+    queue idle it does not read at all where the database announces its writes."""
+    with counted_server(clean_database) as (live, counted), contextlib.ExitStack() as streams:
+        register(live)
+        assert counted.reads == 0  # no stream open: no feed
+        lines = []
+        for _ in range(STREAMS):
+            stream = streams.enter_context(live.client.stream("GET", "/api/events"))
+            lines.append(stream.iter_lines())
+            assert next(lines[-1]) == ": connected"
+        time.sleep(0.3)  # the feed's first looks, as it starts
+        settled = counted.reads
+        time.sleep(1.5)  # three of the 0.5 s looks of a poll, were there one
+        if clean_database.kind != "mysql":  # MySQL cannot announce writes: the feed polls there
+            assert counted.reads == settled, (settled, counted.reads)
+        before = counted.reads
+        task = create(live)
+        for each in lines:
+            data = next(line for line in each if line.startswith("data:"))
+            assert json.loads(data.removeprefix("data: "))["task_id"] == task["id"]
+        claim(live, "w1")
+        for each in lines:
+            data = next(line for line in each if line.startswith("data:"))
+            assert json.loads(data.removeprefix("data: "))["status"] == "claimed"
+        if clean_database.kind != "mysql":
+            # Two writes, each heard once in-process and (PostgreSQL) once more from NOTIFY.
+            assert counted.reads - before <= 4, counted.reads - before
+    assert counted.reads - before < STREAMS
+
+
+def _ids_until(lines: Iterator[str], task_id: int) -> list[int]:
+    """The event ids a stream sends up to the event of ``task_id``."""
+    ids = []
+    for line in lines:
+        if line.startswith("id: "):
+            ids.append(int(line.removeprefix("id: ")))
+        elif line.startswith("data:") and json.loads(line.removeprefix("data: "))["task_id"] == task_id:
+            return ids
+    raise AssertionError("the stream ended")
+
+
+def test_a_resuming_reader_catches_up_then_joins_the_shared_feed(live_api: Api) -> None:
+    """A stream opened with Last-Event-ID while another keeps the feed running reads what it
+    missed from the history, then the feed's events: none missed, none twice."""
+    register(live_api)
+    with contextlib.ExitStack() as streams:
+        first = streams.enter_context(live_api.client.stream("GET", "/api/events")).iter_lines()
+        assert next(first) == ": connected"
+        earlier = [create(live_api, params={"n": n})["id"] for n in range(3)]
+        seen = _ids_until(first, earlier[-1])
+        assert len(seen) == 3
+        resumed = streams.enter_context(
+            live_api.client.stream("GET", "/api/events", headers={"Last-Event-ID": str(seen[0])})
+        ).iter_lines()
+        assert next(resumed) == ": connected"
+        later = create(live_api, params={"n": 3})["id"]
+        assert _ids_until(resumed, later) == [*seen[1:], seen[-1] + 1]
+        assert _ids_until(first, later) == [seen[-1] + 1]

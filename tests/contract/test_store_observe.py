@@ -83,6 +83,6 @@ async def test_worker_stats_from_history_and_held_tasks(store: SqlStore, clock: 
     (w1,) = await store.worker_stats(clock.now() - timedelta(days=1))
     assert (w1.worker_id, w1.claimed, w1.completed, w1.failed) == ("w1", 1, 0, 0)
     assert w1.last_seen_at == clock.now()
-    assert await store.worker_stats(clock.now() + timedelta(seconds=1)) == [
-        type(w1)("w1", 1, 0, 0, held.updated_at, None)  # holding a task: seen by its row
-    ]
+    (later,) = await store.worker_stats(clock.now() + timedelta(seconds=1))
+    assert later == type(w1)("w1", 1, 0, 0, held.updated_at, None, later.by_type)  # held: seen by its row
+    assert [(t.type, t.claimed, t.completed) for t in later.by_type] == [("t", 1, 0)]

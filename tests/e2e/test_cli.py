@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -135,6 +136,19 @@ def test_a_mistake_at_start_is_one_line_and_exit_1(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(said), lines[0]
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        result = run("serve", "--port", str(port), "--database-url", f"sqlite:///{tmp_path / 'x.db'}")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"taskmanager: cannot listen on 127.0.0.1:{port}: "), lines[0]
+    assert "in use" in lines[0]
 
 
 def test_serve_with_an_unknown_log_level_is_a_usage_mistake(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -155,8 +156,10 @@ HISTORY = [
 ]
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([TASKMANAGER, *args], capture_output=True, text=True, timeout=120, check=False)
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TASKMANAGER, *args], capture_output=True, text=True, timeout=120, check=False, env=env
+    )
 
 
 Statement = tuple[str, dict[str, Any]]
@@ -365,6 +368,32 @@ def test_import_keeps_ids_statuses_params_and_dedupe_keys(
     assert "1 tasks keep a dedupe key that differs" in result.stdout
     check_rows(target.url)
     check_api(target.url)
+
+
+def test_import_tells_its_progress_row_by_row_batch(
+    prismq: str, fresh: Callable[[str], TestDatabase]
+) -> None:
+    """What the command's progress bar is fed: rows written out of rows to write, per INSERT."""
+    from taskmanager.prismq import ImportOptions, import_prismq
+
+    told: list[tuple[int, int]] = []
+    options = ImportOptions(progress=lambda written, total: told.append((written, total)))
+    report = asyncio.run(import_prismq(prismq, fresh("sqlite").url, options))
+    assert told == [(3, 15), (11, 15), (15, 15)]  # 3 types, 8 tasks, 4 history events
+    assert report.history == 4
+
+
+def test_import_shows_a_progress_bar_on_a_terminal_and_ends_with_its_summary(
+    prismq: str, fresh: Callable[[str], TestDatabase]
+) -> None:
+    target = fresh("sqlite")
+    # rich: draw as on an interactive terminal
+    env = {**os.environ, "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "100"}
+    result = run("import-prismq", "--from", prismq, "--database-url", target.url, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "copying rows" in result.stderr
+    assert "15/15" in result.stderr
+    assert "tasks: 8 (claimed 2, completed 1, failed 1, pending 4)" in result.stdout
 
 
 # -- dry run and refusals -------------------------------------------------------------------------

@@ -27,6 +27,8 @@ class ExplodingStore:
     async def listen_ends(self, on_end: object, waiting: object) -> None:
         return None
 
+    history_announced = False
+
     @property
     def keys(self) -> ExplodingStore:
         return self  # its API keys fail the same way

@@ -1,6 +1,6 @@
-"""The ``taskmanager`` command: serve, worker, db upgrade|downgrade|current, keys, import-prismq, version,
-and the operator's commands for a running server (``tasks``, ``types``, ``enqueue``, ``stats``,
-``workers``: modules ``tasks`` and ``queue`` beside this one).
+"""The ``taskmanager`` command: serve, worker, import-prismq, version here; ``db`` (module
+``database``) and ``keys`` beside this one; and the operator's commands for a running server
+(``tasks``, ``types``, ``enqueue``, ``stats``, ``workers``: modules ``tasks`` and ``queue``).
 
 ``worker``, ``version`` and the operator's commands need only a plain install; the commands that
 run the server or open a database need the ``[server]`` extra, and say so in one line when it is
@@ -11,25 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from taskmanager._server_extra import INSTALL_SERVER, missing_server_module
 from taskmanager._version import __version__
-from taskmanager.cli import failures, queue, schedules, tasks
-
-if TYPE_CHECKING:
-    from taskmanager.engine.access import KeyService
-    from taskmanager.engine.replies import Reply
-    from taskmanager.settings import Settings
-    from taskmanager.store import Database
+from taskmanager.cli import database, failures, keys, queue, schedules, tasks
+from taskmanager.cli.local import DatabaseOption, console, require_server, settings_from
 
 app = typer.Typer(
     help="TaskManager: a self-hosted HTTP work queue.",
@@ -38,19 +32,14 @@ app = typer.Typer(
     # A mistake is one line (cli/failures.py); a traceback only with --debug.
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-keys_app = typer.Typer(
-    help="API keys: create, list, revoke (on the database directly).", no_args_is_help=True
-)
-app.add_typer(keys_app, name="keys")
+app.add_typer(database.db_app, name="db")
+app.add_typer(keys.keys_app, name="keys")
 app.add_typer(tasks.tasks_app, name="tasks")
 app.add_typer(queue.types_app, name="types")
 app.add_typer(schedules.schedules_app, name="schedules")
 app.command("enqueue")(queue.enqueue)
 app.command("stats")(queue.stats)
 app.command("workers")(queue.workers)
-console = Console(stderr=True, soft_wrap=True)
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -61,31 +50,6 @@ def options(
     ] = False,
 ) -> None:
     """TaskManager: a self-hosted HTTP work queue."""
-
-
-DatabaseOption = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        envvar="TASKMANAGER_DATABASE_URL",
-        show_envvar=True,
-        help="sqlite:///PATH, postgresql://... or mysql://...",
-    ),
-]
-
-
-def _settings(**overrides: object) -> Settings:
-    from taskmanager.settings import Settings
-
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**given)  # type: ignore[arg-type]
-
-
-def _require_server(command: str) -> None:
-    """Exit 1 with one line naming the install command when the server extra is missing."""
-    if missing_server_module() is not None:
-        typer.echo(f"taskmanager {command} needs the server: {INSTALL_SERVER}", err=True)
-        raise typer.Exit(1)
 
 
 @app.command()
@@ -183,9 +147,9 @@ def serve(
     ] = None,
 ) -> None:
     """Run the API server (migrating the database first)."""
-    _require_server("serve")
+    require_server("serve")
     _check_log_level(log_level)
-    settings = _settings(
+    settings = settings_from(
         host=host,
         port=port,
         database_url=database_url,
@@ -230,8 +194,12 @@ def serve(
     if plan.refusal is not None:
         console.print(f"[red]{plan.refusal}[/red]")
         raise typer.Exit(2)
+    taken = _cannot_bind(settings.host, settings.port)
+    if taken is not None:  # uvicorn would log a traceback-like error and exit 3
+        typer.echo(f"taskmanager: cannot listen on {settings.host}:{settings.port}: {taken}", err=True)
+        raise typer.Exit(1)
     if plan.migrate_first:
-        asyncio.run(_on_store(settings.database_url, upgrade))
+        asyncio.run(database.on_store(settings.database_url, upgrade))
     # Worker processes read their settings from the environment.
     env = {
         f"TASKMANAGER_{name.upper()}": str(value)
@@ -276,166 +244,40 @@ def serve(
     )
 
 
+def _cannot_bind(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (in use, say), or None. Bound as uvicorn binds
+    (``SO_REUSEADDR``), then released before it binds."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return str(exc.strerror)
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
 def _check_log_level(level: str) -> None:
     if level.lower() not in LOG_LEVELS:
         raise typer.BadParameter(f"{level!r} is not one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
 
 
-async def _on_store(database_url: str | None, action: Callable[[Database], Awaitable[object]]) -> str | None:
-    """Run a migration ``action`` on the configured database; return its revision afterwards."""
-    from taskmanager.store import open_store
-    from taskmanager.store.migrate import current
+@contextlib.contextmanager
+def _copying() -> Iterator[Callable[[int, int], None]]:
+    """A progress bar of the rows an import writes, on stderr while they are written (gone once
+    done, so the summary stands alone; nothing at all where stderr is not a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    store = open_store(_settings(database_url=database_url).database_url, pool_size=1)
-    try:
-        await action(store.db)
-        return await current(store.db)
-    finally:
-        await store.close()
-
-
-async def _nothing(_db: Database) -> None:
-    return None
-
-
-@db_app.command("upgrade")
-def db_upgrade(
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
-    database_url: DatabaseOption = None,
-) -> None:
-    """Migrate the schema up to REVISION (default: the latest)."""
-    _require_server("db upgrade")
-    from taskmanager.store.migrate import upgrade
-
-    found = asyncio.run(_on_store(database_url, lambda db: upgrade(db, revision)))
-    typer.echo(f"database at revision {found or 'base (empty)'}")
-
-
-# ``-1`` is a revision, not an option: unknown options are taken as the argument.
-@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
-def db_downgrade(
-    revision: Annotated[str, typer.Argument(help="Target revision: -1, a revision id, or base.")],
-    database_url: DatabaseOption = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before dropping every table.")] = False,
-) -> None:
-    """Roll the schema back to REVISION (``base`` drops every table, after asking)."""
-    _require_server("db downgrade")
-    if revision.startswith("--"):
-        raise typer.BadParameter(f"no such option: {revision}", param_hint="REVISION")
-    if revision == "base" and not yes:
-        typer.confirm(
-            "Downgrade to base drops every table and all their data. Continue?", abort=True, err=True
-        )
-    from taskmanager.store.migrate import downgrade
-
-    found = asyncio.run(_on_store(database_url, lambda db: downgrade(db, revision)))
-    typer.echo(f"database at revision {found or 'base (empty)'}")
-
-
-@db_app.command("current")
-def db_current(database_url: DatabaseOption = None) -> None:
-    """Print the database's schema revision and the latest one."""
-    _require_server("db current")
-    from taskmanager.store.migrate import head_revision
-
-    found = asyncio.run(_on_store(database_url, _nothing))
-    typer.echo(f"current: {found or 'base (empty)'}")
-    typer.echo(f"latest:  {head_revision()}")
-
-
-async def _with_keys(database_url: str | None, action: Callable[[KeyService], Awaitable[Reply]]) -> Reply:
-    from taskmanager.engine.access import KeyService
-    from taskmanager.store import open_store
-    from taskmanager.store.migrate import upgrade
-
-    store = open_store(_settings(database_url=database_url).database_url, pool_size=1)
-    try:
-        await upgrade(store.db)
-        return await action(KeyService(store.keys))
-    finally:
-        await store.close()
-
-
-def _key_line(key: dict[str, object]) -> str:
-    state = "active" if key["is_active"] else "revoked"
-    limit = f"{key['rate_limit']}/min" if key["rate_limit"] else "default limit"
-    scopes = " ".join(str(s) for s in key["scopes"])  # type: ignore[attr-defined]
-    used = key["last_used_at"] or "never"
-    line = f"{key['id']}\t{key['prefix']}\t{state}\t{key['name']}\t{scopes}\t{limit}\tlast used {used}"
-    if key.get("types") is not None:
-        line += "\ttypes " + " ".join(str(t) for t in key["types"])  # type: ignore[attr-defined]
-    return line
-
-
-@keys_app.command("create")
-def keys_create(
-    name: Annotated[str, typer.Argument(help="What the key is for, e.g. 'render workers'.")],
-    scope: Annotated[
-        list[str],
-        typer.Option(
-            "--scope",
-            "-s",
-            help="types:read, types:write, tasks:read, tasks:write, tasks:work or admin (repeatable).",
-        ),
-    ],
-    rate_limit: Annotated[
-        int | None, typer.Option(help="Requests per minute (default: the server's).")
-    ] = None,
-    types: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--types",
-            "-t",
-            help="Limit the key to task types matching this pattern, '*' any characters (repeatable).",
-        ),
-    ] = None,
-    database_url: DatabaseOption = None,
-) -> None:
-    """Create a key and print it once (to stdout; nothing else goes there)."""
-    _require_server("keys create")
-    from taskmanager import models
-    from taskmanager.errors import TaskManagerError
-
-    try:
-        body = models.parse_body(
-            models.CreateApiKey,
-            {"name": name, "scopes": scope, "rate_limit": rate_limit, "types": types or None},
-        )
-        reply = asyncio.run(_with_keys(database_url, lambda keys: keys.create(body)))
-    except TaskManagerError as exc:
-        console.print(f"[red]{exc.message}[/red] " + "; ".join(exc.details or []))
-        raise typer.Exit(2) from None
-    console.print(_key_line(reply.data))
-    console.print("Store this key now: it is not shown again.")
-    typer.echo(reply.data["key"])
-
-
-@keys_app.command("list")
-def keys_list(database_url: DatabaseOption = None) -> None:
-    """List keys (id, prefix, state, name, scopes, limit, last use); never their secrets."""
-    _require_server("keys list")
-    reply = asyncio.run(_with_keys(database_url, lambda keys: keys.list()))
-    for key in reply.data["items"]:
-        typer.echo(_key_line(key))
-    if not reply.data["items"]:
-        console.print("no API keys")
-
-
-@keys_app.command("revoke")
-def keys_revoke(
-    key_id: Annotated[int, typer.Argument(help="The key's id (see `taskmanager keys list`).")],
-    database_url: DatabaseOption = None,
-) -> None:
-    """Revoke a key: servers stop accepting it within their key cache time (5 s by default)."""
-    _require_server("keys revoke")
-    from taskmanager.errors import NotFound
-
-    try:
-        reply = asyncio.run(_with_keys(database_url, lambda keys: keys.revoke(key_id)))
-    except NotFound as exc:
-        console.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(1) from None
-    typer.echo(_key_line(reply.data))
+    columns = (TextColumn("copying rows"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        rows = bar.add_task("rows", total=None)
+        yield lambda written, total: bar.update(rows, completed=written, total=total)
 
 
 @app.command("import-prismq")
@@ -453,7 +295,7 @@ def import_prismq(
     ] = False,
 ) -> None:
     """Copy a PrismQ database's task types and tasks (ids kept) into this one, migrated first."""
-    _require_server("import-prismq")
+    require_server("import-prismq")
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     from taskmanager.errors import Unavailable
@@ -465,10 +307,11 @@ def import_prismq(
     except (ZoneInfoNotFoundError, ValueError):
         console.print(f"[red]Unknown time zone {source_timezone!r}[/red] (use a name such as Europe/Prague).")
         raise typer.Exit(2) from None
-    settings = _settings(database_url=database_url)
-    options = ImportOptions(settings.engine_defaults(), zone, skip_existing, dry_run)
+    settings = settings_from(database_url=database_url)
     try:
-        report = asyncio.run(run_import(source, settings.database_url, options))
+        with _copying() as progress:
+            options = ImportOptions(settings.engine_defaults(), zone, skip_existing, dry_run, progress)
+            report = asyncio.run(run_import(source, settings.database_url, options))
     except (PrismqImportError, Unavailable) as exc:
         hint = " Import into an empty database, or pass --skip-existing." if isinstance(exc, IdsTaken) else ""
         console.print(
@@ -501,7 +344,7 @@ def worker(
     from taskmanager.client.config import is_database_url
 
     if is_database_url(api_url or os.environ.get("TASKMANAGER_API_URL", "")):
-        _require_server("worker with a database URL")  # the embedded engine, in the worker
+        require_server("worker with a database URL")  # the embedded engine, in the worker
     from taskmanager.worker.command import run_worker
 
     code = run_worker(

@@ -1,16 +1,13 @@
 """Observing the queue: ``GET /stats``, ``/workers`` and the feed of ``GET /events``.
 
-The counts come from the store (read from indexes); this module shapes them into the API's data
-and follows the history for a live feed. A feed reader pulls pages of history rows by id (one
-query per page, at most ``FEED_PAGE`` rows held at once), so a slow reader holds nothing of the
-server's back: it only falls behind, and one more than ``max_lag`` events behind the newest is
-dropped with a final ``Dropped`` item (its client may reconnect from its last event id).
+The counts come from the store (read from indexes); this module shapes them into the API's data,
+and the items of the live feed of history events (``engine/feed.py`` reads and fans them out).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -18,8 +15,7 @@ from typing import Any, Generic, TypeVar
 from taskmanager.engine.clock import Clock
 from taskmanager.engine.records import TaskStatus
 from taskmanager.engine.scope import TypeScope
-from taskmanager.engine.signal import WorkSignal
-from taskmanager.engine.store import FeedEvent, QueueStats, Store
+from taskmanager.engine.store import FeedEvent, QueueStats, Store, WorkerStats
 from taskmanager.engine.wire import iso
 
 T = TypeVar("T")
@@ -34,12 +30,13 @@ RECENT = timedelta(hours=1)
 WORKERS_WINDOW = timedelta(hours=24)
 #: History rows a feed reader reads (and holds) at once.
 FEED_PAGE = 200
-#: Seconds between a feed's looks for new history rows (every process looks for itself, so
-#: events written by other server processes arrive within this).
+#: Seconds between a feed's looks for new history rows where the database cannot announce every
+#: history write (MySQL, an in-memory SQLite); elsewhere only a stream's timer (``engine/feed.py``).
 FEED_POLL_SECONDS = 0.5
 #: Seconds of silence after which a feed sends a keep-alive (API.md B.7: every 15 s).
 FEED_KEEPALIVE_SECONDS = 15.0
-#: Events a reader may trail the newest by before it is dropped.
+#: Events a reader may trail the newest by (catching up) or hold unsent (following) before it is
+#: dropped.
 FEED_MAX_LAG = 10_000
 
 #: The status a task has just after each history event (None: read the task's current status).
@@ -167,9 +164,16 @@ def throughput(now: datetime, minutes: list[tuple[str, str, int]]) -> list[dict[
     return rows
 
 
-async def workers(store: Store, clock: Clock) -> dict[str, Any]:
-    """The data of ``GET /workers``."""
-    found = await store.worker_stats(clock.now() - WORKERS_WINDOW)
+async def worker_stats(store: Store, clock: Clock) -> list[WorkerStats]:
+    """What ``GET /workers`` is made of (kept by a ``Snapshot``)."""
+    return await store.worker_stats(clock.now() - WORKERS_WINDOW)
+
+
+def workers(found: list[WorkerStats], allowed: Callable[[str], bool]) -> dict[str, Any]:
+    """The data of ``GET /workers``; a key limited to types sees the workers of its types, each
+    with its counts for those types only (as ``/stats`` shows it only theirs)."""
+    every = all(allowed(t.type) for w in found for t in w.by_type)
+    shown = found if every else [s for w in found if (s := _limited(w, allowed)) is not None]
     return {
         "workers": [
             {
@@ -180,9 +184,27 @@ async def workers(store: Store, clock: Clock) -> dict[str, Any]:
                 "last_seen_at": iso(w.last_seen_at),
                 "avg_processing_seconds": _seconds(w.avg_processing_seconds),
             }
-            for w in found
+            for w in shown
         ],
     }
+
+
+def _limited(worker: WorkerStats, allowed: Callable[[str], bool]) -> WorkerStats | None:
+    """``worker`` as counted on the allowed types alone (None: it touched none of them)."""
+    shares = [t for t in worker.by_type if allowed(t.type)]
+    if not shares:
+        return None
+    processed = sum(t.processed for t in shares)
+    seen = [t.last_seen_at for t in shares if t.last_seen_at is not None]
+    return WorkerStats(
+        worker.worker_id,
+        sum(t.claimed for t in shares),
+        sum(t.completed for t in shares),
+        sum(t.failed for t in shares),
+        max(seen) if seen else None,
+        sum(t.processing_seconds for t in shares) / processed if processed else None,
+        tuple(shares),
+    )
 
 
 def event_data(event: FeedEvent) -> dict[str, Any]:
@@ -242,42 +264,3 @@ class FeedTiming:
     #: Seconds after which a stream ends by itself (None: never); its client resumes with
     #: ``Last-Event-ID``. In-process tests use it: their transport reads a whole response.
     lifetime: float | None = None
-
-
-async def follow(
-    store: Store,
-    signal: WorkSignal,
-    after: int,
-    wanted: FeedFilter,
-    timing: FeedTiming,
-    stopping: Callable[[], bool],
-) -> AsyncIterator[FeedItem | KeepAlive | Dropped]:
-    """History events after id ``after``, as they are written by any process; a ``KeepAlive``
-    after each quiet interval; ends when ``stopping()`` says so, or after ``Dropped``.
-
-    Between looks it waits on the claimers' ``signal``, so what wakes a long-polling claimer
-    (a create or retry here, and from other processes PostgreSQL's NOTIFY or the SQLite file
-    watcher) brings its events at once; every other change is seen at the next look, within
-    ``poll_seconds``."""
-    loop = asyncio.get_running_loop()
-    cursor = after
-    quiet_since = loop.time()
-    ends = None if timing.lifetime is None else loop.time() + timing.lifetime
-    while not stopping() and (ends is None or loop.time() < ends):
-        ticket = signal.ticket()  # taken before reading, so no wake-up is missed
-        page = await store.events_after(cursor, timing.page)
-        for event in page:
-            cursor = event.id
-            if wanted.wants(event):
-                quiet_since = loop.time()
-                yield FeedItem(event.id, event.event, event_data(event))
-        if len(page) == timing.page:
-            newest = await store.last_event_id()
-            if newest - cursor > timing.max_lag:
-                yield Dropped(cursor, newest)
-                return
-            continue
-        if loop.time() - quiet_since >= timing.keepalive_seconds:
-            quiet_since = loop.time()
-            yield KeepAlive()
-        await signal.wait(ticket, timing.poll_seconds)

@@ -22,6 +22,7 @@ from taskmanager import models
 from taskmanager.engine import lifecycle, observe, scope
 from taskmanager.engine.bulk import BulkOperations
 from taskmanager.engine.clock import Clock, SystemClock
+from taskmanager.engine.feed import Feed
 from taskmanager.engine.policy import Backoff, Defaults, compute_dedupe_key, dedupe_lock, exponential_backoff
 from taskmanager.engine.queries import MAX_LIST_LIMIT, statuses, when
 from taskmanager.engine.records import DedupeScope, NewEvent, TaskType, TypePolicy
@@ -87,8 +88,10 @@ class TaskService:
         self.schedules = Schedules(self.core, self._validator)
         self._stats = observe.Snapshot(self._fresh_stats, self.core.clock, stats_max_age)
         self._workers = observe.Snapshot(
-            lambda: observe.workers(self.store, self.clock), self.core.clock, stats_max_age
+            lambda: observe.worker_stats(self.store, self.clock), self.core.clock, stats_max_age
         )
+        #: The one reader of the history behind every ``GET /events`` stream of this process.
+        self.feed = Feed(self.store, (self.core.signal, self.core.ended))
 
     @property
     def store(self) -> Store:
@@ -107,8 +110,12 @@ class TaskService:
         return self.core.signal
 
     async def start(self) -> None:
-        """Begin hearing about work created by other processes."""
+        """Begin hearing about work created, tasks ended and history written by other processes."""
         await self.core.start()
+
+    async def stop(self) -> None:
+        """End the ``/events`` feed's reader (open streams end as the server stops them)."""
+        await self.feed.stop()
 
     # -- the worker's calls ---------------------------------------------------------------------
 
@@ -361,7 +368,8 @@ class TaskService:
         return Reply("Statistics retrieved successfully", observe.stats(at, found, scope.allowed))
 
     async def workers(self) -> Reply:
-        return Reply("Workers retrieved successfully", await self._workers.get())
+        found = await self._workers.get()
+        return Reply("Workers retrieved successfully", observe.workers(found, scope.allowed))
 
     async def _fresh_stats(self) -> tuple[datetime, QueueStats]:
         await self.core.expire_due()  # counts after expired leases and deadlines are settled
@@ -378,8 +386,8 @@ class TaskService:
         timing: observe.FeedTiming,
         stopping: Callable[[], bool],
     ) -> AsyncIterator[observe.FeedItem | observe.KeepAlive | observe.Dropped]:
-        """The live feed of history events (``engine/observe.py``)."""
-        return observe.follow(self.store, self.signal, after, wanted, timing, stopping)
+        """The live feed of history events (``engine/feed.py``)."""
+        return self.feed.follow(after, wanted, timing, stopping)
 
     async def cancel(self, task_id: int, body: models.CancelTask) -> Reply:
         now = self.clock.now()

@@ -288,6 +288,21 @@ class QueueStats:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerTypeStats:
+    """One worker's share of ``WorkerStats`` for one task type (a key limited to types sees only
+    the shares of its types)."""
+
+    type: str
+    claimed: int
+    completed: int
+    failed: int
+    last_seen_at: datetime | None
+    #: Tasks of the type the worker ended in the window, and their run time summed.
+    processed: int = 0
+    processing_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerStats:
     worker_id: str
     claimed: int
@@ -295,6 +310,8 @@ class WorkerStats:
     failed: int
     last_seen_at: datetime | None
     avg_processing_seconds: float | None
+    #: The same per task type (history of deleted tasks counts only in the totals).
+    by_type: tuple[WorkerTypeStats, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +425,18 @@ class Store(Protocol):
     def end_poll_interval(self) -> float | None:
         """Seconds a request waiting for a task's end may sleep before it must read the task
         again by itself (None: another process's end wakes it)."""
+        ...
+
+    @property
+    def history_announced(self) -> bool:
+        """Whether ``listen_ends``'s callback hears every history write of every process (a
+        SQLite file's commit watcher): then the ``/events`` feed reads only when woken."""
+        ...
+
+    async def history_mark(self) -> int | None:
+        """A value that changes when any process writes history, cheaper to read than the
+        history and read without it (PostgreSQL: the id sequence); None: the database has none,
+        read the history itself."""
         ...
 
     @property

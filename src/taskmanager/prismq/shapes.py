@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from typing import Any
@@ -20,6 +21,9 @@ class ImportOptions:
     source_timezone: tzinfo = UTC
     skip_existing: bool = False
     dry_run: bool = False
+    #: Told ``(rows written, rows to write)`` as the copy goes on (the CLI's progress bar), from
+    #: the thread that writes.
+    progress: Callable[[int, int], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

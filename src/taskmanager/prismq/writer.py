@@ -143,9 +143,13 @@ def _advance_sequences(conn: Connection) -> None:
 def _write(snapshot: Snapshot, options: ImportOptions, conn: Connection) -> ImportReport:
     plan = _plan(conn, snapshot, options.skip_existing)
     if not options.dry_run:
+        total, written = len(plan.types) + len(plan.tasks) + len(plan.history), 0
         for target, rows in ((task_types, plan.types), (tasks, plan.tasks), (task_history, plan.history)):
             for chunk in _chunks(rows):
                 conn.execute(insert(target), list(chunk))
+                written += len(chunk)
+                if options.progress is not None:
+                    options.progress(written, total)
         _advance_sequences(conn)
     return plan.report(snapshot, options.dry_run)
 

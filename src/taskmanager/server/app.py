@@ -120,6 +120,7 @@ def create_app(
         shutdown.on_signals()
         yield
         shutdown.set()
+        await engine.stop()
         await ticker.stop()
         await sweeper.stop()
         await keys.close()

@@ -295,6 +295,15 @@ class SqlStore:
         if self.ends_listener is not None:
             await self.ends_listener.start()
 
+    # -- hearing about history writes (GET /events) -------------------------------------------
+
+    @property
+    def history_announced(self) -> bool:
+        return False
+
+    async def history_mark(self) -> int | None:
+        return None
+
 
 def _not_of(type_ids: Sequence[int]) -> list[ColumnElement[bool]]:
     return [T.type_id.not_in(type_ids)] if type_ids else []

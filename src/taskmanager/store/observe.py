@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Float, Select, cast, distinct, func, liter
 from sqlalchemy.engine import Connection
 
 from taskmanager.engine.records import TaskStatus
-from taskmanager.engine.store import FeedEvent, QueueStats, TypeStats, WorkerStats
+from taskmanager.engine.store import FeedEvent, QueueStats, TypeStats, WorkerStats, WorkerTypeStats
 from taskmanager.store.rows import TT, H, T
 from taskmanager.store.tables import naive_utc, task_history, task_types, tasks
 
@@ -112,49 +112,91 @@ def _aware(value: Any) -> datetime | None:
 
 
 def worker_statements(conn: Connection, since: datetime) -> dict[str, Select[Any]]:
-    """The statements of ``worker_stats`` by name: the history's last day per worker and event,
-    the tasks each worker holds now, and the run times of the tasks each finished."""
+    """The statements of ``worker_stats`` by name, each per worker and task type: the history's
+    last day per event, the tasks each worker holds now, and the run times of the tasks each
+    finished. (A history row's type is its task's, read by primary key; a deleted task's history
+    has none.)"""
     run = cast(seconds_between(conn, T.claimed_at, T.completed_at), Float)
+    with_type = tasks.outerjoin(task_types, TT.id == T.type_id)
+    # A subquery by primary key per history row of the window, not a join (a planner may hash
+    # the whole tasks table to join the few rows of a day).
+    type_of_task = (
+        select(TT.name)
+        .select_from(tasks.join(task_types, TT.id == T.type_id))
+        .where(T.id == H.task_id)
+        .scalar_subquery()
+    )
     return {
-        "events": select(H.worker_id, H.event, func.count(), func.max(H.created_at))
+        "events": select(H.worker_id, type_of_task, H.event, func.count(), func.max(H.created_at))
         .where(H.created_at >= since, H.worker_id.is_not(None))
-        .group_by(H.worker_id, H.event),
-        "holding": select(T.claimed_by, func.count(), func.max(T.updated_at))
+        .group_by(H.worker_id, type_of_task, H.event),
+        "holding": select(T.claimed_by, TT.name, func.count(), func.max(T.updated_at))
+        .select_from(with_type)
         .where(T.status == TaskStatus.CLAIMED.value, T.claimed_by.is_not(None))
-        .group_by(T.claimed_by),
-        "processing": select(T.claimed_by, func.avg(run))
+        .group_by(T.claimed_by, TT.name),
+        "processing": select(T.claimed_by, TT.name, func.count(), func.sum(run))
+        .select_from(with_type)
         .where(T.status.in_(ENDED), T.completed_at >= since, T.claimed_by.is_not(None))
-        .group_by(T.claimed_by),
+        .group_by(T.claimed_by, TT.name),
     }
 
 
-def worker_stats(since: datetime, conn: Connection) -> list[WorkerStats]:
-    seen: dict[str, dict[str, Any]] = {}
+class _Share:
+    """A worker's counts for one type (or, ``None``, for tasks since deleted) while they are read."""
 
-    def worker(worker_id: str) -> dict[str, Any]:
-        return seen.setdefault(
-            worker_id, {"claimed": 0, "completed": 0, "failed": 0, "last": None, "avg": None}
-        )
+    def __init__(self) -> None:
+        self.claimed = self.completed = self.failed = self.processed = 0
+        self.seconds = 0.0
+        self.last: datetime | None = None
+
+    def seen(self, at: Any) -> None:
+        self.last = _later(self.last, _aware(at))
+
+
+def worker_stats(since: datetime, conn: Connection) -> list[WorkerStats]:
+    seen: dict[str, dict[str | None, _Share]] = {}
+
+    def share(worker_id: str, type_name: str | None) -> _Share:
+        return seen.setdefault(worker_id, {}).setdefault(type_name, _Share())
 
     statements = worker_statements(conn, since)
-    for worker_id, event, n, last in conn.execute(statements["events"]):
-        entry = worker(worker_id)
+    for worker_id, type_name, event, n, last in conn.execute(statements["events"]):
+        entry = share(worker_id, type_name)
         if event == "completed":
-            entry["completed"] += n
+            entry.completed += n
         elif event in FAILED_EVENTS:
-            entry["failed"] += n
-        entry["last"] = _later(entry["last"], _aware(last))
-    for worker_id, n, last in conn.execute(statements["holding"]):
-        entry = worker(worker_id)
-        entry["claimed"] = n
-        entry["last"] = _later(entry["last"], _aware(last))  # heartbeats are not in the history
-    for worker_id, avg in conn.execute(statements["processing"]):
-        if worker_id in seen and avg is not None:
-            seen[worker_id]["avg"] = float(avg)
-    return [
-        WorkerStats(w, e["claimed"], e["completed"], e["failed"], e["last"], e["avg"])
-        for w, e in sorted(seen.items())
-    ]
+            entry.failed += n
+        entry.seen(last)
+    for worker_id, type_name, n, last in conn.execute(statements["holding"]):
+        entry = share(worker_id, type_name)
+        entry.claimed = n
+        entry.seen(last)  # heartbeats are not in the history
+    for worker_id, type_name, n, total in conn.execute(statements["processing"]):
+        if worker_id in seen and total is not None:
+            entry = share(worker_id, type_name)
+            entry.processed, entry.seconds = n, float(total)
+    return [_worker(w, shares) for w, shares in sorted(seen.items())]
+
+
+def _worker(worker_id: str, shares: dict[str | None, _Share]) -> WorkerStats:
+    every = list(shares.values())
+    processed = sum(s.processed for s in every)
+    last = None
+    for s in every:
+        last = _later(last, s.last)
+    by_type = tuple(
+        WorkerTypeStats(t, s.claimed, s.completed, s.failed, s.last, s.processed, s.seconds)
+        for t, s in sorted((t, s) for t, s in shares.items() if t is not None)
+    )
+    return WorkerStats(
+        worker_id,
+        sum(s.claimed for s in every),
+        sum(s.completed for s in every),
+        sum(s.failed for s in every),
+        last,
+        sum(s.seconds for s in every) / processed if processed else None,
+        by_type,
+    )
 
 
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -269,6 +269,19 @@ class PostgresStore(SqlStore):
         # idle claimers, and a create never wakes waiters.
         return PgListener(self.db.url, ENDS_CHANNEL, on_end)
 
+    async def history_mark(self) -> int | None:
+        """The history's id sequence: moved by every history write of every process (and by
+        rolled-back ones: a read for nothing), read without touching the table. A NOTIFY from
+        claims and progress was measured and rejected (ADR 0017): it serialises their commits."""
+        async with self._connection() as conn:
+            return int(await conn.fetchval(HISTORY_MARK))
+
+
+#: The last value of ``task_history.id``'s sequence (0 before the first row ever written).
+HISTORY_MARK = (
+    "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('task_history', 'id')::regclass), 0)"
+)
+
 
 def _one_shape(changes: Sequence[TaskChange], shape_of: Callable[[TaskChange], Hashable]) -> bool:
     """Whether ``changes`` touch distinct tasks and share one statement shape."""

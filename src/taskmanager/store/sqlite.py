@@ -29,5 +29,10 @@ class SqliteStore(SqlStore):
             return None  # one process: its own ends wake its waiters
         return SqliteCommitWatcher(str(self.db.url.database), on_end, waiting)
 
+    @property
+    def history_announced(self) -> bool:
+        # The commit watcher of ``listen_ends`` fires on any commit of any process.
+        return self.ends_listener is not None
+
 
 __all__ = ["SqliteStore"]
