@@ -9,9 +9,12 @@ request again cannot do anything twice:
   only requests marked ``idempotent`` — reads, creates (every create has a dedupe key), registers,
   heartbeats, progress, and completes and complete-batches sent with their lease tokens (the
   server answers a repeated complete by the same holder with the same token as it answered the
-  first, without changing anything: ``engine.lifecycle.is_repeat``). A 500 is retried like a 503:
-  the request may or may not have been carried out, which is exactly the case these are safe in,
-  and a worker's report lost to one would otherwise make its task run again.
+  first, without changing anything: ``engine.lifecycle.is_repeat``). One exception the client
+  cannot see: a type registered with ``dedupe: none`` ignores dedupe keys, so a create of it
+  sent again after its answer was lost makes a second task (``retries=0`` for such creates).
+  A 500 is retried like a 503: the request may or may not have been carried out, which is
+  exactly the case these are safe in, and a worker's report lost to one would otherwise make its
+  task run again.
 
 Never retried once the request may have reached the server: claims (a claim answered 500, or
 whose connection broke, may have claimed: sent again it would claim more, and the first tasks
