@@ -81,20 +81,65 @@ def test_open_mode_limits_each_client_address(make_api: ServerFactory) -> None:
     assert server.get("/api/health").status_code == 200  # public routes are not limited
 
 
-def test_wrong_keys_are_limited_per_address_and_then_even_a_right_key_waits(
-    make_api: ServerFactory,
-) -> None:
+ADMIN = {"X-API-Key": "test-admin-key-0123456789"}
+
+
+def guess(prefix: str, n: int = 0) -> dict[str, str]:
+    """A wrong key of our format with ``prefix`` (``tm_`` and 8 hex digits)."""
+    return {"X-API-Key": f"{prefix}_{n:043d}"}
+
+
+def test_wrong_keys_are_limited_per_address_and_prefix(make_api: ServerFactory) -> None:
     server = make_api(auth_failure_limit=3, send_key=False)
-    admin_key = {"X-API-Key": "test-admin-key-0123456789"}
-    created = ok(server.post("/api/api-keys", json={"name": "good", "scopes": ["admin"]}, headers=admin_key))
+    created = ok(server.post("/api/api-keys", json={"name": "good", "scopes": ["admin"]}, headers=ADMIN))
     for n in range(3):
-        assert_unauthorized(server.get("/api/tasks", headers={"X-API-Key": f"tm_00000000_guess{n}"}))
-    assert_limited(server.get("/api/tasks", headers={"X-API-Key": "tm_00000000_guess"}), 3)
-    # A right key from the same address is not even looked up until the bucket refills.
-    assert_limited(server.get("/api/tasks", headers={"X-API-Key": created["key"]}), 3)
+        assert_unauthorized(server.get("/api/tasks", headers=guess("tm_00000000", n)))
+    limited = server.get("/api/tasks", headers=guess("tm_00000000", 9))
+    assert_limited(limited, 3)
+    assert limited.json()["retry_after"] == 20, "one token of 3 per minute"
+    # Other prefixes from the same address are still looked up: a right one passes, a wrong one
+    # gets its own 401 (not 429).
+    assert ok(server.get("/api/tasks", headers={"X-API-Key": created["key"]}))["total"] == 0
+    assert_unauthorized(server.get("/api/tasks", headers=guess("tm_11111111")))
     # A missing key is not a guess: it stays a plain 401.
     assert_unauthorized(server.get("/api/tasks"))
     server.clock.advance(20)  # 3 per minute: one token back
+    assert_unauthorized(server.get("/api/tasks", headers=guess("tm_00000000", 10)))
+    assert_limited(server.get("/api/tasks", headers=guess("tm_00000000", 11)), 3)
+
+
+def test_a_misconfigured_neighbour_does_not_lock_out_valid_keys_behind_the_same_address(
+    make_api: ServerFactory,
+) -> None:
+    # Workers behind one NAT address: one sends a revoked key over and over, the others valid
+    # keys whose cached lookup has expired (key_cache_seconds 0: every request looks up).
+    server = make_api(auth_failure_limit=3, key_cache_seconds=0, send_key=False)
+    good = ok(server.post("/api/api-keys", json={"name": "good", "scopes": ["admin"]}, headers=ADMIN))
+    gone = ok(server.post("/api/api-keys", json={"name": "gone", "scopes": ["admin"]}, headers=ADMIN))
+    ok(server.delete(f"/api/api-keys/{gone['id']}", headers=ADMIN))
+    for _ in range(3):
+        assert_unauthorized(server.get("/api/tasks", headers={"X-API-Key": gone["key"]}))
+    for _ in range(20):
+        assert_limited(server.get("/api/tasks", headers={"X-API-Key": gone["key"]}), 3)
+        assert ok(server.get("/api/tasks", headers={"X-API-Key": good["key"]}))["total"] == 0
+    # Not even a key of another format (its own bucket) is held back by the revoked one.
+    assert_unauthorized(server.get("/api/tasks", headers={"X-API-Key": "changeme"}))
+
+
+def test_guesses_that_change_prefix_hit_the_address_ceiling_then_every_key_waits(
+    make_api: ServerFactory,
+) -> None:
+    from taskmanager.server.auth import AUTH_FAILURE_ADDRESS_FACTOR
+
+    server = make_api(auth_failure_limit=3, key_cache_seconds=0, send_key=False)
+    created = ok(server.post("/api/api-keys", json={"name": "good", "scopes": ["admin"]}, headers=ADMIN))
+    ceiling = 3 * AUTH_FAILURE_ADDRESS_FACTOR
+    for n in range(ceiling):
+        assert_unauthorized(server.get("/api/tasks", headers=guess(f"tm_{n:08x}")))
+    assert_limited(server.get("/api/tasks", headers=guess("tm_ffffffff")), ceiling)
+    # A flood of guesses from the address, not one bad client: a right key waits too.
+    assert_limited(server.get("/api/tasks", headers={"X-API-Key": created["key"]}), ceiling)
+    server.clock.advance(2)  # 30 per minute: one token back
     assert ok(server.get("/api/tasks", headers={"X-API-Key": created["key"]}))["total"] == 0
 
 

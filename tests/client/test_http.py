@@ -198,6 +198,14 @@ def test_429_is_retried_after_retry_after_for_any_request(scripted: Any) -> None
     assert len(app.seen) == 2, "refused before it was processed: even a claim may be sent again"
 
 
+def test_a_500_is_retried_after_its_retry_after(scripted: Any) -> None:
+    broken = (500, failure("internal", "Internal error"), {"Retry-After": "0.3"})
+    app, client = scripted(broken, (200, envelope(HEALTHY), {}), retry_backoff=0.01)
+    assert client.health_check().version == "9.9.9"
+    gap = app.seen[1][2] - app.seen[0][2]
+    assert 0.3 <= gap < 0.8, "waited as asked, not the 0.01 s backoff"
+
+
 def test_a_retry_after_longer_than_the_cap_is_not_waited_for(scripted: Any) -> None:
     limited = (429, failure("rate_limited", "Too Many Requests"), {"Retry-After": "120"})
     app, client = scripted(limited, retry_max_delay=5)

@@ -113,3 +113,27 @@ def test_past_max_connections_a_new_connection_gets_503(server: ServerProcess) -
             pass
         assert time.monotonic() < deadline
     assert "503 unavailable: - (connection): Server busy" in server.output()
+
+
+def test_past_max_connections_a_request_already_on_its_way_still_reads_the_503(
+    server: ServerProcess,
+) -> None:
+    # A POST sent on a connection the server refuses: its body arrives after the 503 was
+    # written. Closed at once, the socket would be reset and the client lose the answer.
+    idle = [connect(server) for _ in range(MAX_CONNECTIONS)]
+    try:
+        with connect(server) as extra:
+            assert extra.recv(1, socket.MSG_PEEK), "the 503 is on its way"
+            body = b"x" * 200_000
+            head = b"POST /api/tasks HTTP/1.1\r\nHost: x\r\ncontent-length: %d\r\n\r\n" % len(body)
+            request = head + body
+            # In pieces: a socket closed at once resets the connection at the first piece, and
+            # the next one fails (and the 503 already received is lost).
+            for start in range(0, len(request), 4096):
+                extra.sendall(request[start : start + 4096])
+            answer = until_closed(extra)
+        assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+        assert json.loads(answer.partition(b"\r\n\r\n")[2])["message"] == "Server busy"
+    finally:
+        for sock in idle:
+            sock.close()

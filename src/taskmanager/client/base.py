@@ -22,11 +22,16 @@ class ClientBase(Generic[Transport]):
         config: TaskManagerConfig | None = None,
         timeout: float | None = None,
         retry_attempts: int | None = None,
+        retries: int | None = None,
         retry_backoff: float | None = None,
         retry_max_delay: float | None = None,
         worker_id: str | None = None,
         transport: Transport | None = None,
     ) -> None:
+        if retries is not None:
+            if retry_attempts is not None and retry_attempts != retries:
+                raise TypeError("give retries or retry_attempts (the same setting), not both")
+            retry_attempts = retries  # the short name: times a failed safe request is sent again
         overrides = {
             "timeout": timeout,
             "retry_attempts": retry_attempts,

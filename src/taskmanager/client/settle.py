@@ -5,11 +5,22 @@ request again cannot do anything twice:
 
 * no connection was made (refused, connect timeout): any request;
 * 429 ``rate_limited``: the server refused the request before doing anything — any request;
-* a broken connection, 502, 503 or 504: only requests marked ``idempotent`` (reads, creates —
-  every create has a dedupe key —, registers, heartbeats, progress, completes with a lease token).
+* a broken connection (reset, closed before the answer, read timeout), 500, 502, 503 or 504:
+  only requests marked ``idempotent`` — reads, creates (every create has a dedupe key), registers,
+  heartbeats, progress, and completes and complete-batches sent with their lease tokens (the
+  server answers a repeated complete by the same holder with the same token as it answered the
+  first, without changing anything: ``engine.lifecycle.is_repeat``). One exception the client
+  cannot see: a type registered with ``dedupe: none`` ignores dedupe keys, so a create of it
+  sent again after its answer was lost makes a second task (``retries=0`` for such creates).
+  A 500 is retried like a 503: the request may or may not have been carried out, which is
+  exactly the case these are safe in, and a worker's report lost to one would otherwise make its
+  task run again.
 
-Never retried: claims (a lost answer would leave a second task claimed), cancels, 429
-``queue_full`` and every other 4xx.
+Never retried once the request may have reached the server: claims (a claim answered 500, or
+whose connection broke, may have claimed: sent again it would claim more, and the first tasks
+would wait out their lease — the error goes to the caller, and the worker's loop claims again
+after its pause), cancels, retries, deletes and bulk actions (operator actions, seen by a person),
+completes without a lease token. Never retried at all: 429 ``queue_full`` and every other 4xx.
 """
 
 from __future__ import annotations
@@ -34,8 +45,9 @@ from taskmanager.client.protocol import Call, Done, Outcome, Request, Response, 
 log = logging.getLogger("taskmanager.client")
 
 T = TypeVar("T")
-#: Answers a gateway gives while the server restarts or is overloaded: worth another try.
-RETRY_STATUSES = frozenset({502, 503, 504})
+#: Answers after which an idempotent request is worth another try: a transient server error
+#: (500), and what a gateway or the server gives while it restarts or its database is away.
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 
 class Settler:

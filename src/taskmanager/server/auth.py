@@ -2,10 +2,15 @@
 
 Each protected route names the scope it needs; ``Authenticator.check`` finds the caller's key
 (stored keys through ``KeyService``, or the admin key of ``TASKMANAGER_API_KEY``), charges its rate
-limit, and refuses a key without the scope (403). Wrong keys are counted per client address: past
-``auth_failure_limit`` per minute the address gets 429 for every key until its bucket refills,
-so keys cannot be guessed at speed. Every refusal of a key has the same text, whatever the reason
-(unknown, revoked, malformed), so responses do not tell which keys exist.
+limit, and refuses a key without the scope (403). Wrong keys are counted per client address and
+key prefix (``tm_ab12cd34``; every key not of our format shares one): past ``auth_failure_limit``
+per minute, keys with that prefix from that address get 429 until the bucket refills, so keys
+cannot be guessed at speed. The address as a whole has a ceiling ``AUTH_FAILURE_ADDRESS_FACTOR``
+times higher, for guesses that change the prefix each time. So workers behind one NAT address do
+not share the penalty of a misconfigured neighbour: its wrong key fills its own bucket, and the
+valid keys of the others (other prefixes) are still looked up (ADR 0016). Every refusal of a key
+has the same text, whatever the reason (unknown, revoked, malformed), so responses do not tell
+which keys exist.
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ FORBIDDEN = "Insufficient permissions"
 #: Longest key even looked at; anything longer cannot be one (and is not hashed).
 MAX_KEY_LENGTH = 512
 ADMIN_PRINCIPAL = Principal(None, "TASKMANAGER_API_KEY", None, frozenset({ADMIN}), None)
+#: The address-wide ceiling of wrong keys per minute is this many times ``auth_failure_limit``:
+#: above what one misconfigured client can spend (its own prefix's bucket stops it at the
+#: limit), below a rate at which guessing is any use (10 prefixes' worth, 300/min by default).
+AUTH_FAILURE_ADDRESS_FACTOR = 10
+#: The failure bucket shared by every key not of our format (no prefix to tell them apart).
+OTHER_PREFIX = "-"
 
 
 def presented_key(request: Request) -> str | None:
@@ -118,11 +129,11 @@ class Authenticator:
         found = self.keys.cached(key)
         if found is not None:
             return found
-        address = client_address(request)
         if self.auth_failure_limit:
-            look = await self.limiter.hit(f"authfail:{address}", self.auth_failure_limit, cost=0)
-            if not look.allowed:
-                raise self._limited(request, look)
+            for bucket, limit in self._failure_buckets(request, key):
+                look = await self.limiter.hit(bucket, limit, cost=0)
+                if not look.allowed:
+                    raise self._limited(request, look)
         found = await self.keys.authenticate(key)
         if found is None:
             return await self._refuse(request, key)
@@ -133,10 +144,22 @@ class Authenticator:
         shown = display_prefix(key) or "(not a TaskManager key)"
         log.info("refused API key %s from %s", shown, address)
         if self.auth_failure_limit:
-            decision = await self.limiter.hit(f"authfail:{address}", self.auth_failure_limit)
-            if not decision.allowed:
-                raise self._limited(request, decision)
+            # Both buckets are charged, so the address-wide count sees every refusal.
+            decisions = [await self.limiter.hit(b, n) for b, n in self._failure_buckets(request, key)]
+            for decision in decisions:
+                if not decision.allowed:
+                    raise self._limited(request, decision)
         raise _unauthorized()
+
+    def _failure_buckets(self, request: Request, key: str) -> list[tuple[str, int]]:
+        """The wrong-key buckets ``key`` from this address is counted in, with their limits:
+        the address and the key's prefix, then the address as a whole."""
+        address = client_address(request)
+        prefix = display_prefix(key) or OTHER_PREFIX
+        return [
+            (f"authfail:{address}:{prefix}", self.auth_failure_limit),
+            (f"authfail:{address}", self.auth_failure_limit * AUTH_FAILURE_ADDRESS_FACTOR),
+        ]
 
     async def _charge(self, request: Request, bucket: str, limit: int) -> None:
         decision = await self.limiter.hit(bucket, limit)

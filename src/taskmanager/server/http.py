@@ -64,6 +64,11 @@ def _process_limits() -> HttpLimits:
     return HttpLimits.of(Settings())
 
 
+#: Seconds a refused connection is kept half-closed, reading and dropping what the client still
+#: sends, so the client reads the refusal instead of a reset; a client closes at once on reading
+#: a ``connection: close`` answer, so this bounds only the ones that do not.
+REFUSED_LINGER = 2.0
+
 #: One per process: the 503s of the connection limit, logged once a minute.
 _outages = OutageLog()
 
@@ -182,10 +187,20 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _refuse(self, response: bytes) -> None:
+        """Answer ``response`` and close: half-close first (the answer, then end of stream), and
+        go on reading and dropping what the client still sends until it closes too, at most
+        ``REFUSED_LINGER`` seconds. Closed at once, a socket with a request still arriving
+        (a POST's body refused by the connection limit) is reset by the kernel, and the client
+        loses the answer: it saw a reset, not the 503 and its Retry-After (issue 18's abuse
+        run: every POST past the connection limit)."""
         self._refused = True
         self._disarm()
         self.transport.write(response)
-        self.transport.close()
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self._timer = self.loop.call_later(REFUSED_LINGER, self.transport.close)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:

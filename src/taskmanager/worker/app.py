@@ -54,6 +54,9 @@ class Worker:
     and a database URL runs the engine in-process. ``task_timeout`` is the time limit of a
     handler that sets none; ``lease_seconds`` overrides the types' ``claim_timeout`` for claims;
     ``claim_wait`` is how long a claim waits on the server for work (0: do not long-poll).
+    ``retries`` is how many times the client it makes sends a failed report (complete, progress,
+    heartbeat) or read again after a 500, 502, 503, 504 or a broken connection (None: the client's
+    default, 3; 0: never); claims are not among them (``client.settle``).
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class Worker:
         task_timeout: float | None = None,
         claim_wait: float | None = DEFAULT_CLAIM_WAIT,
         register_types: bool = True,
+        retries: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be 1 or more")
@@ -80,6 +84,9 @@ class Worker:
         self.task_timeout = task_timeout
         self.claim_wait = claim_wait
         self.register_types = register_types
+        if retries is not None and retries < 0:
+            raise ValueError("retries must be 0 or more")
+        self.retries = retries
         self.registry = Registry()
         self._loop: ClaimLoop | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
@@ -120,7 +127,9 @@ class Worker:
         """Run in the current event loop until ``stop()`` (or a signal, with ``handle_signals``)."""
         if not len(self.registry):
             raise RuntimeError("this worker has no handlers: register some with @worker.task(...)")
-        client = self.client or AsyncTaskManagerClient(self.api_url, self.api_key, worker_id=self.worker_id)
+        client = self.client or AsyncTaskManagerClient(
+            self.api_url, self.api_key, worker_id=self.worker_id, retries=self.retries
+        )
         options = LoopOptions(
             concurrency=self.concurrency,
             worker_id=self.worker_id or client.worker_id,

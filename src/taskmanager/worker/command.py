@@ -40,6 +40,7 @@ def run_worker(
     lease_seconds: int | None = None,
     task_timeout: float | None = None,
     claim_wait: float | None = None,
+    retries: int | None = None,
     log_level: str = "info",
     log_format: str = "text",
 ) -> int:
@@ -61,6 +62,7 @@ def run_worker(
         "lease_seconds": lease_seconds,
         "task_timeout": task_timeout,
         "claim_wait": claim_wait,
+        "retries": retries,
     }.items():
         if value is not None:
             setattr(worker, name, value)
