@@ -2,7 +2,7 @@
 
 Pure rules, no I/O: the signature of a body, the delivery's headers, and the retry schedule.
 Sending (and refusing non-public addresses) is ``server/webhooks.py``'s; the durable outbox is
-the store's (ADR "callbacks-outbox-and-ssrf").
+the store's, not built yet (ADR 0018).
 
 A receiver verifies a delivery by computing the HMAC-SHA256 of the exact body bytes it received,
 keyed with the shared secret, and comparing it in constant time with the
