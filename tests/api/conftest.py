@@ -6,11 +6,15 @@ a test reads as the HTTP exchange it checks.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
 
+from taskmanager.engine.signal import WorkSignal
 from tests.conftest import Api
 
 #: A schema most tests register: one required string, one optional bounded integer.
@@ -93,3 +97,19 @@ def when(value: str | None) -> datetime:
 
 def seconds_between(later: str | None, earlier: str | None) -> float:
     return (when(later) - when(earlier)).total_seconds()
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> threading.Semaphore:
+    """Released each time a request (a long-poll claim or a wait) begins to sleep on a signal;
+    the server runs in this process."""
+    began = threading.Semaphore(0)
+    wait = WorkSignal.wait
+
+    async def announced(self: WorkSignal, ticket: asyncio.Event, seconds: float) -> None:
+        if seconds > 0:
+            began.release()
+        await wait(self, ticket, seconds)
+
+    monkeypatch.setattr(WorkSignal, "wait", announced)
+    return began

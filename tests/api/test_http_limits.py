@@ -3,7 +3,6 @@ floods (issue 18)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import socket
@@ -14,7 +13,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from taskmanager.engine.signal import WorkSignal
 from tests.api.conftest import create, fails, ok, register
 from tests.conftest import ADMIN_KEY, Api, ServerFactory
 
@@ -81,30 +79,15 @@ def raw_claim(api: Api, wait: int) -> socket.socket:
     return sock
 
 
-@pytest.fixture
-def claim_waits(monkeypatch: pytest.MonkeyPatch) -> threading.Semaphore:
-    """Released each time a long-poll claim begins to wait (the server runs in this process)."""
-    waits = threading.Semaphore(0)
-    wait = WorkSignal.wait
-
-    async def announced_wait(self: WorkSignal, ticket: asyncio.Event, seconds: float) -> None:
-        if seconds > 0:
-            waits.release()
-        await wait(self, ticket, seconds)
-
-    monkeypatch.setattr(WorkSignal, "wait", announced_wait)
-    return waits
-
-
 def test_past_max_concurrent_requests_a_request_gets_503_at_once_but_health_answers(
-    make_live_api: ServerFactory, claim_waits: threading.Semaphore
+    make_live_api: ServerFactory, waits: threading.Semaphore
 ) -> None:
     server = make_live_api(max_concurrent_requests=2)
     register(server)
     waiting = []
     for _ in range(2):
         waiting.append(raw_claim(server, wait=50))
-        assert claim_waits.acquire(timeout=10), "the claim never began to wait"
+        assert waits.acquire(timeout=10), "the claim never began to wait"
     try:
         answer = server.get("/api/tasks")
         body = fails(answer, 503, "unavailable", "Server busy")

@@ -6,7 +6,6 @@ answer may take far below the wait's own timeout, so a wake-up that did not happ
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
@@ -17,28 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
-from taskmanager.engine.signal import WorkSignal
 from tests.api.conftest import claim, create, fails, ok, register
 from tests.api.test_http_limits import address
 from tests.conftest import ADMIN_KEY, Api, ServerFactory
 
 #: Seconds an answer may take once its task ended (the waits themselves are 30 s).
 WAKE_BOUND = 5.0
-
-
-@pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> threading.Semaphore:
-    """Released each time a request (a wait or a claim) begins to sleep on a signal."""
-    began = threading.Semaphore(0)
-    wait = WorkSignal.wait
-
-    async def announced(self: WorkSignal, ticket: asyncio.Event, seconds: float) -> None:
-        if seconds > 0:
-            began.release()
-        await wait(self, ticket, seconds)
-
-    monkeypatch.setattr(WorkSignal, "wait", announced)
-    return began
 
 
 @pytest.fixture
