@@ -3,15 +3,21 @@ goes away — on every family, through the store's public face only."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 import threading
 
+import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.engine import Connection
 
+from taskmanager import models
 from taskmanager.engine.clock import FrozenClock
+from taskmanager.engine.service import TaskService
 from taskmanager.errors import Unavailable
 from taskmanager.store import MySQLStore, PostgresStore, SqliteStore, SqlStore, open_store
+from taskmanager.store.operations import ENDS_CHANNEL
 from tests.conftest import TestDatabase
 from tests.contract.builders import add_task, make_type, run_raw
 
@@ -89,3 +95,43 @@ async def _read_after_kill(store: SqlStore, clock: FrozenClock, pg_database: Tes
     await run_raw(pg_database.url, kill)
     assert await store.get_task(task.id) == task
     assert await store.get_type("t") == task_type
+
+
+async def test_on_postgresql_only_an_awaited_end_is_announced(
+    pg_database: TestDatabase, clock: FrozenClock
+) -> None:
+    """An ending statement NOTIFYs the ends channel only if a waiter marked its task first
+    (``await_end``): a NOTIFY serialises commits, and a queue nobody waits on needs none. A
+    listener hears a channel's NOTIFYs in commit order, so once it hears a sentinel sent after
+    both ends, it has heard every NOTIFY they sent."""
+    store = open_store(pg_database.url, pool_size=2)
+    dsn = make_url(pg_database.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    listener = await asyncpg.connect(dsn)
+    heard: list[str] = []
+    sentinel = asyncio.Event()
+
+    def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        heard.append(payload)
+        if payload == "sentinel":
+            sentinel.set()
+
+    try:
+        await listener.add_listener(ENDS_CHANNEL, on_notify)
+        service = TaskService(store, clock=clock, rng=random.Random(1), version="9.9.9")
+        await service.register_type(
+            models.RegisterTaskType(name="t", version="1", param_schema={"type": "object"})
+        )
+        created = [await service.create_task(models.CreateTask(type="t", params={"n": n})) for n in (1, 2, 3)]
+        ids = [reply.data["id"] for reply in created]
+        await service.claim(models.ClaimTasks(worker_id="w", limit=3))
+
+        await service.complete(ids[0], models.CompleteTask(worker_id="w", success=True))  # not awaited
+        await store.await_end(ids[1])
+        await service.complete(ids[1], models.CompleteTask(worker_id="w", success=True))
+        await service.cancel(ids[2], models.CancelTask())  # not awaited
+        await run_raw(pg_database.url, lambda conn: conn.execute(text(f"NOTIFY {ENDS_CHANNEL}, 'sentinel'")))
+        await asyncio.wait_for(sentinel.wait(), 10)
+        assert heard == ["", "sentinel"]
+    finally:
+        await listener.close()
+        await store.close()

@@ -47,6 +47,7 @@ PENDING = Task(
     dedupe_key="k",
     schedule=None,
     scheduled_for=None,
+    awaited=False,
     policy=POLICY,
 )
 

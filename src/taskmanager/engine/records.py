@@ -108,6 +108,8 @@ class Task:
     #: The schedule (its name) that created the task, and the tick it was created for (B.8).
     schedule: str | None
     scheduled_for: datetime | None
+    #: Whether a request has waited for this task's end (``Store.await_end``).
+    awaited: bool
     policy: TypePolicy
 
 

@@ -64,7 +64,8 @@ class TaskChange:
     """A compare-and-set on one task: where its row still matches ``expected``, write
     ``changes`` and record ``events`` (at ``now``); ``wakes`` when the task becomes claimable
     again, so claimers waiting in other processes look again; ``ends`` when it becomes terminal,
-    so requests waiting for it (``GET /tasks/{id}/wait``) in other processes look again."""
+    so requests waiting for it (``GET /tasks/{id}/wait``, marked by ``Store.await_end``) in
+    other processes look again."""
 
     task_id: int
     expected: Expected
@@ -419,6 +420,12 @@ class Store(Protocol):
         """Start calling ``on_end`` when another process may have ended a task (PostgreSQL
         LISTEN on the ends channel; on a SQLite file, on any commit while ``waiting`` is set);
         otherwise do nothing (then ``end_poll_interval`` is set)."""
+        ...
+
+    async def await_end(self, task_id: int) -> None:
+        """Before a request waits for the task's end: make sure ``listen_ends`` in other
+        processes will hear of that end (PostgreSQL marks the row, so that only an awaited
+        task's end costs a NOTIFY). Done, and committed, before the waiter reads the task."""
         ...
 
     @property

@@ -4,7 +4,8 @@ A waiter takes a ticket of the engine's ``ended`` signal *before* it reads the t
 that races with the read still wakes it (the same hand-off as a long-polling claim,
 ``signal.py``). The signal is notified in this process by every change that makes a task terminal,
 and from other processes by the store (``Store.listen_ends``: PostgreSQL NOTIFY on the ends
-channel, sent in the statement that ends the task; a SQLite file's watcher). Where no other
+channel, sent in the statement that ends the task if a waiter marked it first with
+``Store.await_end``; a SQLite file's watcher). Where no other
 process can wake it (MySQL/MariaDB), a waiter reads its task again every
 ``Store.end_poll_interval`` seconds.
 
@@ -39,6 +40,8 @@ async def wait_for_end(
         await core.start()  # hosts that never run the app's start-up hook (WSGI adapters)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
+    if seconds > 0:
+        await core.store.await_end(task_id)  # before the first read, so its end is announced
     while True:
         ticket = core.ended.ticket()  # taken before reading, so no end is missed
         task = await core.current(task_id)

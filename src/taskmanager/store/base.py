@@ -283,6 +283,9 @@ class SqlStore:
     def end_poll_interval(self) -> float | None:
         return None if self.ends_listener is not None else END_POLL_INTERVAL
 
+    async def await_end(self, task_id: int) -> None:
+        """Nothing here: a SQLite file's watcher hears every commit, and MySQL waiters poll."""
+
     def ends_listener_for(self, on_end: Callable[[], None], waiting: threading.Event) -> Listener | None:
         """What hears this database's other processes end tasks (None: nothing can; waiters
         then read their task every ``END_POLL_INTERVAL``)."""

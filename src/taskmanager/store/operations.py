@@ -154,6 +154,7 @@ def created(item: InsertTask, task_id: int) -> InsertResult:
         dedupe_key=item.dedupe_key,
         schedule=item.schedule,
         scheduled_for=item.scheduled_for,
+        awaited=False,
         policy=item.policy,
     )
     return InsertResult(InsertOutcome.CREATED, task)

@@ -174,6 +174,9 @@ class PgStatements:
         self._notify_ended = Compiled.of(
             select(func.pg_notify(literal_column(f"'{ENDS_CHANNEL}'"), literal_column("''")))
         )
+        self._await_end = Compiled.of(
+            update(tasks).where(T.id == _bind("id", T.id), T.awaited.is_(False)).values(awaited=True)
+        )
 
     def _shaped(self, shape: Hashable, build: Callable[[], Any]) -> Compiled:
         found = self._cache.get(shape)
@@ -249,6 +252,10 @@ class PgStatements:
     def notify_ended(self) -> Statement:
         """Wake the requests waiting for tasks to end, in every server process, at commit."""
         return Statement(self._notify_ended, [])
+
+    def await_end(self, task_id: int) -> Statement:
+        """Mark a task awaited, so that the statement that ends it NOTIFYs the ends channel."""
+        return Statement(self._await_end, self._await_end.args({"id": task_id}))
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -389,8 +396,8 @@ class PgStatements:
         """What decides the text of a change's statement: which columns it compares (and which
         with NULL), whether it checks the lease and the dedupe scopes, which columns it writes,
         how many events it records, whether it wakes claimers, whether it ends the task (then
-        the statement NOTIFYs the ends channel, once, if a row matched). (``compared``: the expected
-        columns encoded, when the caller has them already.)"""
+        the statement NOTIFYs the ends channel, once, if a row it ended is awaited).
+        (``compared``: the expected columns encoded, when the caller has them already.)"""
         expected = change.expected
         if compared is None:
             compared = encode_changes(expected.columns)
@@ -526,11 +533,12 @@ def _written(changed_rows: Any, sources: Sequence[Any], *, wakes: bool, ends: bo
 
 
 def _notify_ended_once(changed_rows: Any) -> Any:
-    """A column that NOTIFYs the ends channel once if ``changed_rows`` has any row: one
-    ``pg_notify`` per statement, however many tasks a batch ends (not one per row)."""
-    any_changed = exists(select(literal_column("1")).select_from(changed_rows))
+    """A column that NOTIFYs the ends channel once if ``changed_rows`` has an awaited row (a
+    request waits for it, ``await_end``): one ``pg_notify`` per statement, however many tasks a
+    batch ends, and none when nobody waits (a NOTIFY serialises commits)."""
+    any_awaited = exists(select(literal_column("1")).select_from(changed_rows).where(changed_rows.c.awaited))
     ended = select(func.pg_notify(literal_column(f"'{ENDS_CHANNEL}'"), literal_column("''"))).where(
-        any_changed
+        any_awaited
     )
     return select(func.count()).select_from(ended.subquery()).scalar_subquery()
 

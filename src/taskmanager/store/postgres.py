@@ -261,6 +261,14 @@ class PostgresStore(SqlStore):
         async with self._connection() as conn:
             return len(await conn.fetch(statement.sql, *statement.args))
 
+    async def await_end(self, task_id: int) -> None:
+        """Mark the task awaited: its end is then NOTIFYed (``PgStatements.await_end``). The
+        UPDATE waits for a statement ending the task at that moment, so the read that follows
+        sees either the end or a mark the ending statement will see."""
+        statement = self.statements.await_end(task_id)
+        async with self._connection() as conn:
+            await conn.execute(statement.sql, *statement.args)
+
     def listener_for(self, on_work: Callable[[], None], waiting: threading.Event) -> Listener | None:
         return PgListener(self.db.url, WORK_CHANNEL, on_work)
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator
@@ -126,6 +127,9 @@ tasks = Table(
     # The schedule (by name) that created the task and its tick (API.md B.8); NULL otherwise.
     Column("schedule", Key, nullable=True),
     Column("scheduled_for", UTCDateTime, nullable=True),
+    # Whether a request has waited for the task's end (GET /tasks/{id}/wait): on PostgreSQL only
+    # an awaited task's end is announced to other processes (NOTIFY serialises commits).
+    Column("awaited", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("type_id", "dedupe_lock"),
     # Listing newest first, with or without a status filter; FIFO/LIFO claims.
     Index("ix_tasks_status_created", "status", "created_at", "id"),

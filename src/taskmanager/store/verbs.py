@@ -55,7 +55,7 @@ class BatchPlan:
     """What a batch of compare-and-sets writes, once its rows are locked and read: the result of
     each change (None: its row no longer matched, or is gone), the rows to update grouped by the
     columns they change (each row a dict of column values and ``_id``), the history rows,
-    whether a task became claimable again and whether one ended."""
+    whether a task became claimable again and whether an awaited one ended (``Store.await_end``)."""
 
     results: list[Task | None] = field(default_factory=list)
     updates: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=dict)
@@ -79,7 +79,7 @@ def plan_updates(changes: Sequence[TaskChange], locked: Sequence[Task]) -> Batch
         plan.updates.setdefault(tuple(values), []).append({"_id": task.id, **values})
         plan.events.extend(event_row(task.id, event, change.now) for event in change.events)
         plan.wakes = plan.wakes or change.wakes
-        plan.ends = plan.ends or change.ends
+        plan.ends = plan.ends or (change.ends and task.awaited)
         rows[task.id] = after = with_changes(task, change.changes)
         plan.results.append(after)
     return plan
