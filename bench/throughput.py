@@ -40,6 +40,7 @@ from bench.servers import (
     server,
     tm_worker,
 )
+from taskmanager.client import TaskManagerClient
 
 
 def _create(base: str, tasks: int) -> float:
@@ -202,8 +203,34 @@ def _httpx_loop(base: str, n: int) -> None:
             ).raise_for_status()
 
 
-#: The single-request load generators: the target figure's, and the Python SDK's transport.
-CLIENTS = {"lean": _lean_loop, "httpx": _httpx_loop}
+def _client_loop(base: str, n: int) -> None:
+    """The same loop through the project's own blocking client (``TaskManagerClient``): what a
+    Python worker written against the SDK without the worker runtime costs."""
+    with TaskManagerClient(base, KEY) as client:
+        worker = f"t{n}"
+        while claimed := client.claim_tasks(worker_id=worker, limit=1):
+            client.complete_task(claimed[0].id, worker_id=worker)
+
+
+def _requests_loop(base: str, n: int) -> None:
+    """The same loop as PrismQ's own Python workers write it: ``requests`` with a ``Session``
+    (keep-alive), one claim and one complete per task."""
+    import requests  # the bench environment's and PrismQ's; not a dependency of the project
+
+    with requests.Session() as session:
+        session.headers.update(HEADERS)
+        while True:
+            claim = session.post(f"{base}/api/tasks/claim", json={"worker_id": f"t{n}"}, timeout=60)
+            if claim.status_code == 404:
+                return
+            task = claim.json()["data"]
+            body = {"worker_id": f"t{n}", "success": True, "lease_token": task["lease_token"]}
+            session.post(f"{base}/api/tasks/{task['id']}/complete", json=body, timeout=60).raise_for_status()
+
+
+#: The single-request load generators: the target figure's (``lean``), raw httpx, the project's
+#: own client, and PrismQ's workers' ``requests``.
+CLIENTS = {"lean": _lean_loop, "httpx": _httpx_loop, "client": _client_loop, "requests": _requests_loop}
 
 
 def single_requests(
@@ -225,9 +252,14 @@ def single_requests(
     return tasks / elapsed
 
 
+#: The single-request paths ``measure`` runs, by the name of their result (``single_requests`` +
+#: suffix): the lean generator, then the clients a user of Python has.
+SUFFIXES = ("", "_httpx", "_client", "_requests")
+
+
 def measure(kind: str, tasks: int, processes: int, threads: int, concurrency: int = 100) -> dict[str, object]:
     result: dict[str, object] = {"database": kind, "tasks": tasks}
-    for path in ("worker_runtime", "single_requests", "single_requests_httpx"):
+    for path in ("worker_runtime", *(f"single_requests{suffix}" for suffix in SUFFIXES)):
         with ExitStack() as stack:
             base = stack.enter_context(server(stack.enter_context(database(kind)), workers=2))
             register(base)
@@ -236,7 +268,7 @@ def measure(kind: str, tasks: int, processes: int, threads: int, concurrency: in
             if path == "worker_runtime":
                 rate = worker_runtime(base, tasks, processes, concurrency, cpu)
             else:
-                client = "httpx" if path.endswith("httpx") else "lean"
+                client = path.removeprefix("single_requests_") if path != "single_requests" else "lean"
                 rate = single_requests(base, tasks, threads, cpu, client)
             result[f"{path}_per_s"] = round(rate)
             result.update(cpu)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from celery import Celery
 
-from bench.systems.counting import hit, redis_url
+from bench.systems.counting import broker_url, hit
 
-app = Celery("bench", broker=redis_url(1))
+app = Celery("bench", broker=broker_url(1))
 app.conf.update(
     task_ignore_result=True,
     task_default_queue="bench",

@@ -31,17 +31,26 @@ DB_BASE = int(os.environ.get("BENCH_REDIS_DB_BASE", "10"))
 COUNTER_DB = DB_BASE
 FLUSH_SECONDS = 0.01
 PREFIX_ENV = "BENCH_COUNTER_PREFIX"
+#: Where a Redis peer keeps its queue when it is not this Redis: the durable variant's own
+#: server (``appendfsync always``), set by the harness for that peer's processes.
+BROKER_PORT_ENV = "BENCH_BROKER_PORT"
 
 
 def redis_url(offset: int) -> str:
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/{DB_BASE + offset}"
 
 
+def broker_url(offset: int) -> str:
+    """The URL a Redis peer's queue lives at: the counters' Redis, or the durable one."""
+    port = int(os.environ.get(BROKER_PORT_ENV, REDIS_PORT))
+    return f"redis://{REDIS_HOST}:{port}/{DB_BASE + offset}"
+
+
 class Redis:
     """The few Redis commands the harness needs, over one blocking socket."""
 
-    def __init__(self, db: int = COUNTER_DB) -> None:
-        self.sock = socket.create_connection((REDIS_HOST, REDIS_PORT))
+    def __init__(self, db: int = COUNTER_DB, port: int = REDIS_PORT) -> None:
+        self.sock = socket.create_connection((REDIS_HOST, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.file = self.sock.makefile("rb")
         self.execute(("SELECT", db))

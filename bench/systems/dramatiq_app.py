@@ -5,9 +5,9 @@ from __future__ import annotations
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from bench.systems.counting import hit, redis_url
+from bench.systems.counting import broker_url, hit
 
-broker = RedisBroker(url=redis_url(3))
+broker = RedisBroker(url=broker_url(3))
 dramatiq.set_broker(broker)
 
 

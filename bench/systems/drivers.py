@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,8 +29,8 @@ import asyncpg
 import httpx
 
 from bench import throughput
-from bench.servers import HEADERS, KEY, create_paced, database, register, server, tm_worker
-from bench.systems.counting import DB_BASE, PREFIX_ENV, Redis, Tally, redis_url
+from bench.servers import HEADERS, KEY, create_paced, database, free_port, register, server, tm_worker
+from bench.systems.counting import BROKER_PORT_ENV, DB_BASE, PREFIX_ENV, REDIS_PORT, Redis, Tally
 from bench.venv import BIN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,19 +237,64 @@ class Competitor(System):
         return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
 
 
+@contextlib.contextmanager
+def durable_redis() -> Iterator[int]:
+    """A Redis server of the run's own that writes every command to its append-only file and
+    fsyncs it before answering (``appendfsync always``): the durability TaskManager and
+    procrastinate get from a PostgreSQL commit. Yields its port."""
+    server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
+        proc = subprocess.Popen(
+            [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory, "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--databases", str(DB_BASE + 16)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    Redis(0, port).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise RuntimeError("the durable Redis did not start") from None
+                    time.sleep(0.05)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
 class RedisCompetitor(Competitor):
     family = "redis"
     db_offset = 0
 
+    def __init__(self, durable: bool = False) -> None:
+        #: Whether its queue lives in a Redis that fsyncs every write (see ``durable_redis``).
+        self.durable = durable
+        self.port = REDIS_PORT
+        if durable:
+            self.name = f"{self.name}-durable"
+            self.label = f"{self.label}, Redis appendfsync always"
+
+    def setup(self, stack: ExitStack) -> None:
+        if self.durable:
+            self.port = stack.enter_context(durable_redis())
+
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
-        redis = Redis(DB_BASE + self.db_offset)
+        redis = Redis(DB_BASE + self.db_offset, self.port)
         try:
             redis.execute(("FLUSHDB",))
-            yield Session(self, self._env())
+            yield Session(self, self._env(**{BROKER_PORT_ENV: str(self.port)}))
         finally:
             redis.execute(("FLUSHDB",))
             redis.close()
+
+    def broker_url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/{DB_BASE + self.db_offset}"
 
 
 class Celery(RedisCompetitor):
@@ -279,7 +326,7 @@ class RQ(RedisCompetitor):
     batch = "Queue.enqueue_many"
 
     def worker_commands(self, session: Session, processes: int) -> list[list[str]]:
-        command = [str(BIN / "rq"), "worker", "-w", "rq.worker.SimpleWorker", "--url", redis_url(2)]
+        command = [str(BIN / "rq"), "worker", "-w", "rq.worker.SimpleWorker", "--url", self.broker_url()]
         return [[*command, "--quiet", "bench"]] * processes
 
 
@@ -353,5 +400,10 @@ def all_systems() -> list[System]:
         Celery(),
         RQ(),
         Dramatiq(),
+        # The same three with their queue in a Redis that fsyncs every write: the durability of
+        # a PostgreSQL commit, which TaskManager and procrastinate pay for (issue 19).
+        Celery(durable=True),
+        RQ(durable=True),
+        Dramatiq(durable=True),
         Procrastinate(),
     ]

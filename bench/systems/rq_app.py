@@ -6,7 +6,7 @@ from __future__ import annotations
 from redis import Redis
 from rq import Queue
 
-from bench.systems.counting import hit, redis_url
+from bench.systems.counting import broker_url, hit
 
 _queue: Queue | None = None
 
@@ -14,7 +14,7 @@ _queue: Queue | None = None
 def queue() -> Queue:
     global _queue
     if _queue is None:
-        _queue = Queue("bench", connection=Redis.from_url(redis_url(2)))
+        _queue = Queue("bench", connection=Redis.from_url(broker_url(2)))
     return _queue
 
 
