@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 
-from bench.servers import KEY, _admin, database, register, server, tm_worker
+from bench.servers import KEY, database, register, server, tm_worker
 from taskmanager.store import open_store
 from taskmanager.store.migrate import upgrade
 
@@ -34,7 +35,7 @@ FILL = """
 INSERT INTO tasks (type_id, status, params, priority, progress, attempts, max_attempts,
                    created_at, updated_at, completed_at, dedupe_key)
 SELECT 1, 'completed', '{"n":' || g || '}', 0, 100, 1, 3,
-       now() at time zone 'utc' - make_interval(secs => 3600 * g / CAST(:rows AS float)),
+       now() at time zone 'utc' - make_interval(secs => 3600.0 * g / CAST(:rows AS float)),
        now() at time zone 'utc', now() at time zone 'utc', md5(g::text)
 FROM generate_series(CAST(:first AS integer), CAST(:last AS integer)) AS g
 """
@@ -46,7 +47,7 @@ COUNTERS = """
 SELECT d.xact_commit + d.xact_rollback AS transactions, d.tup_returned + d.tup_fetched AS tuples,
        t.seq_scan, t.seq_tup_read, t.idx_scan, t.idx_tup_fetch
 FROM pg_stat_database d, pg_stat_user_tables t
-WHERE d.datname = :name AND t.relname = 'tasks'
+WHERE d.datname = $1 AND t.relname = 'tasks'
 """
 
 
@@ -62,17 +63,22 @@ async def _fill(url: str, rows: int) -> None:
         await store.close()
 
 
-def _counters(name: str) -> dict[str, int]:
-    # Backends publish their statistics when a transaction ends, at most once a second; the
-    # snapshot this reads is cleared first so it is current.
-    asyncio.run(_admin("SELECT pg_stat_clear_snapshot()"))
-    (row,) = asyncio.run(_admin(COUNTERS, {"name": name}))
-    return {key: int(value or 0) for key, value in row._mapping.items()}
+async def _read_counters(url: str) -> dict[str, int]:
+    # Read from the measured database itself (a table's statistics are seen only from there).
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(COUNTERS, url.rsplit("/", 1)[1])
+    finally:
+        await conn.close()
+    return {key: int(value or 0) for key, value in dict(row).items()}
+
+
+def _counters(url: str) -> dict[str, int]:
+    return asyncio.run(_read_counters(url))
 
 
 def measure(rows: int, seconds: float) -> dict[str, Any]:
     with database("postgresql") as url:
-        name = url.rsplit("/", 1)[1]
         began = time.perf_counter()
         with server(url, workers=2) as base:
             register(base)
@@ -88,9 +94,9 @@ def measure(rows: int, seconds: float) -> dict[str, Any]:
             )
             try:
                 time.sleep(WARM_UP)  # start-up's own statements are not the idle cost
-                before = _counters(name)
+                before = _counters(url)
                 time.sleep(seconds)
-                after = _counters(name)
+                after = _counters(url)
             finally:
                 worker.terminate()
                 worker.wait(timeout=30)

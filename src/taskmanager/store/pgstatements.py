@@ -23,7 +23,6 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    and_,
     any_,
     bindparam,
     cast,
@@ -560,17 +559,32 @@ def _update_rows_statement(columns: tuple[str, ...], varying: tuple[str, ...]) -
 
 
 def _purge_statement() -> Any:
-    """The statement of ``PgStatements.purge``."""
+    """The statement of ``PgStatements.purge``: for each rule, its due tasks walked on
+    ``ix_tasks_status_created`` (a LATERAL subquery per rule, bounded by the cutoff and the limit:
+    a plain join with the unnested rules is planned as a scan of the whole table), then locked
+    ``SKIP LOCKED`` and deleted with their history."""
     rules = select(
         func.unnest(_array("r_status", T.status)).label("status"),
         func.unnest(_array("r_cutoff", T.completed_at)).label("cutoff"),
         func.unnest(_array("r_type_id", T.type_id)).label("type_id"),
     ).subquery("rules")
+    limit = bindparam("limit", type_=Integer)
+    due = (
+        select(T.id)
+        .where(
+            T.status == rules.c.status,
+            T.created_at <= rules.c.cutoff,
+            T.completed_at <= rules.c.cutoff,
+            T.type_id == rules.c.type_id,
+        )
+        .order_by(T.status, T.created_at)
+        .limit(limit)
+        .lateral("due")
+    )
     doomed = (
         select(T.id)
-        .select_from(tasks.join(rules, and_(T.status == rules.c.status, T.type_id == rules.c.type_id)))
-        .where(T.created_at <= rules.c.cutoff, T.completed_at <= rules.c.cutoff)
-        .limit(bindparam("limit", type_=Integer))
+        .where(T.id.in_(select(due.c.id).select_from(rules.join(due, true()))))
+        .limit(limit)
         .with_for_update(of=tasks, skip_locked=True)
         .cte("doomed")
     )

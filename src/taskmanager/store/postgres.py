@@ -204,6 +204,12 @@ class PostgresStore(SqlStore):
         async with self._connection() as conn:  # EXPLAIN without ANALYZE runs nothing
             return [(row[0],) for row in await conn.fetch("EXPLAIN " + statement.sql, *statement.args)]
 
+    async def explain_purge(self, query: PurgeQuery) -> list[tuple[Any, ...]]:
+        """The plan of the retention sweep's statement (EXPLAIN only: nothing is deleted)."""
+        statement = self.statements.purge(query)
+        async with self._connection() as conn:
+            return [(row[0],) for row in await conn.fetch("EXPLAIN " + statement.sql, *statement.args)]
+
     async def update_task(self, change: TaskChange) -> Task | None:
         statement = self.statements.update(change)
         async with self._connection() as conn:
