@@ -8,6 +8,7 @@ answer would never age. Nothing sleeps: each step waits for what the page shows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -141,6 +142,34 @@ def test_a_key_that_may_only_read_sees_its_retry_refused(server: Api, browser: B
     page.locator('#types tr[data-type="demo.echo"]').get_by_role("button", name="Retry all failed").click()
     expect(page.locator("#bulk-progress")).to_contain_text("stopped: Insufficient permissions")
     assert status_of(server, task_id) == "failed"
+    expect(page.locator("#schedules")).to_contain_text("This key may not read schedules.")
+
+
+def test_the_schedules_are_listed(server: Api, browser: BrowserPage) -> None:
+    """B.8: the dashboard lists the schedules (as a list): cadence, next and last run."""
+    register(server, schema=OPEN_SCHEMA)
+    hourly = {"name": "hourly", "type": "demo.echo", "cron": "0 * * * *", "timezone": "Europe/Prague"}
+    paused = {"name": "paused", "type": "demo.echo", "interval_seconds": 90, "enabled": False}
+    saved = ok(server.post("/api/schedules", json=hourly))
+    ok(server.post("/api/schedules", json=paused))
+    page = browser.page
+    sign_in(page, server)
+
+    row = page.locator('#schedules tr[data-schedule="hourly"]')
+    expect(row.locator("td").nth(0)).to_have_text("demo.echo")
+    expect(row.locator("td").nth(1)).to_have_text("0 * * * * (Europe/Prague)")
+    expect(row.locator("td").nth(2)).to_have_text(
+        re.sub(r"\.\d+Z$", "Z", saved["next_run_at"].replace("T", " "))
+    )
+    expect(row.locator("td").nth(3)).to_have_text("\N{EM DASH}")
+    paused_row = page.locator('#schedules tr[data-schedule="paused"]')
+    expect(paused_row.locator("td").nth(1)).to_have_text("every 90 s")
+    expect(paused_row.locator("td").nth(2)).to_have_text("disabled")
+
+    ok(server.delete("/api/schedules/paused"))
+    create(server)  # an event: the page refreshes without a reload
+    expect(paused_row).to_have_count(0)
+    expect(row).to_have_count(1)
 
 
 def test_cancel_and_delete_a_task(server: Api, browser: BrowserPage) -> None:

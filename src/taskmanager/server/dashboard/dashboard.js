@@ -1,5 +1,5 @@
-// The dashboard (API.md E): the queue per type, the last hour's throughput, the workers, a paged
-// task list and one task's detail with its actions, kept current by GET /events.
+// The dashboard (API.md E): the queue per type, the last hour's throughput, the workers, the
+// schedules, a paged task list and one task's detail with its actions, kept current by GET /events.
 
 import { Api, ApiError, followEvents } from "./api.js";
 import { age, drawThroughput, el, json, replaceRows, seconds, time } from "./render.js";
@@ -18,7 +18,7 @@ let events = null;
 let refreshTimer = null;
 let lastRefresh = 0;
 // Each view's newest request: an older answer arriving after a newer one is dropped.
-const asked = { stats: 0, workers: 0, tasks: 0, detail: 0 };
+const asked = { stats: 0, workers: 0, schedules: 0, tasks: 0, detail: 0 };
 
 // latest(view, path, query): the answer, or null if a newer request of the view went out meanwhile.
 async function latest(view, path, query) {
@@ -118,7 +118,7 @@ function failed(error) {
 
 function refreshAll() {
   lastRefresh = Date.now();
-  return Promise.all([refreshStats(), refreshWorkers(), refreshTasks(), refreshDetail()])
+  return Promise.all([refreshStats(), refreshWorkers(), refreshSchedules(), refreshTasks(), refreshDetail()])
     .then(() => notice("")) // all answered: an older failure's notice is stale
     .catch(failed);
 }
@@ -191,6 +191,40 @@ async function refreshWorkers() {
     )
   );
   replaceRows($("workers"), rows, "No worker seen in the last 24 hours.", 6);
+}
+
+// A schedule's cadence: its cron line (and time zone), or its interval.
+function cadence(schedule) {
+  if (schedule.cron) return `${schedule.cron} (${schedule.timezone})`;
+  return `every ${schedule.interval_seconds} s`;
+}
+
+async function refreshSchedules() {
+  let found;
+  try {
+    found = await latest("schedules", "schedules");
+  } catch (error) {
+    // A key without types:read, or a server without schedules (PrismQ's): say so, in place.
+    if (error instanceof ApiError && (error.status === 403 || error.status === 404)) {
+      const why = error.status === 403 ? "This key may not read schedules." : "This server has no schedules.";
+      replaceRows($("schedules"), [], why, 5);
+      return;
+    }
+    throw error;
+  }
+  if (!found) return;
+  const rows = found.schedules.map((schedule) =>
+    el(
+      "tr",
+      { "data-schedule": schedule.name, class: schedule.enabled ? "" : "disabled" },
+      el("th", { scope: "row" }, schedule.name),
+      el("td", {}, schedule.type),
+      el("td", {}, cadence(schedule)),
+      el("td", {}, schedule.enabled ? time(schedule.next_run_at) : "disabled"),
+      el("td", {}, time(schedule.last_run_at))
+    )
+  );
+  replaceRows($("schedules"), rows, "No schedule.", 5);
 }
 
 async function refreshTasks() {
