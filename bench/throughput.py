@@ -20,17 +20,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
+from bench.lean import Keepalive
 from bench.servers import (
     HEADERS,
     KEY,
@@ -43,11 +42,14 @@ from bench.servers import (
 from taskmanager.client import TaskManagerClient
 
 
-def _create(base: str, tasks: int) -> float:
+def _create(base: str, tasks: int, first: int = 0) -> float:
+    """Create ``tasks`` no-op tasks in batches of 1,000 (params ``n`` from ``first``: each task's
+    own, so none is a duplicate of an earlier one); tasks per second."""
     started = time.perf_counter()
     with httpx.Client(base_url=base, headers=HEADERS, timeout=120) as client:
-        for start in range(0, tasks, 1000):
-            batch = [{"type": "noop", "params": {"n": n}} for n in range(start, min(tasks, start + 1000))]
+        for start in range(first, first + tasks, 1000):
+            stop = min(first + tasks, start + 1000)
+            batch = [{"type": "noop", "params": {"n": n}} for n in range(start, stop)]
             client.post("/api/tasks/batch", json={"tasks": batch}).raise_for_status()
     return tasks / (time.perf_counter() - started)
 
@@ -121,51 +123,10 @@ def worker_runtime(
         shutil.rmtree(ready, ignore_errors=True)
 
 
-class _Keepalive:
-    """One keep-alive HTTP/1.1 connection speaking just enough HTTP for this loop: a POST with a
-    JSON body out, the status and a ``Content-Length`` body back (the server sends nothing else:
-    a chunked or unframed reply is refused). It costs a fraction of the CPU per request of
-    ``http.client`` (which parses every header through ``email``) or httpx, so on a machine of a
-    few cores the figure is the server's rather than the load generator's (ADR 0015)."""
-
-    def __init__(self, base: str) -> None:
-        url = urlsplit(base)
-        self.sock = socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=60)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        fixed = "".join(f"{name}: {value}\r\n" for name, value in HEADERS.items())
-        self.head = f"Host: {url.netloc}\r\n{fixed}Content-Type: application/json\r\n"
-        self.pending = b""
-
-    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        request = f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n"
-        self.sock.sendall(request.encode() + body)
-        data = self.pending
-        while (end := data.find(b"\r\n\r\n")) < 0:
-            data += self._more()
-        lines = data[:end].decode("latin-1").split("\r\n")
-        fields = dict(line.lower().split(":", 1) for line in lines[1:])
-        if "content-length" not in fields:
-            raise RuntimeError(f"a reply without Content-Length: {lines}")
-        stop = end + 4 + int(fields["content-length"])
-        while len(data) < stop:
-            data += self._more()
-        self.pending = data[stop:]
-        return int(lines[0].split(" ", 2)[1]), data[end + 4 : stop]
-
-    def _more(self) -> bytes:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("the server closed the connection")
-        return chunk
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def _lean_loop(base: str, n: int) -> None:
     """Claim one task and complete it, one request each, until none is left — over one keep-alive
     connection of the lean client above."""
-    connection = _Keepalive(base)
+    connection = Keepalive(base)
     worker = f"t{n}"
     claim = json.dumps({"worker_id": worker}).encode()
     try:

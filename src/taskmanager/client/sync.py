@@ -92,7 +92,11 @@ class TaskManagerClient(ClientBase[SyncTransport]):
                     raise
                 raise embedded_needs_server(exc) from exc
             return SyncEmbeddedTransport(self.config.api_url or "")
-        return HTTPTransport(self.config, self.core.headers())
+        try:
+            from taskmanager.client.curl import CurlTransport
+        except ImportError:  # no pycurl wheel for this platform: httpx does the same, dearer
+            return HTTPTransport(self.config, self.core.headers())
+        return CurlTransport(self.config, self.core.headers())
 
     def send(self, call: Call[T]) -> T:
         """Send one call, retrying it as the core decides; its value or its error."""
