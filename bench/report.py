@@ -86,6 +86,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             value = statistics.median(ratios[key])
             met = value >= bound if at_least else value <= bound
             out["targets"].append({"target": label, "ratio": key, "value": value, "met": met})
+    out["targets"] += _issue19_targets(systems, ratios)
     for system in systems.values():
         if system["family"] == "taskmanager" and system.get("latency_ms"):
             p95 = statistics.median(s["p95"] for s in system["latency_ms"])
@@ -94,6 +95,73 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                  "ratio": "p95 ms", "value": p95, "met": p95 < 50}
             )  # fmt: skip
     return out
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _issue19_targets(systems: dict[str, Any], ratios: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """Issue 19's targets against the durable peers (``*-durable``: Redis with appendfsync
+    always), as medians of the runs; each ratio is also kept in ``ratios``."""
+    found: list[dict[str, Any]] = []
+
+    def target(label: str, key: str, value: float | None, bound: float) -> None:
+        if value is not None:
+            ratios[key] = [value]
+            found.append({"target": label, "ratio": key, "value": value, "met": value >= bound})
+
+    def rate(name: str, processes: str) -> float | None:
+        return _median(systems.get(name, {}).get("process", {}).get(processes, []))
+
+    def enqueue(name: str) -> float | None:
+        return _median(systems.get(name, {}).get("enqueue_single", []))
+
+    def over(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
+    celery = "celery-durable"
+    for processes in ("1", "2"):
+        for tm, db in (("taskmanager-sqlite-single", "SQLite"), (TM_SINGLE, "PostgreSQL")):
+            target(
+                f"{db} single requests >= 1x durable Celery, {processes} proc",
+                f"{db} single / durable Celery, {processes} proc",
+                over(rate(tm, processes), rate(celery, processes)),
+                1.0,
+            )
+        target(
+            f"worker runtime (PostgreSQL) >= 1x Dramatiq, {processes} proc",
+            f"batched / Dramatiq, {processes} proc",
+            over(rate(TM_BATCHED, processes), rate("dramatiq", processes)),
+            1.0,
+        )
+    target(
+        "single creates on SQLite >= 1x durable Celery's single enqueue",
+        "SQLite creates / durable Celery enqueues",
+        over(enqueue("taskmanager-sqlite-worker"), enqueue(celery)),
+        1.0,
+    )
+    target(
+        "single creates on PostgreSQL >= 1x procrastinate's",
+        "PostgreSQL creates / procrastinate defers",
+        over(enqueue(TM_BATCHED), enqueue("procrastinate")),
+        1.0,
+    )
+    # The peers of the same durability: the durable Redis ones and procrastinate (PostgreSQL).
+    durable = [s for n, s in systems.items() if n.endswith("-durable") or s["family"] == "postgresql"]
+    peers = [s for s in durable if s.get("latency_ms")]
+    best = min((statistics.median(x["p95"] for x in s["latency_ms"]) for s in peers), default=None)
+    for name, db in (("taskmanager-sqlite-single", "SQLite"), (TM_SINGLE, "PostgreSQL")):
+        mine = systems.get(name, {}).get("latency_ms")
+        if mine and best:
+            p95 = statistics.median(x["p95"] for x in mine)
+            target(
+                f"create -> handler p95 <= the best peer's, {db}",
+                f"best peer p95 / {db} p95",
+                best / p95,
+                1.0,
+            )
+    return found
 
 
 def markdown(results: dict[str, Any]) -> str:

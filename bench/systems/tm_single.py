@@ -1,6 +1,7 @@
 """TaskManager's single-request path: threads that claim one task and complete it, one HTTP request
-each, as PrismQ workers do (the loop of ``bench.throughput.single_requests``, kept running and
-counted like every other system's handler).
+each, as PrismQ workers do, through the project's own blocking client (``TaskManagerClient``: the
+loop of ``bench.throughput.single_requests``'s ``client`` generator, kept running and counted like
+every other system's handler).
 
     python -m bench.systems.tm_single BASE_URL THREADS
 
@@ -15,27 +16,22 @@ import sys
 import threading
 import time
 
-import httpx
-
-from bench.servers import HEADERS
+from bench.servers import KEY
 from bench.systems.counting import hit
+from taskmanager import TaskManagerClient
 
 
 def work(base: str, n: int) -> None:
     worker_id = f"single-{n}"
-    with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
+    with TaskManagerClient(base, KEY, worker_id=worker_id) as client:
         while True:
-            claim = client.post("/api/tasks/claim", json={"worker_id": worker_id, "wait": 2})
-            if claim.status_code == 404:
+            claimed = client.claim_tasks(limit=1, wait=2)
+            if not claimed:
                 continue
-            claim.raise_for_status()
             started = time.time()
-            task = claim.json()["data"]
-            client.post(
-                f"/api/tasks/{task['id']}/complete",
-                json={"worker_id": worker_id, "success": True, "lease_token": task["lease_token"]},
-            ).raise_for_status()
-            hit(task["params"].get("t"), started)
+            task = claimed[0]
+            client.complete_task(task.id)
+            hit(task.params.get("t"), started)
 
 
 def main() -> None:
