@@ -121,6 +121,13 @@ class Database:
     async_engine: AsyncEngine | None = None
     _writer: ThreadPoolExecutor | None = field(default=None, repr=False)
     _readers: ThreadPoolExecutor | None = field(default=None, repr=False)
+    #: ``sync_engine`` whose transactions take SQLite's write lock first (``BEGIN IMMEDIATE``),
+    #: made once: an engine with options is an object of its own, dear to make per transaction.
+    _writing_engine: Engine | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.sync_engine is not None:
+            self._writing_engine = self.sync_engine.execution_options(sqlite_immediate=True)
 
     @property
     def locks_rows(self) -> bool:
@@ -150,8 +157,8 @@ class Database:
             return await conn.run_sync(fn)
 
     def _in_transaction(self, fn: Callable[[Connection], R], write: bool) -> R:
-        assert self.sync_engine is not None
-        engine = self.sync_engine.execution_options(sqlite_immediate=True) if write else self.sync_engine
+        engine = self._writing_engine if write else self.sync_engine
+        assert engine is not None
         with engine.begin() as conn:
             return fn(conn)
 
@@ -180,7 +187,8 @@ def _sqlite_events(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Straight to the driver: the statement needs none of SQLAlchemy's execution machinery.
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _sqlite(target: URL) -> Database:
