@@ -64,7 +64,7 @@ SHARED_POLL_INTERVAL = 0.25
 
 
 def one_type(conn: Connection, q: Selects, name: str) -> TaskType | None:
-    row = conn.execute(q.task_type.where(TT.name == name)).first()
+    row = conn.execute(q.type_by_name, {"name": name}).first()
     return None if row is None else type_from_row(row)
 
 
@@ -97,8 +97,7 @@ def set_type_active(q: Selects, name: str, active: bool, now: datetime, conn: Co
 
 
 def existing(conn: Connection, q: Selects, item: InsertTask) -> Task | None:
-    query = q.task.where(T.type_id == item.type_id, T.dedupe_lock == item.dedupe_lock)
-    row = conn.execute(query).first()
+    row = conn.execute(q.task_by_lock, {"type_id": item.type_id, "lock": item.dedupe_lock}).first()
     return None if row is None else task_from_row(row)
 
 
@@ -296,7 +295,7 @@ def insert_tasks(q: Selects, items: Sequence[InsertTask], conn: Connection) -> l
 
 
 def get_task(q: Selects, task_id: int, conn: Connection) -> Task | None:
-    row = conn.execute(q.task.where(T.id == task_id)).first()
+    row = conn.execute(q.task_by_id, {"id": task_id}).first()
     return None if row is None else task_from_row(row)
 
 
@@ -349,7 +348,7 @@ def load(conn: Connection, q: Selects, ids: Sequence[int]) -> list[Task]:
     """The tasks of ``ids`` that exist, in the order of ``ids``."""
     if not ids:
         return []
-    by_id = {row.id: task_from_row(row) for row in conn.execute(q.task.where(T.id.in_(ids)))}
+    by_id = {row.id: task_from_row(row) for row in conn.execute(q.tasks_by_ids, {"ids": list(ids)})}
     return [by_id[i] for i in ids if i in by_id]
 
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 
 from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import DedupeScope, NewEvent, Task, TaskStatus, TaskType
@@ -68,11 +68,26 @@ class Selects:
 
     task: Select[Any]
     task_type: Select[Any]
+    #: The hottest reads, built once with their values as parameters: SQLAlchemy keys its cache of
+    #: compiled statements by walking a statement, and remembers that key on the statement object,
+    #: so a statement made once is walked once instead of at every read.
+    type_by_name: Select[Any]
+    task_by_id: Select[Any]
+    task_by_lock: Select[Any]
+    tasks_by_ids: Select[Any]
 
     @classmethod
     def with_defaults(cls, defaults: Defaults) -> Selects:
         task = select(*task_columns(defaults)).select_from(TASKS_JOIN)
-        return cls(task, select(*type_columns(defaults)))
+        task_type = select(*type_columns(defaults))
+        return cls(
+            task,
+            task_type,
+            type_by_name=task_type.where(TT.name == bindparam("name")),
+            task_by_id=task.where(T.id == bindparam("id")),
+            task_by_lock=task.where(T.type_id == bindparam("type_id"), T.dedupe_lock == bindparam("lock")),
+            tasks_by_ids=task.where(T.id.in_(bindparam("ids", expanding=True))),
+        )
 
 
 #: Columns a transition may change (anything else in ``changes`` is a programming error).
