@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from taskmanager.store.database import driver_url
 
 PG_ADMIN_URL = os.environ.get("TASKMANAGER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_ADMIN_URL = os.environ.get("TASKMANAGER_BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 TASKMANAGER = str(Path(sys.executable).parent / "taskmanager")
 KEY = "bench-key"
 HEADERS = {"X-API-Key": KEY}
@@ -42,9 +43,9 @@ def free_port() -> int:
         return port
 
 
-async def _admin(statement: str, params: dict[str, Any] | None = None) -> list[Any]:
+async def _admin(statement: str, params: dict[str, Any] | None = None, url: str = PG_ADMIN_URL) -> list[Any]:
     """Run one statement on the admin database (autocommit); its rows, if it returns any."""
-    engine = create_async_engine(driver_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
+    engine = create_async_engine(driver_url(url), isolation_level="AUTOCOMMIT")
     async with engine.connect() as conn:
         result = await conn.execute(text(statement), params or {})
         rows = list(result.all()) if result.returns_rows else []
@@ -54,12 +55,20 @@ async def _admin(statement: str, params: dict[str, Any] | None = None) -> list[A
 
 @contextlib.contextmanager
 def database(kind: str) -> Iterator[str]:
-    """A fresh database URL of ``kind`` (sqlite or postgresql), removed afterwards."""
+    """A fresh database URL of ``kind`` (sqlite, postgresql or mysql — MariaDB here), removed
+    afterwards."""
     if kind == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite:///{tmp}/bench.db"
         return
     name = f"tm_bench_{uuid.uuid4().hex[:8]}"
+    if kind == "mysql":
+        asyncio.run(_admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4", url=MYSQL_ADMIN_URL))
+        try:
+            yield f"{MYSQL_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+        finally:
+            asyncio.run(_admin(f"DROP DATABASE IF EXISTS `{name}`", url=MYSQL_ADMIN_URL))
+        return
     asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
     try:
         yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"

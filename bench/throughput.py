@@ -239,11 +239,12 @@ def measure(kind: str, tasks: int, processes: int, threads: int, concurrency: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--databases", default="sqlite,postgresql", help="any of sqlite, postgresql, mysql")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--threads", type=int, default=8, help="single-request threads")
     parser.add_argument("--concurrency", type=int, default=100, help="tasks each worker process runs at once")
     args = parser.parse_args()
-    for kind in ("sqlite", "postgresql"):
+    for kind in args.databases.split(","):
         result = measure(kind, args.tasks, args.workers, args.threads, args.concurrency)
         print(json.dumps(result), flush=True)
 
