@@ -63,6 +63,12 @@ END_POLL_INTERVAL = 1.0
 SHARED_POLL_INTERVAL = 0.25
 
 
+#: Inserts made once: SQLAlchemy remembers the key of a statement's compiled form on the
+#: statement object, so one made anew per call is walked every time.
+INSERT_TASK = insert(tasks)
+INSERT_HISTORY = insert(task_history)
+
+
 def one_type(conn: Connection, q: Selects, name: str) -> TaskType | None:
     row = conn.execute(q.type_by_name, {"name": name}).first()
     return None if row is None else type_from_row(row)
@@ -166,12 +172,17 @@ def insert_one(conn: Connection, q: Selects, item: InsertTask) -> InsertResult:
             return InsertResult(InsertOutcome.DUPLICATE, found)
     if item.max_pending is not None and _pending_count(conn, item.type_id) >= item.max_pending:
         return InsertResult(InsertOutcome.QUEUE_FULL, None)
+    if conn.dialect.name == "sqlite":
+        # SQLite's writer holds the whole database since BEGIN IMMEDIATE: no create can have
+        # taken the key between the lookup above and this insert, so no savepoint is needed.
+        result = conn.execute(INSERT_TASK, task_values(item))
+        return _created_with_event(conn, item, result)
     # The savepoint is handled by hand, not with ``with``: after any other error (a deadlock on
     # MySQL) the server has already rolled the whole transaction back, and rolling back to the
     # savepoint would only replace that error with "SAVEPOINT does not exist".
     savepoint = conn.begin_nested()
     try:
-        result = conn.execute(insert(tasks).values(**task_values(item)))
+        result = conn.execute(INSERT_TASK, task_values(item))
     except IntegrityError:
         savepoint.rollback()
         # An identical create committed first: answer with its task, never an error.
@@ -180,10 +191,14 @@ def insert_one(conn: Connection, q: Selects, item: InsertTask) -> InsertResult:
             raise
         return InsertResult(InsertOutcome.DUPLICATE, found)
     savepoint.commit()
+    return _created_with_event(conn, item, result)
+
+
+def _created_with_event(conn: Connection, item: InsertTask, result: Any) -> InsertResult:
     (task_id,) = result.inserted_primary_key or (None,)
     assert task_id is not None
     if item.event is not None:
-        conn.execute(insert(task_history).values(event_row(task_id, item.event, item.now)))
+        conn.execute(INSERT_HISTORY, event_row(task_id, item.event, item.now))
     return created(item, task_id)
 
 
@@ -255,7 +270,7 @@ def _insert_many(conn: Connection, q: Selects, items: Sequence[InsertTask]) -> l
             if item.event is not None:
                 events.append(event_row(task_id, item.event, item.now))
         if events:
-            conn.execute(insert(task_history), events)
+            conn.execute(INSERT_HISTORY, events)
     final: list[InsertResult] = []
     for result in results:
         if isinstance(result, int):

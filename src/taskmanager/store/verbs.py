@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -16,19 +17,19 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    insert,
     literal_column,
     or_,
     select,
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.dml import Update
 
 from taskmanager.engine.records import Task, TaskStatus
 from taskmanager.engine.store import ClaimParams, ClaimQuery, DueQuery, TaskChange
-from taskmanager.store.operations import announce_end, announce_work, like_any, load
+from taskmanager.store.operations import INSERT_HISTORY, announce_end, announce_work, like_any, load
 from taskmanager.store.rows import TT, Selects, T, encode_changes, event_row, task_from_row, with_changes
-from taskmanager.store.tables import task_history, tasks
+from taskmanager.store.tables import tasks
 
 
 def write_claims(conn: Connection, picked: list[Task], params: ClaimParams) -> list[Task]:
@@ -42,12 +43,21 @@ def write_claims(conn: Connection, picked: list[Task], params: ClaimParams) -> l
         events.extend(event_row(task.id, event, params.now) for event in transition.events)
         claimed.append(with_changes(task, transition.changes))
     if rows:
-        columns = [c for c in rows[0] if c != "_id"]
-        statement = update(tasks).where(T.id == bindparam("_id"))
-        conn.execute(statement.values({c: bindparam(c) for c in columns}), rows)
+        conn.execute(update_by_id(tuple(c for c in rows[0] if c != "_id")), rows)
     if events:
-        conn.execute(insert(task_history), events)
+        conn.execute(INSERT_HISTORY, events)
     return claimed
+
+
+#: The statements a compare-and-set or a claim writes with, made once (SQLAlchemy remembers the
+#: key of its compiled form on the statement object: a statement made anew is walked every time).
+LOCK_IDS = select(T.id).where(T.id.in_(bindparam("ids", expanding=True))).order_by(T.id).with_for_update()
+
+
+@lru_cache(maxsize=256)
+def update_by_id(columns: tuple[str, ...]) -> Update:
+    """``UPDATE tasks SET <columns> WHERE id = :_id``, one per set of columns written."""
+    return update(tasks).where(T.id == bindparam("_id")).values({c: bindparam(c) for c in columns})
 
 
 @dataclass
@@ -92,13 +102,11 @@ def update_tasks(q: Selects, changes: Sequence[TaskChange], conn: Connection) ->
     changes judged by ``plan_updates``, and the matching ones written with one statement per
     shape of change and one INSERT of their events. The results are in the order of ``changes``."""
     ids = sorted({change.task_id for change in changes})
-    locked = select(T.id).where(T.id.in_(ids)).order_by(T.id).with_for_update()
-    plan = plan_updates(changes, load(conn, q, list(conn.execute(locked).scalars())))
+    plan = plan_updates(changes, load(conn, q, list(conn.execute(LOCK_IDS, {"ids": ids}).scalars())))
     for columns, group in plan.updates.items():
-        statement = update(tasks).where(T.id == bindparam("_id"))
-        conn.execute(statement.values({c: bindparam(c) for c in columns}), group)
+        conn.execute(update_by_id(columns), group)
     if plan.events:
-        conn.execute(insert(task_history), plan.events)
+        conn.execute(INSERT_HISTORY, plan.events)
     if plan.wakes:
         announce_work(conn)
     if plan.ends:
