@@ -15,7 +15,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Select, event, text
+from sqlalchemy import Select, event, text
 from sqlalchemy.engine import Connection
 
 from taskmanager.engine.policy import Defaults
@@ -43,9 +43,11 @@ from taskmanager.store import operations as ops
 from taskmanager.store.database import Database
 from taskmanager.store.keys import SqlKeyStore
 from taskmanager.store.operations import END_POLL_INTERVAL, SHARED_POLL_INTERVAL
-from taskmanager.store.rows import TT, Selects, T, task_from_row, type_from_row
+from taskmanager.store.rows import TT, Selects, task_from_row, type_from_row
 
 R = TypeVar("R")
+#: Claim shapes (filters, order, limit) whose pick statement a store keeps made.
+MAX_CLAIM_SHAPES = 512
 
 
 class Listener(Protocol):
@@ -70,6 +72,8 @@ class SqlStore:
         self.db = database
         self.defaults = defaults or Defaults()
         self.q = Selects.with_defaults(self.defaults)
+        #: The claim's pick by shape (``claim_statement``).
+        self._claims: dict[tuple[Any, ...], Select[Any]] = {}
         self.listener: Listener | None = None
         self.ends_listener: Listener | None = None
         self._keys = SqlKeyStore(database)
@@ -194,17 +198,30 @@ class SqlStore:
     # -- claims ---------------------------------------------------------------------------------
 
     def claim_statement(self, query: ClaimQuery, skip_types: Sequence[int] = ()) -> Select[Any]:
-        """The statement that picks a claim's rows (here, and read with them), leaving out the
-        tasks of ``skip_types`` (types at their ``max_running``)."""
+        """The statement that picks a claim's rows, leaving out the tasks of ``skip_types``
+        (types at their ``max_running``): made once per shape (``verbs.claim_shape``), its
+        values given at each run by ``verbs.claim_values``."""
+        shape = verbs.claim_shape(query, skip_types)
+        found = self._claims.get(shape)
+        if found is None:
+            if len(self._claims) >= MAX_CLAIM_SHAPES:
+                self._claims.clear()
+            found = self._claims[shape] = self.build_claim(query, bool(skip_types))
+        return found
+
+    def build_claim(self, query: ClaimQuery, skip: bool) -> Select[Any]:
+        """``claim_statement`` for a shape: here the rows themselves, read with the pick."""
+        binds = verbs.SharedBinds()
         return (
-            self.q.task.where(*verbs.claim_conditions(query), *_not_of(skip_types))
+            self.q.task.where(*verbs.claim_conditions(query, binds), *verbs.skipping(skip))
             .order_by(*verbs.claim_order(query))
             .limit(query.limit)
         )
 
     def pick(self, conn: Connection, query: ClaimQuery, skip_types: Sequence[int] = ()) -> list[Task]:
         """The rows a claim takes, in its order, read inside the claim's transaction."""
-        return [task_from_row(row) for row in conn.execute(self.claim_statement(query, skip_types))]
+        statement, values = self.claim_statement(query, skip_types), verbs.claim_values(query, skip_types)
+        return [task_from_row(row) for row in conn.execute(statement, values)]
 
     def claim(self, query: ClaimQuery, params: ClaimParams, conn: Connection) -> list[Task]:
         """Pick and claim in one transaction, within the ``max_running`` of each type (B.9):
@@ -231,7 +248,7 @@ class SqlStore:
 
     async def explain_claim(self, query: ClaimQuery, params: ClaimParams) -> list[tuple[Any, ...]]:
         """The database's plan for the statement that picks a claim's rows, as it is sent."""
-        statement = self.claim_statement(query)
+        statement, values = self.claim_statement(query), verbs.claim_values(query, ())
         prefix = self.explain_prefix
 
         def explain(conn: Connection) -> list[tuple[Any, ...]]:
@@ -240,7 +257,7 @@ class SqlStore:
 
             event.listen(conn, "before_cursor_execute", prefixed, retval=True)
             try:
-                return [tuple(row) for row in conn.execute(statement)]
+                return [tuple(row) for row in conn.execute(statement, values)]
             finally:
                 event.remove(conn, "before_cursor_execute", prefixed)
 
@@ -306,10 +323,6 @@ class SqlStore:
 
     async def history_mark(self) -> int | None:
         return None
-
-
-def _not_of(type_ids: Sequence[int]) -> list[ColumnElement[bool]]:
-    return [T.type_id.not_in(type_ids)] if type_ids else []
 
 
 __all__ = ["SqlStore"]

@@ -26,22 +26,22 @@ from taskmanager.store.rows import T
 
 
 class MySQLStore(SqlStore):
-    def claim_statement(self, query: ClaimQuery, skip_types: Sequence[int] = ()) -> Select[Any]:
+    def build_claim(self, query: ClaimQuery, skip: bool) -> Select[Any]:
         # MariaDB would otherwise join task_types first and sort every pending row, locking them
         # all (SKIP LOCKED then hands concurrent claimers nothing); STRAIGHT_JOIN keeps it on the
         # claim index, reading rows in order and stopping at the limit.
         return (
             select(T.id)
             .prefix_with("STRAIGHT_JOIN")
-            .where(*verbs.claim_conditions(query))
-            .where(*([T.type_id.not_in(skip_types)] if skip_types else []))
+            .where(*verbs.claim_conditions(query, verbs.SharedBinds()), *verbs.skipping(skip))
             .order_by(*verbs.claim_order(query))
             .limit(query.limit)
             .with_for_update(skip_locked=True)
         )
 
     def pick(self, conn: Connection, query: ClaimQuery, skip_types: Sequence[int] = ()) -> list[Task]:
-        return ops.load(conn, self.q, list(conn.execute(self.claim_statement(query, skip_types)).scalars()))
+        statement, values = self.claim_statement(query, skip_types), verbs.claim_values(query, skip_types)
+        return ops.load(conn, self.q, list(conn.execute(statement, values).scalars()))
 
 
 __all__ = ["MySQLStore"]

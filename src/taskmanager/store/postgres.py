@@ -185,19 +185,20 @@ class PostgresStore(SqlStore):
         claimed = [task_from_row(row) for row in rows if row["claimed_id"] is not None]
         return _in_order(claimed, query.order)
 
-    def claim_statement(self, query: ClaimQuery, skip_types: Sequence[int] = ()) -> Select[Any]:
+    def build_claim(self, query: ClaimQuery, skip: bool) -> Select[Any]:
         """The shared claim's pick (a claim within ``max_running``): ids locked with ``SKIP
         LOCKED``, then read, as MySQL's."""
         return (
             select(T.id)
-            .where(*verbs.claim_conditions(query), *([T.type_id.not_in(skip_types)] if skip_types else []))
+            .where(*verbs.claim_conditions(query, verbs.SharedBinds()), *verbs.skipping(skip))
             .order_by(*verbs.claim_order(query))
             .limit(query.limit)
             .with_for_update(skip_locked=True, of=tasks)
         )
 
     def pick(self, conn: Connection, query: ClaimQuery, skip_types: Sequence[int] = ()) -> list[Task]:
-        return ops.load(conn, self.q, list(conn.execute(self.claim_statement(query, skip_types)).scalars()))
+        statement, values = self.claim_statement(query, skip_types), verbs.claim_values(query, skip_types)
+        return ops.load(conn, self.q, list(conn.execute(statement, values).scalars()))
 
     async def explain_claim(self, query: ClaimQuery, params: ClaimParams) -> list[tuple[Any, ...]]:
         statement = self.statements.claim(query, params)

@@ -26,10 +26,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Update
 
 from taskmanager.engine.records import Task, TaskStatus
+from taskmanager.engine.scope import LIKE_ESCAPE
 from taskmanager.engine.store import ClaimParams, ClaimQuery, DueQuery, TaskChange
 from taskmanager.store.operations import INSERT_HISTORY, announce_end, announce_work, like_any, load
 from taskmanager.store.rows import TT, Selects, T, encode_changes, event_row, task_from_row, with_changes
-from taskmanager.store.tables import tasks
+from taskmanager.store.tables import UTCDateTime, tasks
 
 
 def write_claims(conn: Connection, picked: list[Task], params: ClaimParams) -> list[Task]:
@@ -128,6 +129,64 @@ class ClaimValues:
         self, column: ColumnElement[str], name: str, patterns: tuple[str, ...]
     ) -> ColumnElement[bool]:
         return like_any(column, patterns)
+
+
+class SharedBinds(ClaimValues):
+    """A claim's values as parameters of a statement made once per shape (``claim_shape``) on
+    the shared path, given at each run by ``claim_values``: SQLAlchemy then walks the statement
+    once, not at every claim."""
+
+    TYPES: dict[str, Any] = {"now": UTCDateTime(), "worker_id": T.claimed_by.type, "type_like": TT.name.type}
+
+    def value(self, name: str, value: Any) -> Any:
+        return bindparam(name, type_=self.TYPES[name])
+
+    def member(self, column: ColumnElement[Any], name: str, values: tuple[Any, ...]) -> ColumnElement[bool]:
+        return column.in_(bindparam(name, expanding=True))
+
+    def like_any(
+        self, column: ColumnElement[str], name: str, patterns: tuple[str, ...]
+    ) -> ColumnElement[bool]:
+        return or_(
+            *(
+                column.like(bindparam(f"{name}_{n}", type_=TT.name.type), escape=LIKE_ESCAPE)
+                for n in range(len(patterns))
+            )
+        )
+
+
+def claim_shape(query: ClaimQuery, skip_types: Sequence[int]) -> tuple[Any, ...]:
+    """What decides the text of a claim's pick on the shared path (``SharedBinds``)."""
+    return (
+        query.type_like is not None,
+        query.type_names is not None,
+        None if query.type_scope is None else len(query.type_scope),
+        query.type_ids is not None,
+        query.order,
+        query.limit,
+        bool(skip_types),
+    )
+
+
+def claim_values(query: ClaimQuery, skip_types: Sequence[int]) -> dict[str, Any]:
+    """The parameters of a claim's pick made with ``SharedBinds``."""
+    values: dict[str, Any] = {"now": query.now, "worker_id": query.worker_id}
+    if query.type_like is not None:
+        values["type_like"] = query.type_like
+    if query.type_names is not None:
+        values["type_names"] = list(query.type_names)
+    if query.type_scope is not None:
+        values.update({f"type_scope_{n}": pattern for n, pattern in enumerate(query.type_scope)})
+    if query.type_ids is not None:
+        values["type_ids"] = list(query.type_ids)
+    if skip_types:
+        values["skip_types"] = list(skip_types)
+    return values
+
+
+def skipping(skip: bool) -> list[ColumnElement[bool]]:
+    """The condition leaving out the types at their ``max_running`` (``skip_types``), if any."""
+    return [T.type_id.not_in(bindparam("skip_types", expanding=True))] if skip else []
 
 
 def claim_conditions(query: ClaimQuery, values: ClaimValues | None = None) -> list[ColumnElement[bool]]:
