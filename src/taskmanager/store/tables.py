@@ -166,9 +166,16 @@ Index(
     tasks.c.created_at,
     tasks.c.id,
 )
-# The ended tasks whose dependants are not settled yet (the sweep's pass, resuming a cascade):
-# almost every row has 0, so the range of marked rows is short.
-Index("ix_tasks_dependant_marks", tasks.c.dependant_marks, tasks.c.status)
+# The tasks whose dependants are not settled yet (the sweep's pass, resuming a cascade). Partial
+# where the database can (PostgreSQL, SQLite): a row without marks has no entry, so a claim or a
+# complete of a plain task writes nothing to it — PostgreSQL writes an entry in every full index
+# of a row it updates. MariaDB/MySQL index all rows but touch this one only when the marks change.
+Index(
+    "ix_tasks_dependant_marks",
+    tasks.c.dependant_marks,
+    postgresql_where=tasks.c.dependant_marks > 0,
+    sqlite_where=tasks.c.dependant_marks > 0,
+)
 # Observing (GET /stats, /workers, /metrics): counts per type and status and the oldest pending
 # task of a type are read from this narrow index, never from the table.
 Index("ix_tasks_type_status_created", tasks.c.type_id, tasks.c.status, tasks.c.created_at)

@@ -1,6 +1,7 @@
 """Task dependencies (API.md B.5): the ``task_dependencies`` table, three columns on ``tasks``
 (``depends_on``, ``blocked``, ``dependant_marks``), the two claim indexes rebuilt with
-``blocked`` after ``status``, and ``ix_tasks_dependant_marks``.
+``blocked`` after ``status``, and ``ix_tasks_dependant_marks`` (partial on PostgreSQL and
+SQLite: only rows with marks have an entry, so updates of plain tasks never write to it).
 
 Upgrading a table of millions of tasks without a long lock:
 
@@ -19,7 +20,8 @@ Upgrading a table of millions of tasks without a long lock:
           ON tasks (status, blocked, priority DESC, created_at, id);
       CREATE INDEX CONCURRENTLY ix_tasks_type_claim_new
           ON tasks (type_id, status, blocked, priority DESC, created_at, id);
-      CREATE INDEX CONCURRENTLY ix_tasks_dependant_marks_new ON tasks (dependant_marks, status);
+      CREATE INDEX CONCURRENTLY ix_tasks_dependant_marks_new ON tasks (dependant_marks)
+          WHERE dependant_marks > 0;
 
   (they need the columns, so on a live database run the ``ALTER TABLE tasks ADD COLUMN`` of this
   revision first: ``blocked BOOLEAN NOT NULL DEFAULT false``, ``dependant_marks INTEGER NOT NULL
@@ -116,7 +118,10 @@ def upgrade() -> None:
     if _prebuilt(MARKS_INDEX):
         op.execute(f"ALTER INDEX {MARKS_INDEX}_new RENAME TO {MARKS_INDEX}")
     else:
-        op.create_index(MARKS_INDEX, "tasks", ["dependant_marks", "status"])
+        marked = sa.text("dependant_marks > 0")
+        op.create_index(
+            MARKS_INDEX, "tasks", ["dependant_marks"], postgresql_where=marked, sqlite_where=marked
+        )
     op.create_table(
         "task_dependencies",
         sa.Column("task_id", Id, nullable=False, autoincrement=False),
