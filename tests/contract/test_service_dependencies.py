@@ -228,3 +228,25 @@ async def test_a_task_without_dependants_costs_its_complete_nothing(
     calls.clear()
     await finish(engine, created["id"])
     assert calls == {"update_task": 1}
+
+
+async def test_a_bulk_retry_judges_dependants_as_a_retry_does(service: TaskService) -> None:
+    a = await create(service)
+    waiting = [await create(service, depends_on=[a["id"]]) for _ in range(3)]
+    await service.cancel(a["id"], models.CancelTask())
+    bulk = models.BulkAction(action="retry", filter=models.BulkFilter(status="cancelled"))
+    done = (await service.bulk(bulk)).data
+    assert (done["matched"], done["changed"]) == (4, 4)
+    assert [(await task(service, w["id"]))["blocked"] for w in waiting] == [True, True, True]
+    assert await claim_ids(service) == [a["id"]]
+    await finish(service, a["id"])
+    assert sorted(await claim_ids(service)) == [w["id"] for w in waiting]
+
+
+async def test_a_dependant_retried_after_its_dependency_was_deleted_runs(service: TaskService) -> None:
+    a = await create(service)
+    b = await create(service, depends_on=[a["id"]])
+    await service.cancel(b["id"], models.CancelTask())
+    await service.delete(a["id"])
+    again = (await service.retry(b["id"])).data
+    assert (again["status"], again["blocked"], again["depends_on"]) == ("pending", False, [a["id"]])

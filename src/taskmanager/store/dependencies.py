@@ -40,20 +40,19 @@ def attach(conn: Connection, task_id: int, depends_on: Sequence[int]) -> None:
 def blocked_dependants(q: Selects, query: DependantsQuery, conn: Connection) -> list[Dependant]:
     """A keyset page of the blocked dependants of ``query.of`` (through the dependency index),
     each with the status of every task it depends on (None: gone)."""
-    whose = D.depends_on_id.in_(sorted(set(query.of))) if query.ids is None else D.task_id.in_(query.ids)
-    page = (
-        select(D.task_id)
-        .distinct()
-        .select_from(task_dependencies.join(tasks, T.id == D.task_id))
-        .where(
-            whose,
-            D.task_id > query.after_id,
-            T.status == TaskStatus.PENDING.value,
-            T.blocked == true(),
+    blocked = (T.status == TaskStatus.PENDING.value, T.blocked == true())
+    if query.ids is None:
+        page = (
+            select(D.task_id)
+            .distinct()
+            .select_from(task_dependencies.join(tasks, T.id == D.task_id))
+            .where(D.depends_on_id.in_(sorted(set(query.of))), D.task_id > query.after_id, *blocked)
+            .order_by(D.task_id)
+            .limit(query.limit)
         )
-        .order_by(D.task_id)
-        .limit(query.limit)
-    )
+    else:  # these tasks, even one whose every dependency was deleted since (no edge left)
+        page = select(T.id).where(T.id.in_(query.ids), T.id > query.after_id, *blocked).order_by(T.id)
+        page = page.limit(query.limit)
     ids = list(conn.execute(page).scalars())
     if not ids:
         return []
