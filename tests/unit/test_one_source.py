@@ -74,7 +74,9 @@ def test_a_task_on_the_wire_is_its_model_and_the_clients() -> None:
     wire = set(models.TaskOut.model_fields)
     policy = records.TypePolicy(300, 2.0, 3600.0, records.DedupeScope.ALL)
     values: dict[str, object] = {f.name: None for f in dataclasses.fields(records.Task)}
-    values.update(status=records.TaskStatus.PENDING, policy=policy, created_at=NOW, updated_at=NOW)
+    values.update(
+        status=records.TaskStatus.PENDING, policy=policy, created_at=NOW, updated_at=NOW, depends_on=()
+    )
     assert set(task_data(records.Task(**values))) == wire  # type: ignore[arg-type]
     assert set(client_models.Task.model_fields) >= wire
     record = {f.name for f in dataclasses.fields(records.Task)}

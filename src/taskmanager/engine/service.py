@@ -27,7 +27,7 @@ from taskmanager.engine.dependencies import Dependencies
 from taskmanager.engine.feed import Feed
 from taskmanager.engine.policy import Backoff, Defaults, compute_dedupe_key, dedupe_lock, exponential_backoff
 from taskmanager.engine.queries import MAX_LIST_LIMIT, statuses, when
-from taskmanager.engine.records import DedupeScope, NewEvent, TaskType, TypePolicy
+from taskmanager.engine.records import DedupeScope, NewEvent, TaskStatus, TaskType, TypePolicy
 from taskmanager.engine.records import HistoryEvent as Ev
 from taskmanager.engine.replies import (
     TASK_NOT_FOUND,
@@ -463,9 +463,10 @@ class TaskService:
     async def retry(self, task_id: int) -> Reply:
         now = self.clock.now()
         before = await self.core.current(task_id)
-        # A dependant's dependencies are marked before it is blocked again (B.5), so their ends
-        # (or the sweep) judge it even if this request stops short.
-        await self.store.mark_dependencies(before.depends_on)
+        if before.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+            # A dependant's dependencies are marked before it is blocked again (B.5), so their
+            # ends (or the sweep) judge it even if this request stops short.
+            await self.store.mark_dependencies(before.depends_on)
         task = await self.core.transition(task_id, lambda t: lifecycle.retry(t, now=now), now)
         if task.blocked:
             await self.dependencies.attached([task])
