@@ -80,6 +80,7 @@ class TestDatabase:
         tables = ("schedules", "task_history", "tasks", "task_types", "api_keys")
 
         def empty(conn: Connection) -> None:
+            conn.execute(text("DELETE FROM task_dependencies"))  # no id sequence to restart
             for table in tables:
                 conn.execute(text(f"DELETE FROM {table}"))
             if self.kind == "sqlite":

@@ -29,6 +29,8 @@ from taskmanager.errors import ValidationFailed
 
 #: Largest ``priority`` accepted: a 32-bit signed integer fits every database's INTEGER.
 MAX_PRIORITY = 2**31 - 1
+#: Most tasks one task may depend on (API.md B.5).
+MAX_DEPENDS_ON = 100
 #: Most tasks one claim may take.
 MAX_CLAIM_LIMIT = 100
 #: Longest long-poll a claim may ask for, in seconds.
@@ -152,8 +154,11 @@ class CreateTask(_Body):
     expires_at: datetime | None = None
     ttl_seconds: Annotated[StrictInt | StrictFloat, Field(gt=0, le=10 * 365 * 86400)] | None = None
     assigned_to: WorkerId | None = None
+    #: Tasks that must complete before this one may be claimed (B.5).
+    depends_on: Annotated[list[DbId], Field(max_length=MAX_DEPENDS_ON)] | None = None
+    #: In a batch (``POST /tasks/batch``): earlier items of the same batch it depends on.
+    depends_on_index: Annotated[list[StrictInt], Field(max_length=MAX_DEPENDS_ON)] | None = None
     #: Part B features this server does not offer yet: refused with a 400, never silently ignored.
-    depends_on: Any = None
     callback_url: Any = None
 
     @field_validator("run_at", "expires_at", mode="before")
@@ -436,6 +441,9 @@ class TaskOut(_Out):
     #: The schedule that created the task and the tick it was created for (B.8); else null.
     schedule: str | None = None
     scheduled_for: datetime | None = None
+    #: The tasks it waits for (B.5), and whether it still waits for one of them.
+    depends_on: list[int] = Field(default_factory=list)
+    blocked: bool = False
 
 
 class WaitedTask(TaskOut):

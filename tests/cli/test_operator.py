@@ -148,6 +148,27 @@ def test_enqueue_creates_a_task_with_params_priority_and_delay(live_api: Api, ta
     assert again.out.strip() == f"duplicate of task {data['id']}: pending"
 
 
+def test_enqueue_depends_on_earlier_tasks(live_api: Api, taskmanager: Command) -> None:
+    register(live_api)
+    first = taskmanager("enqueue", "demo.echo", "--params", '{"n": 1}', "--json").json()
+    second = taskmanager("enqueue", "demo.echo", "--params", '{"n": 2}', "--json").json()
+    waiting = taskmanager(
+        "enqueue",
+        "demo.echo",
+        "--params",
+        '{"n": 3}',
+        "--depends-on",
+        str(first["id"]),
+        "--depends-on",
+        str(second["id"]),
+    )
+    assert waiting.code == 0, waiting.err
+    assert waiting.out.strip().endswith(": pending (blocked: waits for its dependencies)")
+    unknown = taskmanager("enqueue", "demo.echo", "--depends-on", "999999")
+    assert unknown.code == 1
+    assert "depends_on: task 999999 does not exist" in unknown.err
+
+
 def test_enqueue_refuses_params_that_are_not_a_json_object(taskmanager: Command) -> None:
     for params in ("{not json", "[1, 2]"):
         refused = taskmanager("enqueue", "demo.echo", "--params", params)

@@ -126,6 +126,15 @@ def test_create_task_options_reach_the_server(client: Any, api: Api) -> None:
     )
 
 
+def test_create_task_depends_on(client: Any) -> None:
+    setup_type(client)
+    first = client.create_task("demo.echo", {"n": 1})
+    waiting = client.create_task("demo.echo", {"n": 2}, depends_on=[first.id])
+    task = client.get_task(waiting.id)
+    assert (task.depends_on, task.blocked) == ([first.id], True)
+    assert (client.get_task(first.id).depends_on, client.get_task(first.id).blocked) == ([], False)
+
+
 def test_create_errors_map_to_their_classes(client: Any) -> None:
     with pytest.raises(TaskManagerNotFoundError, match="Task type not found"):
         client.create_task("missing", {"n": 1})

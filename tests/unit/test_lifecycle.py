@@ -47,6 +47,9 @@ PENDING = Task(
     dedupe_key="k",
     schedule=None,
     scheduled_for=None,
+    depends_on=(),
+    blocked=False,
+    dependant_marks=0,
     awaited=False,
     policy=POLICY,
 )

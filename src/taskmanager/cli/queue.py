@@ -68,6 +68,10 @@ def enqueue(
     params: Annotated[str, typer.Option(help="The task's params, a JSON object.")] = "{}",
     priority: Annotated[int | None, typer.Option(help="Higher is claimed first (default 0).")] = None,
     delay: Annotated[float | None, typer.Option(min=0, help="Seconds before it may be claimed.")] = None,
+    depends_on: Annotated[
+        list[int] | None,
+        typer.Option("--depends-on", min=1, help="A task that must complete first (repeat for several)."),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the task ends; print its result.")] = False,
     wait_timeout: Annotated[
         float | None, typer.Option(min=0, help="With --wait: give up after these seconds (default: never).")
@@ -83,6 +87,8 @@ def enqueue(
         body["priority"] = priority
     if delay is not None:
         body["delay_seconds"] = delay
+    if depends_on:
+        body["depends_on"] = depends_on
     with remote(url, api_key) as server:
         data = server.post("/tasks", body)
         if wait:
@@ -92,7 +98,8 @@ def enqueue(
         print_json(data)
     else:
         kind = "duplicate of task" if data.get("duplicate") else "task"
-        out().print(f"{kind} {data['id']}: {data['status']}")
+        blocked = " (blocked: waits for its dependencies)" if data.get("blocked") else ""
+        out().print(f"{kind} {data['id']}: {data['status']}{blocked}")
         if wait:
             _print_outcome(data)
     if wait and data["status"] != "completed":

@@ -140,9 +140,13 @@ class ClientCore(Settler, WorkCalls):
         expires_at: datetime | str | None = None,
         ttl_seconds: float | None = None,
         assigned_to: str | None = None,
+        depends_on: Iterable[int] | None = None,
         **extra: Any,
     ) -> Call[CreatedTask]:
         """Create a task, or get the existing one with the same dedupe key (``duplicate`` True).
+
+        ``depends_on``: ids of tasks that must complete first (it is ``blocked`` until then, and
+        cancelled if one of them fails or is cancelled).
 
         The clients' ``create_task`` also takes ``wait=True`` (and ``wait_timeout``, seconds;
         None: no limit): then it returns the task once it has ended (``wait_for``)."""
@@ -157,6 +161,7 @@ class ClientCore(Settler, WorkCalls):
             expires_at=expires_at,
             ttl_seconds=ttl_seconds,
             assigned_to=assigned_to,
+            depends_on=None if depends_on is None else [int(task_id) for task_id in depends_on],
             **extra,
         )
         # Every create has a dedupe key (the server computes one when none is given), so a create

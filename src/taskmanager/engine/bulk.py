@@ -18,6 +18,7 @@ from datetime import datetime
 
 from taskmanager import models
 from taskmanager.engine import lifecycle, scope
+from taskmanager.engine.dependencies import Dependencies
 from taskmanager.engine.records import TERMINAL_STATUSES, Task, TaskStatus
 from taskmanager.engine.replies import Reply
 from taskmanager.engine.retention import Retainer, removed
@@ -53,6 +54,10 @@ class BulkOperations:
     retention: Retainer
     batch: int = BULK_BATCH
 
+    @property
+    def dependencies(self) -> Dependencies:
+        return Dependencies(self.core)
+
     async def bulk(self, body: models.BulkAction) -> Reply:
         given = body.filter
         if given.ids is None and given.type is None and given.status is None and given.created_before is None:
@@ -74,6 +79,8 @@ class BulkOperations:
                 break
             matched += len(ids)
             if body.action == "delete":
+                # No dependant is left waiting for a deleted task (B.5): it is settled first.
+                await self.dependencies.before_delete(await store.get_tasks(ids))
                 changed += await store.delete_tasks(ids)
                 self.core.ended.notify()  # a request waiting for one of them answers 404 now
             else:
@@ -93,6 +100,7 @@ class BulkOperations:
         for _ in range(MAX_DECIDE_ROUNDS):
             now = core.clock.now()
             planned: list[tuple[bool, TaskChange]] = []
+            waited_for: set[int] = set()
             for task in await core.store.get_tasks(todo):
                 if removed(task, now):
                     continue
@@ -104,7 +112,13 @@ class BulkOperations:
                 transition = core.finish(decided, task)
                 if transition is not None:
                     planned.append((due is not None, core.on_row(task, transition, now)))
+                    if transition.changes.get("blocked"):
+                        waited_for.update(task.depends_on)
+            # A dependant retried is blocked again: its dependencies are marked first (B.5).
+            await core.store.mark_dependencies(sorted(waited_for))
             results = await core.store.update_tasks([change for _, change in planned]) if planned else []
+            await core.settle_ended(results)
+            await self.dependencies.attached([task for task in results if task is not None and task.blocked])
             todo = []
             for (expired, change), after in zip(planned, results, strict=True):
                 if after is None or expired:

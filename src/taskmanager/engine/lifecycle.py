@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -59,7 +60,15 @@ def claim(task: Task, *, now: datetime, worker_id: str, lease_seconds: int | Non
 
 
 #: The columns a rule below may read: a change decided on a row expects them unchanged.
-READ_COLUMNS = ("status", "claimed_by", "lease_token", "attempts", "lease_expires_at", "expires_at")
+READ_COLUMNS = (
+    "status",
+    "claimed_by",
+    "lease_token",
+    "attempts",
+    "lease_expires_at",
+    "expires_at",
+    "blocked",
+)
 
 
 def as_read(task: Task) -> Expected:
@@ -73,6 +82,7 @@ def expiry(task: Task, *, now: datetime) -> Transition | None:
         return Transition(
             changes={
                 "status": TaskStatus.CANCELLED,
+                "blocked": False,
                 "error_message": "expired",
                 "completed_at": now,
                 "updated_at": now,
@@ -284,6 +294,7 @@ def cancel(task: Task, *, reason: str | None, now: datetime) -> Transition:
     return Transition(
         changes={
             "status": TaskStatus.CANCELLED,
+            "blocked": False,
             "error_message": reason or "cancelled",
             "completed_at": now,
             "lease_expires_at": None,
@@ -294,11 +305,15 @@ def cancel(task: Task, *, reason: str | None, now: datetime) -> Transition:
 
 
 def retry(task: Task, *, now: datetime) -> Transition:
+    """Back to pending with its attempts reset. A task with dependencies is pending *blocked*:
+    its dependencies are judged again (``dependencies``) — all completed, it is claimable; one
+    still unfinished, it waits for it; one failed or cancelled, it is cancelled again."""
     if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
         raise ValidationFailed(f"Only failed or cancelled tasks can be retried (task is {task.status.value})")
     return Transition(
         changes={
             "status": TaskStatus.PENDING,
+            "blocked": bool(task.depends_on),
             "attempts": 0,
             "progress": 0,
             "result": None,
@@ -314,3 +329,40 @@ def retry(task: Task, *, now: datetime) -> Transition:
         },
         events=(NewEvent(HistoryEvent.RETRIED, None, None, {"previous_status": task.status.value}),),
     )
+
+
+#: The statuses of a dependency that cancel its dependants (a failure with a retry left is
+#: ``pending``, so only a final failure counts).
+ENDS_DEPENDANTS = (TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+def dependency_message(task_id: int, status: TaskStatus) -> str:
+    return f"dependency {task_id} {status.value}"
+
+
+def dependencies(
+    task: Task, states: Sequence[tuple[int, TaskStatus | None]], *, now: datetime
+) -> Transition | None:
+    """What the states of a blocked task's dependencies make of it (B.5): cancelled if one of
+    them ended failed or cancelled (the first by id names it), claimable once every one is
+    completed (a dependency deleted meanwhile no longer holds it back), else still waiting
+    (None). A task no longer blocked is left alone."""
+    if task.status != TaskStatus.PENDING or not task.blocked:
+        return None
+    for task_id, status in sorted(states, key=lambda state: state[0]):
+        if status in ENDS_DEPENDANTS:
+            assert status is not None
+            message = dependency_message(task_id, status)
+            return Transition(
+                changes={
+                    "status": TaskStatus.CANCELLED,
+                    "blocked": False,
+                    "error_message": message,
+                    "completed_at": now,
+                    "updated_at": now,
+                },
+                events=(NewEvent(HistoryEvent.CANCELLED, None, message, {"dependency": task_id}),),
+            )
+    if any(status not in (TaskStatus.COMPLETED, None) for _, status in states):
+        return None
+    return Transition(changes={"blocked": False, "updated_at": now})

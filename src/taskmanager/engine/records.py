@@ -108,6 +108,13 @@ class Task:
     #: The schedule (its name) that created the task, and the tick it was created for (B.8).
     schedule: str | None
     scheduled_for: datetime | None
+    #: The tasks it waits for (B.5; empty: none), and whether it still waits for one of them
+    #: (a blocked task is pending but never claimed).
+    depends_on: tuple[int, ...]
+    blocked: bool
+    #: Dependants attached since its dependants were last settled: when it ends with this above
+    #: 0, its dependants are settled (unblocked or cancelled); 0 costs the end nothing.
+    dependant_marks: int
     #: Whether a request has waited for this task's end (``Store.await_end``).
     awaited: bool
     policy: TypePolicy

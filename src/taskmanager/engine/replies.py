@@ -60,13 +60,12 @@ def batch_entry(index: int, outcome: InsertResult | str) -> dict[str, Any]:
     if isinstance(outcome, str):
         return {"index": index, "id": None, "status": None, "duplicate": False, "error": outcome}
     if outcome.outcome == InsertOutcome.QUEUE_FULL or outcome.task is None:
-        return {
-            "index": index,
-            "id": None,
-            "status": None,
-            "duplicate": False,
-            "error": "Queue is full",
-        }
+        error = (
+            "depends_on_index: an item it depends on was not created"
+            if outcome.outcome == InsertOutcome.DEPENDENCY_NOT_CREATED
+            else "Queue is full"
+        )
+        return {"index": index, "id": None, "status": None, "duplicate": False, "error": error}
     return {
         "index": index,
         "id": outcome.task.id,

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -100,11 +100,15 @@ class Retainer:
 
 @dataclass
 class Sweeper:
-    """The background sweep of one server process: ``purge_due`` every ``interval`` seconds (at
-    once again while batches come back full). ``start`` and ``stop`` belong to the app's lifespan;
-    ``stop`` waits for the sweep to end, so nothing is left running after shutdown."""
+    """The background sweep of one server process: ``also`` (if any), then ``purge_due``, every
+    ``interval`` seconds (at once again while batches come back full). ``start`` and ``stop``
+    belong to the app's lifespan; ``stop`` waits for the sweep to end, so nothing is left
+    running after shutdown."""
 
     retainer: Retainer
+    #: Another housekeeping pass run with each sweep (the dependency cascades a request left or
+    #: a server died in, B.5): how much it found.
+    also: Callable[[], Awaitable[int]] | None = None
     interval: float = SWEEP_INTERVAL
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
@@ -123,6 +127,8 @@ class Sweeper:
     async def _run(self) -> None:
         while True:
             try:
+                if self.also is not None:
+                    await self.also()
                 deleted = await self.retainer.purge_due()
             except Exception:  # a database gone for a moment: the next sweep tries again
                 log.warning("retention sweep failed; retrying in %.0f s", self.interval, exc_info=True)

@@ -15,6 +15,7 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -22,10 +23,11 @@ from taskmanager import models
 from taskmanager.engine import lifecycle, observe, scope
 from taskmanager.engine.bulk import BulkOperations
 from taskmanager.engine.clock import Clock, SystemClock
+from taskmanager.engine.dependencies import Dependencies
 from taskmanager.engine.feed import Feed
 from taskmanager.engine.policy import Backoff, Defaults, compute_dedupe_key, dedupe_lock, exponential_backoff
 from taskmanager.engine.queries import MAX_LIST_LIMIT, statuses, when
-from taskmanager.engine.records import DedupeScope, NewEvent, TaskType, TypePolicy
+from taskmanager.engine.records import DedupeScope, NewEvent, TaskStatus, TaskType, TypePolicy
 from taskmanager.engine.records import HistoryEvent as Ev
 from taskmanager.engine.replies import (
     TASK_NOT_FOUND,
@@ -55,6 +57,20 @@ from taskmanager.engine.work import WorkerOperations
 from taskmanager.errors import NotFound, TaskManagerError, Unavailable, ValidationFailed
 
 
+def _earlier(indexes: list[int], index: int, positions: dict[int, int]) -> tuple[int, ...]:
+    """Where the batch items ``indexes`` (each earlier than ``index``) stand among the valid
+    items; an item not earlier, or one that failed, fails this one too."""
+    found: list[int] = []
+    for earlier in dict.fromkeys(indexes):
+        if not 0 <= earlier < index:
+            problem = f"depends_on_index: {earlier} is not an earlier item of the batch"
+            raise ValidationFailed("Validation failed", details=[problem])
+        if earlier not in positions:
+            raise ValidationFailed("Validation failed", details=[f"depends_on_index: item {earlier} failed"])
+        found.append(positions[earlier])
+    return tuple(found)
+
+
 def _params_json(params: Any) -> str:
     return json.dumps(params, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
@@ -81,6 +97,9 @@ class TaskService:
         )
         self.work = WorkerOperations(self.core)
         self.retention = Retainer(store, self.core.clock)
+        #: Dependencies (B.5): settles dependants when a task ends; its ``sweep`` resumes cascades.
+        self.dependencies = Dependencies(self.core)
+        self.core.settle = self.dependencies.settle
         self.bulk_operations = BulkOperations(self.core, self.retention)
         self.version = version
         self._validator = ParamValidator()
@@ -212,7 +231,7 @@ class TaskService:
     ) -> InsertTask:
         """The insert for one create; ``types`` caches the task types read so far (a batch), and
         ``deadline`` bounds the time schema patterns may take (one budget for a whole batch)."""
-        models.refuse_unsupported(body, "depends_on", "callback_url")
+        models.refuse_unsupported(body, "callback_url")
         scope.check_type(body.type)  # a key limited to other types: as if the type did not exist
         task_type = types.get(body.type) if types is not None else None
         if task_type is None:
@@ -238,6 +257,8 @@ class TaskService:
                     "Parameter validation failed: " + "; ".join(problems), details=problems
                 )
         dedupe_key = body.dedupe_key or compute_dedupe_key(task_type.name, body.params)
+        depends_on = tuple(dict.fromkeys(body.depends_on or ()))  # as named, each once
+        await self._check_dependencies(depends_on, now)
         return InsertTask(
             type_id=task_type.id,
             params=body.params,
@@ -254,10 +275,30 @@ class TaskService:
             policy=TypePolicy.of(task_type),
             now=now,
             event=self.core.event(NewEvent(Ev.CREATED)),
+            depends_on=depends_on,
         )
+
+    async def _check_dependencies(self, ids: tuple[int, ...], now: datetime) -> None:
+        """400 unless every task of ``ids`` exists (for this key: a task of a type the key does
+        not reach, or past its retention, does not)."""
+        if not ids:
+            return
+        found = {
+            task.id
+            for task in await self.store.get_tasks(ids)
+            if not removed(task, now) and scope.allowed(task.type)
+        }
+        missing = [task_id for task_id in ids if task_id not in found]
+        if missing:
+            details = [f"depends_on: task {task_id} does not exist" for task_id in missing]
+            raise ValidationFailed("Validation failed", details=details)
 
     async def create_task(self, body: models.CreateTask) -> Reply:
         now = self.clock.now()
+        if body.depends_on_index is not None:
+            raise ValidationFailed(
+                "Validation failed", details=["depends_on_index: only in a batch (POST /tasks/batch)"]
+            )
         item = await self._prepare(body, now)
         (result,) = await self.store.insert_tasks([item])
         holder = result.task if result.outcome == InsertOutcome.DUPLICATE else None
@@ -267,8 +308,25 @@ class TaskService:
             await self.store.delete_tasks([holder.id])
             (result,) = await self.store.insert_tasks([item])
         if result.outcome == InsertOutcome.CREATED:
+            result = (await self._judge_blocked([result]))[0]
             self.signal.notify()
         return created_reply(await self._current(result), body.type)
+
+    async def _judge_blocked(self, results: list[InsertResult]) -> list[InsertResult]:
+        """The results of a create, with the tasks created blocked judged on their dependencies
+        as they are now (B.5: all completed already, a task is claimable at once)."""
+        created = [r.task for r in results if r.outcome == InsertOutcome.CREATED and r.task is not None]
+        blocked = [task for task in created if task.blocked]
+        if not blocked:
+            return results
+        await self.dependencies.attached(blocked)
+        now = {task.id: task for task in await self.store.get_tasks([task.id for task in blocked])}
+        return [
+            InsertResult(r.outcome, now.get(r.task.id, r.task))
+            if r.outcome == InsertOutcome.CREATED and r.task
+            else r
+            for r in results
+        ]
 
     async def _current(self, result: InsertResult) -> InsertResult:
         """A duplicate as it reads now (A.6 "its current status"): a passed deadline is applied."""
@@ -284,17 +342,23 @@ class TaskService:
         deadline = time.monotonic() + PATTERN_TIME_BUDGET  # one budget for the whole batch
         prepared: list[tuple[int, InsertTask | str]] = []
         types: dict[str, TaskType] = {}
+        positions: dict[int, int] = {}  # batch index -> position among the valid items
         for index, raw in enumerate(body.tasks):
             try:
                 parsed = models.parse_body(models.CreateTask, raw)
-                prepared.append((index, await self._prepare(parsed, now, types, deadline)))
+                ready = await self._prepare(parsed, now, types, deadline)
+                if parsed.depends_on_index:
+                    earlier = _earlier(parsed.depends_on_index, index, positions)
+                    ready = replace(ready, depends_on_index=earlier)
+                positions[index] = len(positions)
+                prepared.append((index, ready))
             except TaskManagerError as exc:
                 detail = "; ".join(exc.details) if exc.details else None
                 # "Parameter validation failed: ..." already lists its details: do not repeat them.
                 known = detail is None or exc.message.endswith(detail)
                 prepared.append((index, exc.message if known else f"{exc.message}: {detail}"))
         valid = [item for _, item in prepared if isinstance(item, InsertTask)]
-        inserted = iter(await self.store.insert_tasks(valid) if valid else [])
+        inserted = iter(await self._judge_blocked(await self.store.insert_tasks(valid)) if valid else [])
         results: list[dict[str, Any]] = []
         counts = {"created": 0, "duplicates": 0, "failed": 0}
         for index, item in prepared:
@@ -398,13 +462,24 @@ class TaskService:
 
     async def retry(self, task_id: int) -> Reply:
         now = self.clock.now()
+        before = await self.core.current(task_id)
+        if before.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+            # A dependant's dependencies are marked before it is blocked again (B.5), so their
+            # ends (or the sweep) judge it even if this request stops short.
+            await self.store.mark_dependencies(before.depends_on)
         task = await self.core.transition(task_id, lambda t: lifecycle.retry(t, now=now), now)
+        if task.blocked:
+            await self.dependencies.attached([task])
+            task = await self.core.current(task_id)
         return Reply("Task queued for retry", task_data(task))
 
     async def bulk(self, body: models.BulkAction) -> Reply:
         return await self.bulk_operations.bulk(body)
 
     async def delete(self, task_id: int) -> Reply:
+        found = await self.store.get_task(task_id)
+        if found is not None:
+            await self.dependencies.before_delete([found])  # no dependant left waiting for it
         if not await self.store.delete_task(task_id):
             raise NotFound(TASK_NOT_FOUND)
         self.core.ended.notify()  # a request waiting for it answers 404 now

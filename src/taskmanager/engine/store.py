@@ -137,6 +137,11 @@ class InsertTask:
     #: Set on the task of a schedule's tick (B.8).
     schedule: str | None = None
     scheduled_for: datetime | None = None
+    #: The tasks it depends on (B.5): by id, and by position among the items of the same
+    #: ``insert_tasks`` call (earlier ones only). A task with any is inserted blocked, and each
+    #: of them gets a dependant mark, in the insert's transaction (``lifecycle`` settles it after).
+    depends_on: tuple[int, ...] = ()
+    depends_on_index: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +180,8 @@ class InsertOutcome(StrEnum):
     CREATED = "created"
     DUPLICATE = "duplicate"
     QUEUE_FULL = "queue_full"
+    #: An item named by ``depends_on_index`` was not created (its queue was full).
+    DEPENDENCY_NOT_CREATED = "dependency_not_created"
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +206,26 @@ class PurgeQuery:
 
     retention: Retention
     limit: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class DependantsQuery:
+    """A page of the blocked dependants of the tasks ``of`` (or, with ``ids``, those of these
+    tasks that are blocked): with an id above ``after_id``, in id order (keyset paging), up to
+    ``limit``."""
+
+    of: tuple[int, ...]
+    after_id: int = 0
+    limit: int = 500
+    ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dependant:
+    """A blocked task and the status of each task it depends on (None: that task is gone)."""
+
+    task: Task
+    dependencies: tuple[tuple[int, TaskStatus | None], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,6 +476,25 @@ class Store(Protocol):
     @property
     def keys(self) -> KeyStore:
         """The API keys stored beside the tasks."""
+        ...
+
+    # Dependencies (B.5)
+    async def mark_dependencies(self, task_ids: Sequence[int]) -> None:
+        """Add a dependant mark to each of these tasks (a dependant is attached to them)."""
+        ...
+
+    async def blocked_dependants(self, query: DependantsQuery) -> list[Dependant]:
+        """A page of the blocked (pending) dependants of ``query.of``, each with the status of
+        every task it depends on."""
+        ...
+
+    async def unsettled_tasks(self, limit: int) -> list[Task]:
+        """Up to ``limit`` ended (completed, failed, cancelled) tasks with dependant marks."""
+        ...
+
+    async def clear_dependant_marks(self, tasks: Sequence[Task]) -> int:
+        """Set each task's dependant marks to 0 where its row still holds the status,
+        ``updated_at`` and marks of ``tasks`` (no dependant attached, no change since); how many."""
         ...
 
     async def delete_task(self, task_id: int) -> bool: ...

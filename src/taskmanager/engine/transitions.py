@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -33,6 +33,8 @@ MAX_DECIDE_ROUNDS = 10
 
 #: Given the current row, the transition a request makes of it (None: leave it); may raise.
 Decide = Callable[[Task], Transition | None]
+#: What settles the dependants of tasks that just ended (``engine/dependencies.py``).
+Settle = Callable[[Sequence[Task | None]], Awaitable[int]]
 
 
 @dataclass
@@ -49,6 +51,8 @@ class Transitions:
     #: "A task may have ended": wakes the requests waiting for one (``GET /tasks/{id}/wait``).
     ended: WorkSignal = field(default_factory=WorkSignal)
     listening: bool = False
+    #: Set by the engine: settles the dependants of ended tasks that have some (B.5).
+    settle: Settle | None = None
     _expired_at: tuple[datetime, float] | None = field(default=None, init=False, repr=False)
 
     async def start(self) -> None:
@@ -85,6 +89,15 @@ class Transitions:
         """The compare-and-set writing ``transition``, decided on ``task`` as read."""
         return self.change(task.id, lifecycle.as_read(task), transition, now)
 
+    async def settle_ended(self, tasks: Sequence[Task | None]) -> None:
+        """Settle the dependants of those of ``tasks`` that ended with dependant marks: nothing
+        at all (no statement) for tasks without dependants."""
+        if self.settle is not None and any(
+            task is not None and task.dependant_marks > 0 and task.status in TERMINAL_STATUSES
+            for task in tasks
+        ):
+            await self.settle(tasks)
+
     async def expire_due(self) -> None:
         """Apply every transition the clock has made due (expired leases, expired tasks).
 
@@ -111,6 +124,7 @@ class Transitions:
             if any(task is not None for task in done):
                 self.signal.notify()  # a lease ran out: its task may be claimable again
                 self.ended.notify()  # or it failed for good, or a pending task expired
+                await self.settle_ended(done)
             if len(due) < query.limit:
                 return
 
@@ -141,6 +155,7 @@ class Transitions:
             expected, unread_transition = unread
             done = await self.store.update_task(self.change(task_id, expected, unread_transition, now))
             if done is not None:
+                await self.settle_ended([done])
                 return self._after(done)
         for _ in range(MAX_DECIDE_ROUNDS):
             task = await self.store.get_task(task_id)
@@ -153,6 +168,8 @@ class Transitions:
             if transition is None:
                 return task
             done = await self.store.update_task(self.on_row(task, transition, now))
+            if done is not None:
+                await self.settle_ended([done])
             if done is not None and due is None:
                 return self._after(done)
             if done is not None:

@@ -7,7 +7,7 @@ from dataclasses import fields
 from datetime import datetime
 from enum import Enum
 from operator import attrgetter
-from typing import Any, get_args, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 from taskmanager import models
 from taskmanager.engine.records import Event, Schedule, Task, TaskType
@@ -26,7 +26,7 @@ def _is_enum(hint: object) -> bool:
 
 class _Shape:
     """How one record becomes its JSON object: which of its fields the object shows, and which of
-    those are timestamps (shown as ``iso``) or enums (shown as their value). Built once per
+    those are timestamps (shown as ``iso``), enums (shown as their value) or tuples (lists). Built once per
     record type from the record's own field declarations, so a new field needs no line here."""
 
     def __init__(self, record: type, shown: tuple[str, ...]) -> None:
@@ -37,6 +37,7 @@ class _Shape:
         self.enums = tuple(
             n for n in shown if isinstance(declared[n], type) and issubclass(declared[n], Enum)
         )
+        self.lists = tuple(n for n in shown if get_origin(declared[n]) is tuple)
 
     def data(self, item: Any) -> dict[str, Any]:
         data = dict(zip(self.names, self.get(item), strict=True))
@@ -44,6 +45,8 @@ class _Shape:
             data[name] = iso(data[name])
         for name in self.enums:
             data[name] = data[name].value
+        for name in self.lists:
+            data[name] = list(data[name])
         return data
 
 

@@ -118,6 +118,7 @@ class WorkerOperations:
                     todo.append(change.task_id)  # changed meanwhile: judge it again
                 else:
                     done[after.id] = after
+        await core.settle_ended(list(done.values()))
         results = [batch_complete_entry(i, done.get(i), failures.get(i)) for i in items]
         if any(t.status == TaskStatus.PENDING for t in done.values()):
             core.signal.notify()

@@ -114,7 +114,8 @@ def create_app(
         if owned and settings.migrate_on_start:
             await upgrade(active_store.db)  # type: ignore[attr-defined]
         await engine.start()
-        sweeper = Sweeper(engine.retention)  # deletes finished tasks past their retention (B.10)
+        # Deletes finished tasks past their retention (B.10); resumes dependency cascades (B.5).
+        sweeper = Sweeper(engine.retention, engine.dependencies.sweep)
         sweeper.start()
         ticker.start()
         shutdown.on_signals()

@@ -23,6 +23,8 @@ from taskmanager.engine.records import Event, Schedule, Task, TaskType
 from taskmanager.engine.store import (
     ClaimParams,
     ClaimQuery,
+    Dependant,
+    DependantsQuery,
     DueQuery,
     FeedEvent,
     FireTick,
@@ -38,7 +40,7 @@ from taskmanager.engine.store import (
     TaskQuery,
     WorkerStats,
 )
-from taskmanager.store import observe, schedules, verbs
+from taskmanager.store import dependencies, observe, schedules, verbs
 from taskmanager.store import operations as ops
 from taskmanager.store.database import Database
 from taskmanager.store.keys import SqlKeyStore
@@ -136,6 +138,23 @@ class SqlStore:
 
     async def list_events(self, task_id: int) -> list[Event]:
         return await self._read(partial(ops.list_events, task_id))
+
+    # -- dependencies (B.5) ----------------------------------------------------------------------
+
+    async def mark_dependencies(self, task_ids: Sequence[int]) -> None:
+        if task_ids:
+            await self._write(partial(dependencies.mark, task_ids))
+
+    async def blocked_dependants(self, query: DependantsQuery) -> list[Dependant]:
+        return await self._read(partial(dependencies.blocked_dependants, self.q, query))
+
+    async def unsettled_tasks(self, limit: int) -> list[Task]:
+        return await self._read(partial(dependencies.unsettled, self.q, limit))
+
+    async def clear_dependant_marks(self, tasks: Sequence[Task]) -> int:
+        if not tasks:
+            return 0
+        return await self._write(partial(dependencies.clear_marks, tasks))
 
     async def delete_task(self, task_id: int) -> bool:
         return await self._write(partial(ops.delete_task, task_id))

@@ -8,6 +8,7 @@ that picks which to run.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +39,7 @@ from taskmanager.engine.store import (
     TaskFilter,
     TaskQuery,
 )
+from taskmanager.store import dependencies
 from taskmanager.store.rows import (
     TT,
     H,
@@ -130,6 +132,8 @@ def task_values(item: InsertTask) -> dict[str, Any]:
         "dedupe_lock": item.dedupe_lock,
         "schedule": item.schedule,
         "scheduled_for": item.scheduled_for,
+        "depends_on": dump(list(item.depends_on)) if item.depends_on else None,
+        "blocked": bool(item.depends_on),
     }
 
 
@@ -159,6 +163,9 @@ def created(item: InsertTask, task_id: int) -> InsertResult:
         dedupe_key=item.dedupe_key,
         schedule=item.schedule,
         scheduled_for=item.scheduled_for,
+        depends_on=item.depends_on,
+        blocked=bool(item.depends_on),
+        dependant_marks=0,
         awaited=False,
         policy=item.policy,
     )
@@ -296,8 +303,31 @@ def announce_end(conn: Connection) -> None:
         conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": ENDS_CHANNEL})
 
 
+def _insert_in_order(conn: Connection, q: Selects, items: Sequence[InsertTask]) -> list[InsertResult]:
+    """Items with dependencies, one after the other: an item's ``depends_on_index`` names
+    earlier items, whose ids are known by then. The tasks depended on get a dependant mark
+    before the insert (locking their rows), and a created task its edges."""
+    results: list[InsertResult] = []
+    for item in items:
+        earlier = [results[position].task for position in item.depends_on_index]
+        if any(task is None for task in earlier):
+            results.append(InsertResult(InsertOutcome.DEPENDENCY_NOT_CREATED, None))
+            continue
+        named = [*item.depends_on, *(task.id for task in earlier if task is not None)]
+        ids = tuple(dict.fromkeys(named))  # as named, each once
+        resolved = replace(item, depends_on=ids, depends_on_index=())
+        dependencies.mark(ids, conn)
+        result = insert_one(conn, q, resolved)
+        if result.outcome == InsertOutcome.CREATED and result.task is not None and ids:
+            dependencies.attach(conn, result.task.id, ids)
+        results.append(result)
+    return results
+
+
 def insert_tasks(q: Selects, items: Sequence[InsertTask], conn: Connection) -> list[InsertResult]:
-    if len(items) == 1:
+    if any(item.depends_on or item.depends_on_index for item in items):
+        results = _insert_in_order(conn, q, items)
+    elif len(items) == 1:
         results = [insert_one(conn, q, items[0])]
     else:
         try:
@@ -368,6 +398,7 @@ def load(conn: Connection, q: Selects, ids: Sequence[int]) -> list[Task]:
 
 
 def delete_task(task_id: int, conn: Connection) -> bool:
+    dependencies.delete_edges([task_id], conn)
     conn.execute(delete(task_history).where(H.task_id == task_id))
     return bool(conn.execute(delete(tasks).where(T.id == task_id)).rowcount)
 
@@ -391,6 +422,7 @@ def find_task_ids(query: TaskFilter, conn: Connection) -> list[int]:
 
 def delete_tasks(task_ids: Sequence[int], conn: Connection) -> int:
     ids = sorted(set(task_ids))
+    dependencies.delete_edges(ids, conn)
     conn.execute(delete(task_history).where(H.task_id.in_(ids)))
     return int(conn.execute(delete(tasks).where(T.id.in_(ids))).rowcount or 0)
 
@@ -420,6 +452,7 @@ def _due(retention: Retention) -> list[ColumnElement[bool]]:
             T.created_at <= cutoff,
             T.completed_at <= cutoff,
             T.type_id.in_(type_ids),
+            T.dependant_marks == 0,  # its dependants settled first (a cascade resumes from it)
         )
         for statuses, cutoff, type_ids in retention.due
     ]

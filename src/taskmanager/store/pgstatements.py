@@ -48,9 +48,10 @@ from taskmanager.engine.records import TaskStatus
 from taskmanager.engine.store import ClaimParams, ClaimQuery, InsertTask, PurgeQuery, TaskChange
 from taskmanager.store.operations import ENDS_CHANNEL, WORK_CHANNEL, task_values
 from taskmanager.store.rows import TASKS_JOIN, TT, H, T, dump, encode_changes, task_columns, type_columns
-from taskmanager.store.tables import UTCDateTime, naive_utc, task_history, tasks
+from taskmanager.store.tables import UTCDateTime, naive_utc, task_dependencies, task_history, tasks
 from taskmanager.store.verbs import ClaimValues, claim_conditions, claim_order, limited_types
 
+D = task_dependencies.c
 _DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
 #: Task columns holding timestamps (bound as naive UTC).
 _TIMESTAMPS = frozenset(c.name for c in tasks.columns if isinstance(c.type, UTCDateTime))
@@ -576,6 +577,7 @@ def _purge_statement() -> Any:
             T.created_at <= rules.c.cutoff,
             T.completed_at <= rules.c.cutoff,
             T.type_id == rules.c.type_id,
+            T.dependant_marks == literal_column("0"),  # its dependants settled first
         )
         .order_by(T.status, T.created_at)
         .limit(limit)
@@ -591,7 +593,13 @@ def _purge_statement() -> Any:
     history = (
         delete(task_history).where(H.task_id.in_(select(doomed.c.id))).returning(H.task_id).cte("history")
     )
-    return delete(tasks).where(T.id.in_(select(doomed.c.id))).returning(T.id).add_cte(history)
+    # Their dependency edges, both ways (a dependant of theirs was settled before they ended
+    # up here: a task with dependant marks is not purged).
+    edges = [
+        delete(task_dependencies).where(column.in_(select(doomed.c.id))).returning(column).cte(name)
+        for column, name in ((D.task_id, "edges_out"), (D.depends_on_id, "edges_in"))
+    ]
+    return delete(tasks).where(T.id.in_(select(doomed.c.id))).returning(T.id).add_cte(history, *edges)
 
 
 def _create_statement(columns: tuple[str, ...]) -> Any:

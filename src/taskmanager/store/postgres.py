@@ -153,8 +153,10 @@ class PostgresStore(SqlStore):
         return [task_from_row(row) for row in rows]
 
     async def insert_tasks(self, items: Sequence[InsertTask]) -> list[InsertResult]:
-        if len(items) != 1:
-            return await super().insert_tasks(items)  # a batch: a few statements in one transaction
+        if len(items) != 1 or items[0].depends_on:
+            # A batch: a few statements in one transaction; a task with dependencies: its marks
+            # and edges beside the insert (not the hot path).
+            return await super().insert_tasks(items)
         return [await self._insert_one(items[0])]
 
     async def _insert_one(self, item: InsertTask) -> InsertResult:

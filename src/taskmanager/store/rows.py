@@ -109,7 +109,9 @@ def dump(value: Any) -> str | None:
 _N_TASK = len(fields(Task)) - 1  # every field before ``policy``, one column each
 #: The columns of a task read: then ``policy``'s, one per setting (a statement may add more).
 TASK_ROW_WIDTH = _N_TASK + len(fields(Policy))
-_STATUS, _PARAMS, _RESULT = ([f.name for f in fields(Task)].index(n) for n in ("status", "params", "result"))
+_STATUS, _PARAMS, _RESULT, _DEPENDS_ON, _BLOCKED = (
+    [f.name for f in fields(Task)].index(n) for n in ("status", "params", "result", "depends_on", "blocked")
+)
 #: Status text to member, a dict lookup instead of an Enum call for every row read.
 _STATUSES = {status.value: status for status in TaskStatus}
 
@@ -122,6 +124,9 @@ def task_from_row(row: Sequence[Any]) -> Task:
     values[_PARAMS] = json.loads(values[_PARAMS])
     result = values[_RESULT]
     values[_RESULT] = None if result is None else json.loads(result)
+    depends_on = values[_DEPENDS_ON]
+    values[_DEPENDS_ON] = () if depends_on is None else tuple(json.loads(depends_on))
+    values[_BLOCKED] = bool(values[_BLOCKED])
     values.append(_policy(*row[_N_TASK:TASK_ROW_WIDTH]))
     return Task(*values)
 
@@ -165,6 +170,8 @@ def encode_changes(changes: dict[str, Any]) -> dict[str, Any]:
         values["status"] = status.value if isinstance(status, TaskStatus) else TaskStatus(status).value
     if "result" in values:
         values["result"] = dump(values["result"])
+    if "depends_on" in values:
+        values["depends_on"] = dump(list(values["depends_on"]) or None)
     return values
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator
@@ -127,6 +128,13 @@ tasks = Table(
     # The schedule (by name) that created the task and its tick (API.md B.8); NULL otherwise.
     Column("schedule", Key, nullable=True),
     Column("scheduled_for", UTCDateTime, nullable=True),
+    # Dependencies (API.md B.5): the ids the task waits for as a JSON list (NULL: none; the
+    # edges themselves are rows of ``task_dependencies``), whether it still waits (a blocked
+    # task is pending but never claimed), and on a dependency, how many times dependants were
+    # attached since its dependants were last settled (0: nothing to do when it ends).
+    Column("depends_on", Text, nullable=True),
+    Column("blocked", Boolean, nullable=False, server_default=false()),
+    Column("dependant_marks", Integer, nullable=False, server_default=text("0")),
     # Whether a request has waited for the task's end (GET /tasks/{id}/wait): on PostgreSQL only
     # an awaited task's end is announced to other processes (NOTIFY serialises commits).
     Column("awaited", Boolean, nullable=False, server_default=false()),
@@ -140,17 +148,36 @@ tasks = Table(
     sqlite_autoincrement=True,
 )
 
-# Claim: the next pending task by priority (highest first), then first in first out; the column
-# directions match the default claim order so the database walks the index and stops early.
-Index("ix_tasks_claim", tasks.c.status, tasks.c.priority.desc(), tasks.c.created_at, tasks.c.id)
+# Claim: the next pending task that is not blocked, by priority (highest first), then first in
+# first out; the column directions match the default claim order so the database walks the index
+# and stops early, never stepping over blocked tasks (``blocked`` is an equality after ``status``).
+Index(
+    "ix_tasks_claim",
+    tasks.c.status,
+    tasks.c.blocked,
+    tasks.c.priority.desc(),
+    tasks.c.created_at,
+    tasks.c.id,
+)
 # The same restricted to one type; also serves per-type pending counts (max_pending).
 Index(
     "ix_tasks_type_claim",
     tasks.c.type_id,
     tasks.c.status,
+    tasks.c.blocked,
     tasks.c.priority.desc(),
     tasks.c.created_at,
     tasks.c.id,
+)
+# The tasks whose dependants are not settled yet (the sweep's pass, resuming a cascade). Partial
+# where the database can (PostgreSQL, SQLite): a row without marks has no entry, so a claim or a
+# complete of a plain task writes nothing to it — PostgreSQL writes an entry in every full index
+# of a row it updates. MariaDB/MySQL index all rows but touch this one only when the marks change.
+Index(
+    "ix_tasks_dependant_marks",
+    tasks.c.dependant_marks,
+    postgresql_where=tasks.c.dependant_marks > 0,
+    sqlite_where=tasks.c.dependant_marks > 0,
 )
 # Observing (GET /stats, /workers, /metrics): counts per type and status and the oldest pending
 # task of a type are read from this narrow index, never from the table.
@@ -178,6 +205,16 @@ task_history = Table(
     Index("ix_task_history_task_id", "task_id", "id"),
     # The workers seen recently (GET /workers): a range of the last day's events.
     Index("ix_task_history_created", "created_at", "worker_id", "event"),
+)
+
+# Dependencies (API.md B.5): one row per (dependant, dependency). The primary key finds a task's
+# dependencies; the index finds a dependency's dependants.
+task_dependencies = Table(
+    "task_dependencies",
+    metadata,
+    Column("task_id", Id, primary_key=True, autoincrement=False),
+    Column("depends_on_id", Id, primary_key=True, autoincrement=False),
+    Index("ix_task_dependencies_depends_on_id", "depends_on_id", "task_id"),
 )
 
 # API keys (docs/reference/api.md, API keys): only the SHA-256 of a key is stored; ``prefix``

@@ -16,10 +16,12 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    false,
     func,
     literal_column,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -204,8 +206,11 @@ def claim_conditions(query: ClaimQuery, values: ClaimValues | None = None) -> li
         types = types.where(values.like_any(TT.name, "type_scope", query.type_scope))
     conditions = [
         T.status == literal_column(f"'{TaskStatus.PENDING.value}'"),
+        T.blocked == false(),  # not waiting for its dependencies (B.5): the claim index's 2nd column
         or_(T.run_after.is_(None), T.run_after <= now),
-        or_(T.expires_at.is_(None), T.expires_at > now),
+        # Not expired: "unset or later", written so that no planner takes it for an index range
+        # (SQLite's would otherwise OR two indexes and sort, not walk the claim index).
+        func.coalesce(T.expires_at > now, true()),
         or_(T.assigned_to.is_(None), T.assigned_to == values.value("worker_id", query.worker_id)),
         T.type_id.in_(types),
     ]
