@@ -101,6 +101,10 @@ def _aware(value: datetime) -> datetime:
         raise ValueError("out of range: must be within years 1-9999 in UTC") from None
 
 
+#: A ``callback_url`` (B.5): its scheme and address are checked by the server (``server/webhooks.py``).
+CallbackUrl = Annotated[StrictStr, Field(min_length=1, max_length=2048)]
+
+
 class TypeSettings(_Body):
     """Part B.1 settings of a task type; on re-register, omitted settings keep their value."""
 
@@ -116,6 +120,8 @@ class TypeSettings(_Body):
     #: Seconds a completed / failed or cancelled task is kept (B.10); 0 = forever, null = default.
     keep_completed_seconds: Annotated[StrictInt, Field(ge=0, le=10 * 365 * 86400)] | None = None
     keep_failed_seconds: Annotated[StrictInt, Field(ge=0, le=10 * 365 * 86400)] | None = None
+    #: Where the type's tasks are POSTed when they end, unless a create names its own (B.5).
+    callback_url: CallbackUrl | None = None
 
 
 class RegisterTaskType(TypeSettings):
@@ -152,9 +158,10 @@ class CreateTask(_Body):
     expires_at: datetime | None = None
     ttl_seconds: Annotated[StrictInt | StrictFloat, Field(gt=0, le=10 * 365 * 86400)] | None = None
     assigned_to: WorkerId | None = None
+    #: Where the task is POSTed once it ends (B.5); None: its type's, if it has one.
+    callback_url: CallbackUrl | None = None
     #: Part B features this server does not offer yet: refused with a 400, never silently ignored.
     depends_on: Any = None
-    callback_url: Any = None
 
     @field_validator("run_at", "expires_at", mode="before")
     @classmethod
@@ -396,6 +403,7 @@ class TaskTypeOut(_Out):
     max_running: int | None
     keep_completed_seconds: int
     keep_failed_seconds: int
+    callback_url: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -436,6 +444,8 @@ class TaskOut(_Out):
     #: The schedule that created the task and the tick it was created for (B.8); else null.
     schedule: str | None = None
     scheduled_for: datetime | None = None
+    #: Where the task is POSTed once it ends (B.5); else null.
+    callback_url: str | None = None
 
 
 class WaitedTask(TaskOut):

@@ -21,6 +21,7 @@ from typing import Any
 from taskmanager import models
 from taskmanager.engine import lifecycle, observe, scope
 from taskmanager.engine.bulk import BulkOperations
+from taskmanager.engine.callbacks import Webhooks
 from taskmanager.engine.clock import Clock, SystemClock
 from taskmanager.engine.feed import Feed
 from taskmanager.engine.policy import Backoff, Defaults, compute_dedupe_key, dedupe_lock, exponential_backoff
@@ -63,7 +64,8 @@ class TaskService:
     """The lifecycle engine. One per process; safe to share between concurrent requests.
 
     ``retry_policy`` gives the seconds a failed attempt waits before its retry (default: the
-    type's exponential backoff with jitter, ``policy.exponential_backoff``); ``rng`` feeds it."""
+    type's exponential backoff with jitter, ``policy.exponential_backoff``); ``rng`` feeds it.
+    ``webhooks`` signs and sends callbacks (the server's; the engine imports no HTTP)."""
 
     def __init__(
         self,
@@ -75,6 +77,7 @@ class TaskService:
         retry_policy: Backoff = exponential_backoff,
         version: str = "0",
         stats_max_age: float = observe.DEFAULT_STATS_MAX_AGE,
+        webhooks: Webhooks | None = None,
     ) -> None:
         self.core = Transitions(
             store, clock or SystemClock(), defaults or Defaults(), rng or random.Random(), retry_policy
@@ -83,6 +86,8 @@ class TaskService:
         self.retention = Retainer(store, self.core.clock)
         self.bulk_operations = BulkOperations(self.core, self.retention)
         self.version = version
+        #: Signing and sending callbacks (B.5); None or without a secret: ``callback_url`` is 400.
+        self.webhooks = webhooks
         self._validator = ParamValidator()
         #: Periodic tasks (B.8): the routes call it, the server's lifespan runs its ``Ticker``.
         self.schedules = Schedules(self.core, self._validator)
@@ -171,6 +176,7 @@ class TaskService:
     async def register_type(self, body: models.RegisterTaskType) -> Reply:
         schema = body.schema_object()
         check_param_schema(schema)
+        await self.check_callback(body.callback_url)
         existing = await self.store.get_type(body.name)
         settings = self._type_settings(body, existing)
         saved, created = await self.store.save_type(
@@ -180,6 +186,22 @@ class TaskService:
         if created:
             return Reply("Task type registered successfully", {**data, "created": True})
         return Reply("Task type updated successfully", {**data, "updated": True})
+
+    async def check_callback(self, url: str | None) -> None:
+        """400 naming ``callback_url`` unless this server signs deliveries (a webhook secret is
+        set) and may call ``url`` (http/https, a public address or an allowed network; B.5)."""
+        if url is None:
+            return
+        webhooks = self.webhooks
+        if webhooks is None or not webhooks.secret:
+            raise ValidationFailed(
+                "Validation failed",
+                details=["callback_url: this server has no webhook secret (TASKMANAGER_WEBHOOK_SECRET)"],
+            )
+        try:
+            await webhooks.transport.check(url)
+        except ValueError as exc:
+            raise ValidationFailed("Validation failed", details=[f"callback_url: {exc}"]) from None
 
     async def _type(self, name: str) -> TaskType:
         found = await self.store.get_type(name)
@@ -212,7 +234,7 @@ class TaskService:
     ) -> InsertTask:
         """The insert for one create; ``types`` caches the task types read so far (a batch), and
         ``deadline`` bounds the time schema patterns may take (one budget for a whole batch)."""
-        models.refuse_unsupported(body, "depends_on", "callback_url")
+        models.refuse_unsupported(body, "depends_on")
         scope.check_type(body.type)  # a key limited to other types: as if the type did not exist
         task_type = types.get(body.type) if types is not None else None
         if task_type is None:
@@ -221,6 +243,7 @@ class TaskService:
                 types[body.type] = task_type
         if not task_type.is_active:
             raise ValidationFailed("Task type is not active")
+        await self.check_callback(body.callback_url)
         if task_type.dedupe == DedupeScope.ACTIVE or task_type.max_pending is not None:
             await self.core.expire_due()  # an expired task must neither block its key nor fill the queue
         try:
@@ -254,6 +277,8 @@ class TaskService:
             policy=TypePolicy.of(task_type),
             now=now,
             event=self.core.event(NewEvent(Ev.CREATED)),
+            # The create's own URL, else its type's (checked when the type was registered).
+            callback_url=body.callback_url or task_type.callback_url,
         )
 
     async def create_task(self, body: models.CreateTask) -> Reply:

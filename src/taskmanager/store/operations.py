@@ -49,7 +49,9 @@ from taskmanager.store.rows import (
     task_from_row,
     type_from_row,
 )
-from taskmanager.store.tables import task_history, task_types, tasks
+from taskmanager.store.tables import callback_deliveries, task_history, task_types, tasks
+
+D = callback_deliveries.c
 
 WORK_CHANNEL = "taskmanager_work"
 #: PostgreSQL's channel for "a task ended" (wakes ``GET /tasks/{id}/wait`` in every process).
@@ -125,6 +127,7 @@ def task_values(item: InsertTask) -> dict[str, Any]:
         "dedupe_lock": item.dedupe_lock,
         "schedule": item.schedule,
         "scheduled_for": item.scheduled_for,
+        "callback_url": item.callback_url,
     }
 
 
@@ -154,6 +157,7 @@ def created(item: InsertTask, task_id: int) -> InsertResult:
         dedupe_key=item.dedupe_key,
         schedule=item.schedule,
         scheduled_for=item.scheduled_for,
+        callback_url=item.callback_url,
         policy=item.policy,
     )
     return InsertResult(InsertOutcome.CREATED, task)
@@ -354,6 +358,7 @@ def load(conn: Connection, q: Selects, ids: Sequence[int]) -> list[Task]:
 
 def delete_task(task_id: int, conn: Connection) -> bool:
     conn.execute(delete(task_history).where(H.task_id == task_id))
+    conn.execute(delete(callback_deliveries).where(D.task_id == task_id))
     return bool(conn.execute(delete(tasks).where(T.id == task_id)).rowcount)
 
 
@@ -377,6 +382,7 @@ def find_task_ids(query: TaskFilter, conn: Connection) -> list[int]:
 def delete_tasks(task_ids: Sequence[int], conn: Connection) -> int:
     ids = sorted(set(task_ids))
     conn.execute(delete(task_history).where(H.task_id.in_(ids)))
+    conn.execute(delete(callback_deliveries).where(D.task_id.in_(ids)))
     return int(conn.execute(delete(tasks).where(T.id.in_(ids))).rowcount or 0)
 
 

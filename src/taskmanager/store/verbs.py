@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -28,7 +29,12 @@ from taskmanager.engine.records import Task, TaskStatus
 from taskmanager.engine.store import ClaimParams, ClaimQuery, DueQuery, TaskChange
 from taskmanager.store.operations import announce_end, announce_work, like_any, load
 from taskmanager.store.rows import TT, Selects, T, encode_changes, event_row, task_from_row, with_changes
-from taskmanager.store.tables import task_history, tasks
+from taskmanager.store.tables import callback_deliveries, task_history, tasks
+
+
+def delivery_row(task_id: int, url: str, now: datetime) -> dict[str, Any]:
+    """The outbox row of a task's end (B.5): no try taken yet, due at once."""
+    return {"task_id": task_id, "url": url, "tries": 0, "next_try_at": now, "created_at": now}
 
 
 def write_claims(conn: Connection, picked: list[Task], params: ClaimParams) -> list[Task]:
@@ -54,12 +60,14 @@ def write_claims(conn: Connection, picked: list[Task], params: ClaimParams) -> l
 class BatchPlan:
     """What a batch of compare-and-sets writes, once its rows are locked and read: the result of
     each change (None: its row no longer matched, or is gone), the rows to update grouped by the
-    columns they change (each row a dict of column values and ``_id``), the history rows,
-    whether a task became claimable again and whether one ended."""
+    columns they change (each row a dict of column values and ``_id``), the history rows, the
+    callback deliveries, whether a task became claimable again and whether one ended."""
 
     results: list[Task | None] = field(default_factory=list)
     updates: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: The outbox rows (B.5) of the changes with ``callback`` that matched.
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
     wakes: bool = False
     ends: bool = False
 
@@ -81,6 +89,8 @@ def plan_updates(changes: Sequence[TaskChange], locked: Sequence[Task]) -> Batch
         plan.wakes = plan.wakes or change.wakes
         plan.ends = plan.ends or change.ends
         rows[task.id] = after = with_changes(task, change.changes)
+        if change.callback and after.callback_url is not None:
+            plan.deliveries.append(delivery_row(after.id, after.callback_url, change.now))
         plan.results.append(after)
     return plan
 
@@ -90,7 +100,8 @@ def update_tasks(q: Selects, changes: Sequence[TaskChange], conn: Connection) ->
     pass: the rows locked in ascending id order (so two batches over the same tasks cannot
     deadlock each other; SQLite's writer holds the whole database already) and read once, the
     changes judged by ``plan_updates``, and the matching ones written with one statement per
-    shape of change and one INSERT of their events. The results are in the order of ``changes``."""
+    shape of change, one INSERT of their events and (only if some have ``callback``) one of
+    their deliveries. The results are in the order of ``changes``."""
     ids = sorted({change.task_id for change in changes})
     locked = select(T.id).where(T.id.in_(ids)).order_by(T.id).with_for_update()
     plan = plan_updates(changes, load(conn, q, list(conn.execute(locked).scalars())))
@@ -99,6 +110,8 @@ def update_tasks(q: Selects, changes: Sequence[TaskChange], conn: Connection) ->
         conn.execute(statement.values({c: bindparam(c) for c in columns}), group)
     if plan.events:
         conn.execute(insert(task_history), plan.events)
+    if plan.deliveries:
+        conn.execute(insert(callback_deliveries), plan.deliveries)
     if plan.wakes:
         announce_work(conn)
     if plan.ends:
