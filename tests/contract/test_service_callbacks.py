@@ -315,3 +315,34 @@ async def test_history_off_records_no_tries(
     assert len(transport.sent) == 1
     assert await store.list_events(task["id"]) == []
     assert await store.next_delivery_at() is None
+
+
+async def test_tasks_without_a_callback_cost_no_statement_more(
+    service: TaskService, store: SqlStore, clock: FrozenClock
+) -> None:
+    """The plain path pays nothing for callbacks: ending tasks without a ``callback_url`` (one
+    complete, a batch, a cancel) runs no statement that touches the outbox — the INSERT is sent
+    only when a change has a delivery to write. (PostgreSQL's statements: ``test_pg_statements``.)"""
+    if store.db.dialect == "postgresql":
+        pytest.skip("PostgreSQL ends tasks on raw asyncpg: its shapes are checked in test_pg_statements")
+    from sqlalchemy import event
+
+    engine = store.db.sync_engine or store.db.async_engine.sync_engine  # type: ignore[union-attr]
+    await register(service)
+    ids = [(await create(service, n))["id"] for n in range(4)]
+    await service.claim(models.ClaimTasks(worker_id="w", limit=3))
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        await service.complete(ids[0], models.CompleteTask(worker_id="w", success=True))
+        results = [{"id": i, "success": True} for i in ids[1:3]]
+        await service.complete_batch(models.CompleteBatch(worker_id="w", results=results))
+        await service.cancel(ids[3], models.CancelTask())
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert seen
+    assert not [sql for sql in seen if "callback_deliveries" in sql]
