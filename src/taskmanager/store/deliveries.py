@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from taskmanager.engine.records import Delivery
@@ -22,24 +22,31 @@ from taskmanager.store.tables import callback_deliveries, task_history
 D = callback_deliveries.c
 
 
-def next_at(conn: Connection) -> datetime | None:
-    """The earliest ``next_try_at`` (the index's first entry)."""
-    found: datetime | None = conn.execute(select(func.min(D.next_try_at))).scalar()
-    return found
+#: The earliest ``next_try_at``: the index's first entry.
+NEXT_AT = select(func.min(D.next_try_at))
 
 
-def claim(claim: DeliveryClaim, conn: Connection) -> list[Delivery]:
-    """Lock up to ``claim.limit`` due rows (``SKIP LOCKED``: rows another server is taking are
-    left to it; SQLite's single writer needs no lock), count their try and move ``next_try_at``
-    to the lease's end, and read them back."""
-    due = (
+def due(claim: DeliveryClaim) -> Select[tuple[int]]:
+    """The ids of up to ``claim.limit`` due rows, locked ``SKIP LOCKED`` (rows another server is
+    taking are left to it; SQLite's single writer needs no lock): a range of the index."""
+    return (
         select(D.id)
         .where(D.next_try_at <= claim.now)
         .order_by(D.next_try_at)
         .limit(claim.limit)
         .with_for_update(skip_locked=True)
     )
-    ids = sorted(conn.execute(due).scalars())
+
+
+def next_at(conn: Connection) -> datetime | None:
+    found: datetime | None = conn.execute(NEXT_AT).scalar()
+    return found
+
+
+def claim(claim: DeliveryClaim, conn: Connection) -> list[Delivery]:
+    """Lock the due rows, count their try and move ``next_try_at`` to the lease's end, and read
+    them back."""
+    ids = sorted(conn.execute(due(claim)).scalars())
     if not ids:
         return []
     conn.execute(
@@ -66,4 +73,4 @@ def finish(outcome: DeliveryOutcome, conn: Connection) -> bool:
     return True
 
 
-__all__ = ["claim", "finish", "next_at"]
+__all__ = ["NEXT_AT", "claim", "due", "finish", "next_at"]
