@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from taskmanager.engine.records import Delivery, HistoryEvent, NewEvent
 from taskmanager.engine.store import DeliveryOutcome
 from taskmanager.engine.wire import iso
+from taskmanager.errors import ValidationFailed
 
 SIGNATURE_HEADER = "X-TaskManager-Signature"
 DELIVERY_HEADER = "X-TaskManager-Delivery"
@@ -85,6 +86,23 @@ class Webhooks:
 
     secret: str | None
     transport: Transport
+
+
+async def check_callback(webhooks: Webhooks | None, url: str | None) -> None:
+    """400 naming ``callback_url`` unless the server signs deliveries (a webhook secret is set)
+    and may call ``url`` (http/https, a public address or an allowed network): at create and
+    at register (a task takes its type's URL unchecked: it was checked at register)."""
+    if url is None:
+        return
+    if webhooks is None or not webhooks.secret:
+        raise ValidationFailed(
+            "Validation failed",
+            details=["callback_url: this server has no webhook secret (TASKMANAGER_WEBHOOK_SECRET)"],
+        )
+    try:
+        await webhooks.transport.check(url)
+    except ValueError as exc:
+        raise ValidationFailed("Validation failed", details=[f"callback_url: {exc}"]) from None
 
 
 def outcome(

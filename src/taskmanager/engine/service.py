@@ -21,7 +21,7 @@ from typing import Any
 from taskmanager import models
 from taskmanager.engine import lifecycle, observe, scope
 from taskmanager.engine.bulk import BulkOperations
-from taskmanager.engine.callbacks import Webhooks
+from taskmanager.engine.callbacks import Webhooks, check_callback
 from taskmanager.engine.clock import Clock, SystemClock
 from taskmanager.engine.feed import Feed
 from taskmanager.engine.policy import Backoff, Defaults, compute_dedupe_key, dedupe_lock, exponential_backoff
@@ -176,7 +176,7 @@ class TaskService:
     async def register_type(self, body: models.RegisterTaskType) -> Reply:
         schema = body.schema_object()
         check_param_schema(schema)
-        await self.check_callback(body.callback_url)
+        await check_callback(self.webhooks, body.callback_url)
         existing = await self.store.get_type(body.name)
         settings = self._type_settings(body, existing)
         saved, created = await self.store.save_type(
@@ -186,22 +186,6 @@ class TaskService:
         if created:
             return Reply("Task type registered successfully", {**data, "created": True})
         return Reply("Task type updated successfully", {**data, "updated": True})
-
-    async def check_callback(self, url: str | None) -> None:
-        """400 naming ``callback_url`` unless this server signs deliveries (a webhook secret is
-        set) and may call ``url`` (http/https, a public address or an allowed network; B.5)."""
-        if url is None:
-            return
-        webhooks = self.webhooks
-        if webhooks is None or not webhooks.secret:
-            raise ValidationFailed(
-                "Validation failed",
-                details=["callback_url: this server has no webhook secret (TASKMANAGER_WEBHOOK_SECRET)"],
-            )
-        try:
-            await webhooks.transport.check(url)
-        except ValueError as exc:
-            raise ValidationFailed("Validation failed", details=[f"callback_url: {exc}"]) from None
 
     async def _type(self, name: str) -> TaskType:
         found = await self.store.get_type(name)
@@ -243,7 +227,7 @@ class TaskService:
                 types[body.type] = task_type
         if not task_type.is_active:
             raise ValidationFailed("Task type is not active")
-        await self.check_callback(body.callback_url)
+        await check_callback(self.webhooks, body.callback_url)
         if task_type.dedupe == DedupeScope.ACTIVE or task_type.max_pending is not None:
             await self.core.expire_due()  # an expired task must neither block its key nor fill the queue
         try:
