@@ -77,7 +77,7 @@ class TestDatabase:
     url: str
 
     async def reset(self) -> None:
-        tables = ("schedules", "task_history", "tasks", "task_types", "api_keys")
+        tables = ("callback_deliveries", "schedules", "task_history", "tasks", "task_types", "api_keys")
 
         def empty(conn: Connection) -> None:
             conn.execute(text("DELETE FROM task_dependencies"))  # no id sequence to restart

@@ -103,6 +103,10 @@ def _aware(value: datetime) -> datetime:
         raise ValueError("out of range: must be within years 1-9999 in UTC") from None
 
 
+#: A ``callback_url`` (B.5): its scheme and address are checked by the server (``server/webhooks.py``).
+CallbackUrl = Annotated[StrictStr, Field(min_length=1, max_length=2048)]
+
+
 class TypeSettings(_Body):
     """Part B.1 settings of a task type; on re-register, omitted settings keep their value."""
 
@@ -118,6 +122,8 @@ class TypeSettings(_Body):
     #: Seconds a completed / failed or cancelled task is kept (B.10); 0 = forever, null = default.
     keep_completed_seconds: Annotated[StrictInt, Field(ge=0, le=10 * 365 * 86400)] | None = None
     keep_failed_seconds: Annotated[StrictInt, Field(ge=0, le=10 * 365 * 86400)] | None = None
+    #: Where the type's tasks are POSTed when they end, unless a create names its own (B.5).
+    callback_url: CallbackUrl | None = None
 
 
 class RegisterTaskType(TypeSettings):
@@ -158,8 +164,8 @@ class CreateTask(_Body):
     depends_on: Annotated[list[DbId], Field(max_length=MAX_DEPENDS_ON)] | None = None
     #: In a batch (``POST /tasks/batch``): earlier items of the same batch it depends on.
     depends_on_index: Annotated[list[StrictInt], Field(max_length=MAX_DEPENDS_ON)] | None = None
-    #: Part B features this server does not offer yet: refused with a 400, never silently ignored.
-    callback_url: Any = None
+    #: Where the task is POSTed once it ends (B.5); None: its type's, if it has one.
+    callback_url: CallbackUrl | None = None
 
     @field_validator("run_at", "expires_at", mode="before")
     @classmethod
@@ -401,6 +407,7 @@ class TaskTypeOut(_Out):
     max_running: int | None
     keep_completed_seconds: int
     keep_failed_seconds: int
+    callback_url: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -444,6 +451,8 @@ class TaskOut(_Out):
     #: The tasks it waits for (B.5), and whether it still waits for one of them.
     depends_on: list[int] = Field(default_factory=list)
     blocked: bool = False
+    #: Where the task is POSTed once it ends (B.5); else null.
+    callback_url: str | None = None
 
 
 class WaitedTask(TaskOut):

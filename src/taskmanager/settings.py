@@ -86,13 +86,17 @@ class Settings(BaseSettings):
     max_concurrent_requests: int = Field(DEFAULT_MAX_CONCURRENT_REQUESTS, ge=0, le=1_000_000)
     #: One line per request at info on ``taskmanager.access`` (uvicorn's own access log is off).
     access_log: bool = True
+    #: The HMAC key of callback deliveries (B.5); unset: ``callback_url`` is refused.
+    webhook_secret: str | None = None
+    #: Networks callbacks may reach although not public (CIDRs, comma separated).
+    webhook_allow_networks: str = ""
 
-    @field_validator("api_key", "redis_url")
+    @field_validator("api_key", "redis_url", "webhook_secret")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
 
-    @field_validator("trusted_proxies", "allow_ips", "deny_ips")
+    @field_validator("trusted_proxies", "allow_ips", "deny_ips", "webhook_allow_networks")
     @classmethod
     def _networks(cls, value: str) -> str:
         for part in (p.strip() for p in value.split(",")):

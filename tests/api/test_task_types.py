@@ -39,6 +39,7 @@ TYPE_FIELDS = {
     "max_running",
     "keep_completed_seconds",
     "keep_failed_seconds",
+    "callback_url",
 }
 
 

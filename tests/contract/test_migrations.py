@@ -24,7 +24,15 @@ from taskmanager.store.tables import metadata
 from tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, START, TestDatabase, _admin
 from tests.contract.builders import add_task, make_type, run_raw
 
-MODEL_TABLES = {"task_types", "tasks", "task_history", "task_dependencies", "api_keys", "schedules"}
+MODEL_TABLES = {
+    "task_types",
+    "tasks",
+    "task_history",
+    "task_dependencies",
+    "api_keys",
+    "schedules",
+    "callback_deliveries",
+}
 
 
 @pytest.fixture

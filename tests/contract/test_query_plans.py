@@ -17,10 +17,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskmanager.engine.clock import FrozenClock
-from taskmanager.engine.store import PurgeQuery, Retention
-from taskmanager.store import PostgresStore, SqlStore, open_store
+from taskmanager.engine.store import DeliveryClaim, PurgeQuery, Retention
+from taskmanager.store import PostgresStore, SqlStore, deliveries, open_store
 from taskmanager.store.observe import stats_statements, worker_statements
-from taskmanager.store.tables import task_history, tasks
+from taskmanager.store.tables import callback_deliveries, task_history, tasks
 from tests.conftest import TestDatabase
 from tests.contract.builders import claim_params, claim_query, make_type, raw_url, run_raw
 
@@ -287,3 +287,58 @@ async def test_the_retention_sweep_walks_an_index_on_postgresql(
         assert "Index Scan using ix_tasks_" in finder, "\n".join(plan)
     finally:
         await store.close()
+
+
+def fill_outbox(clock: FrozenClock, kind: str) -> Any:
+    """A large outbox: most deliveries leased or waiting for a later try, a few due."""
+
+    def run(conn: Connection) -> None:
+        now = clock.now()
+        rows = [
+            {
+                "task_id": n + 1,
+                "url": "https://hooks.example.com/x",
+                "tries": 1,
+                "next_try_at": now + timedelta(seconds=60 + n) if n % 100 else now - timedelta(seconds=1),
+                "created_at": now,
+            }
+            for n in range(ROWS)
+        ]
+        conn.execute(insert(callback_deliveries), rows)
+        if kind == "postgresql":
+            conn.exec_driver_sql("ANALYZE callback_deliveries")
+        elif kind == "mysql":
+            conn.exec_driver_sql("ANALYZE TABLE callback_deliveries")
+
+    return run
+
+
+async def test_the_delivery_loop_reads_the_outbox_index_not_the_table(
+    store: SqlStore, clock: FrozenClock, clean_database: TestDatabase
+) -> None:
+    """The loop's idle read (the earliest ``next_try_at``) and its claim's pick are index reads,
+    whatever the outbox's size (B.5: the loop's cost does not grow with it)."""
+    kind = clean_database.kind
+    await run_raw(clean_database.url, fill_outbox(clock, kind))
+    now = clock.now()
+    claim = DeliveryClaim(now, now + timedelta(seconds=60), 8)
+    prefix = {"postgresql": "EXPLAIN ", "sqlite": "EXPLAIN QUERY PLAN ", "mysql": "EXPLAIN "}[kind]
+
+    def explain(conn: Connection) -> dict[str, list[tuple[Any, ...]]]:
+        plans = {}
+        for name, statement in (("next_at", deliveries.NEXT_AT), ("due", deliveries.due(claim))):
+            compiled = statement.compile(conn, compile_kwargs={"literal_binds": True})
+            plans[name] = [tuple(row) for row in conn.exec_driver_sql(prefix + str(compiled))]
+        return plans
+
+    for name, plan in (await run_raw(clean_database.url, explain)).items():
+        text = "\n".join(" ".join(str(part) for part in row) for row in plan)
+        if kind == "postgresql":
+            assert "Seq Scan" not in text, (name, text)
+            assert "Sort" not in text, (name, text)
+        elif kind == "sqlite":
+            assert "ix_callback_deliveries_next_try_at" in text, (name, text)
+            assert "TEMP B-TREE" not in text, (name, text)
+        else:
+            assert all(row[3] != "ALL" for row in plan), (name, plan)
+            assert "filesort" not in text, (name, plan)

@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 from taskmanager.engine import callbacks
-from taskmanager.server.webhooks import AddressPolicy, CallbackRefused, delivery_client, parse_networks, post
+from taskmanager.server.webhooks import (
+    AddressPolicy,
+    CallbackRefused,
+    HttpTransport,
+    delivery_client,
+    parse_networks,
+    post,
+)
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guides" / "callbacks.md"
 SECRET = "s3cret-for-tests"
@@ -147,3 +154,26 @@ def test_a_delivery_reaches_an_allowed_receiver_signed_and_pinned(receiver: Rece
     with pytest.raises(CallbackRefused, match="not a public address"):
         asyncio.run(AddressPolicy().check(f"http://localhost:{port}/hooks/done"))
     assert len(receiver.received) == 1
+
+
+def test_the_transport_checks_the_address_again_at_each_send(receiver: Receiver) -> None:
+    """``HttpTransport.send`` (the engine's way out) refuses an address its policy refuses
+    before anything is sent, and sends to an allowed one: the check at create is not trusted
+    at delivery time (DNS may have changed since)."""
+    port = receiver.server_address[1]
+    body = callbacks.body_of({"id": 5, "status": "failed"})
+    headers = callbacks.headers(SECRET, body, 9)
+
+    async def send(transport: HttpTransport) -> int:
+        try:
+            return await transport.send(f"http://127.0.0.1:{port}/hook", body, headers, 10)
+        finally:
+            await transport.close()
+
+    with pytest.raises(CallbackRefused, match="not a public address"):
+        asyncio.run(send(HttpTransport(AddressPolicy())))
+    assert receiver.received == []
+    assert asyncio.run(send(HttpTransport(AddressPolicy(parse_networks("127.0.0.1/32"))))) == 200
+    [(received_headers, received)] = receiver.received
+    assert received == body
+    assert received_headers[callbacks.DELIVERY_HEADER] == "9"

@@ -51,6 +51,7 @@ PENDING = Task(
     blocked=False,
     dependant_marks=0,
     awaited=False,
+    callback_url=None,
     policy=POLICY,
 )
 
@@ -433,7 +434,12 @@ def test_complete_unread_expects_the_holder_its_token_a_live_lease_and_a_key_tha
     unread = lifecycle.complete_unread(Completion("w1", True, None, None, TOKEN), now=START)
     assert unread is not None
     expected, _ = unread
-    assert expected.columns == {"status": TaskStatus.CLAIMED, "claimed_by": "w1", "lease_token": TOKEN}
+    assert expected.columns == {
+        "status": TaskStatus.CLAIMED,
+        "claimed_by": "w1",
+        "lease_token": TOKEN,
+        "callback_url": None,
+    }
     assert expected.lease_alive_at == START
     assert expected.dedupe_scopes == (DedupeScope.ALL, DedupeScope.NONE)
     assert expected.matches(claimed(START))
@@ -444,6 +450,8 @@ def test_complete_unread_expects_the_holder_its_token_a_live_lease_and_a_key_tha
     assert without_token is not None
     assert "lease_token" not in without_token[0].columns
     assert without_token[0].matches(claimed(START, lease_token="any"))
+    # A task with a callback is read and judged, so that its end writes its delivery (B.5).
+    assert not expected.matches(claimed(START, callback_url="https://example.com/hook"))
 
 
 def test_as_read_expects_every_column_a_rule_reads(now: datetime) -> None:

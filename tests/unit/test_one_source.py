@@ -101,9 +101,8 @@ def test_statuses_and_scopes_are_declared_once() -> None:
 
 
 def test_a_create_takes_the_same_options_on_the_wire_and_in_the_client() -> None:
-    # Part B features refused until they exist stay out of the client's keywords, and
     # ``depends_on_index`` names items of the same batch: it means nothing in one create.
-    refused = {"callback_url", "depends_on_index"}
+    refused = {"depends_on_index"}
     wire = set(models.CreateTask.model_fields) - refused
     client = set(inspect.signature(ClientCore.create_task).parameters) - {"self", "extra"}
     # The client names the type ``task_type`` (as PrismQ's client does); the wire calls it ``type``.
@@ -111,8 +110,9 @@ def test_a_create_takes_the_same_options_on_the_wire_and_in_the_client() -> None
 
 
 #: Settings only the environment sets (the README's table shows no flag for them): tuning a
-#: deployment rarely changes, and `migrate_on_start` matters only to apps run without `serve`.
-ENVIRONMENT_ONLY = {"db_pool_size", "key_cache_seconds", "migrate_on_start", "redis_prefix"}
+#: deployment rarely changes, and `migrate_on_start` matters only to apps run without `serve`;
+#: `webhook_secret` is a shared secret that a flag would show in every process listing.
+ENVIRONMENT_ONLY = {"db_pool_size", "key_cache_seconds", "migrate_on_start", "redis_prefix", "webhook_secret"}
 #: `serve` flags that are about the processes, not the app's settings.
 PROCESS_FLAGS = {"workers", "log_level"}
 

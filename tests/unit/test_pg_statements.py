@@ -183,3 +183,25 @@ def test_reads_bind_their_key_and_the_defaults() -> None:
     assert (by_lock["type_id"], by_lock["dedupe_lock"]) == (3, "k")
     assert all(v in bound(statements.task_by_id(9)).values() for v in (111, 2.5, 99.0))
     assert Defaults().max_attempts in bound(statements.type_by_name("t")).values()
+
+
+def test_only_a_change_that_ends_a_task_with_a_callback_writes_to_the_outbox() -> None:
+    """The plain path pays nothing for callbacks (B.5): an end without ``callback`` compiles to
+    the statement it always was, one with it adds the outbox insert as a CTE of the same
+    statement (no extra round trip), bound to the change's instant."""
+    statements = PgStatements(DEFAULTS)
+    unread = lifecycle.complete_unread(lifecycle.Completion("w1", True, {"r": 1}, None, "tok"), now=NOW)
+    assert unread is not None
+    expected, completed = unread
+    plain = TaskChange(7, expected, completed.changes, completed.events, NOW, ends=True)
+    assert "callback_deliveries" not in statements.update(plain).sql
+    assert "callback_url IS NULL" in statements.update(plain).sql  # decided unread: no callback
+    assert "callback_deliveries" not in statements.update_many([plain, replace(plain, task_id=8)]).sql
+    read = Expected({"status": TaskStatus.CLAIMED, "claimed_by": "w1"})
+    with_callback = TaskChange(7, read, completed.changes, completed.events, NOW, ends=True, callback=True)
+    statement = statements.update(with_callback)
+    assert "INSERT INTO callback_deliveries" in statement.sql
+    assert bound(statement)["event_at"] == NAIVE
+    many = statements.update_many([with_callback, replace(with_callback, task_id=8)])
+    assert "INSERT INTO callback_deliveries" in many.sql
+    bound(many)

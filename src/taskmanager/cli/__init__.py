@@ -139,6 +139,10 @@ def serve(
     max_concurrent_requests: Annotated[
         int | None, typer.Option(help="Requests run at once per server process (more: 503; 0: no limit).")
     ] = None,
+    webhook_allow_networks: Annotated[
+        str | None,
+        typer.Option(help="Networks callbacks may reach although not public (CIDRs, comma list)."),
+    ] = None,
     workers: Annotated[int, typer.Option(help="Server processes (uvicorn workers).")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     access_log: Annotated[
@@ -178,6 +182,7 @@ def serve(
         max_connections=max_connections,
         max_concurrent_requests=max_concurrent_requests,
         access_log=access_log,
+        webhook_allow_networks=webhook_allow_networks,
     )
     from taskmanager.serve_policy import plan_serve
     from taskmanager.store import display_url

@@ -87,6 +87,7 @@ class ClientCore(Settler, WorkCalls):
         max_running: int | None = None,
         keep_completed_seconds: int | None = None,
         keep_failed_seconds: int | None = None,
+        callback_url: str | None = None,
         **extra: Any,
     ) -> Call[TaskType]:
         """Register a task type, or replace the version, schema and given settings of one."""
@@ -104,6 +105,7 @@ class ClientCore(Settler, WorkCalls):
             max_running=max_running,
             keep_completed_seconds=keep_completed_seconds,
             keep_failed_seconds=keep_failed_seconds,
+            callback_url=callback_url,
             **extra,
         )
         return post("/task-types/register", body, TaskType.model_validate, idempotent=True)
@@ -141,6 +143,7 @@ class ClientCore(Settler, WorkCalls):
         ttl_seconds: float | None = None,
         assigned_to: str | None = None,
         depends_on: Iterable[int] | None = None,
+        callback_url: str | None = None,
         **extra: Any,
     ) -> Call[CreatedTask]:
         """Create a task, or get the existing one with the same dedupe key (``duplicate`` True).
@@ -162,6 +165,7 @@ class ClientCore(Settler, WorkCalls):
             ttl_seconds=ttl_seconds,
             assigned_to=assigned_to,
             depends_on=None if depends_on is None else [int(task_id) for task_id in depends_on],
+            callback_url=callback_url,
             **extra,
         )
         # Every create has a dedupe key (the server computes one when none is given), so a create

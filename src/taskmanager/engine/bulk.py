@@ -129,6 +129,7 @@ class BulkOperations:
                     core.signal.notify()  # a retried task is claimable again
                 elif after.status in TERMINAL_STATUSES:
                     core.ended.notify()  # a request waiting for it answers now
+                    core.delivered_ends([after])
             if not todo:
                 break
         return changed

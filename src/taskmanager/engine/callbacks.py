@@ -1,8 +1,9 @@
 """Signed callbacks (API.md B.5 ``callback_url``): what a delivery carries and when it is tried.
 
-Pure rules, no I/O: the signature of a body, the delivery's headers, and the retry schedule.
-Sending (and refusing non-public addresses) is ``server/webhooks.py``'s; the durable outbox is
-the store's, not built yet (ADR 0018).
+Pure rules, no I/O: the signature of a body, the delivery's headers, the retry schedule, and
+what a try comes to (``outcome``). Sending (and refusing non-public addresses) is
+``server/webhooks.py``'s, reached through the ``Transport`` the server hands the engine; the
+durable outbox is the store's, and the loop that drains it ``engine/deliveries.py`` (ADR 0018).
 
 A receiver verifies a delivery by computing the HMAC-SHA256 of the exact body bytes it received,
 keyed with the shared secret, and comparing it in constant time with the
@@ -15,7 +16,14 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from taskmanager.engine.records import Delivery, HistoryEvent, NewEvent
+from taskmanager.engine.store import DeliveryOutcome
+from taskmanager.engine.wire import iso
+from taskmanager.errors import ValidationFailed
 
 SIGNATURE_HEADER = "X-TaskManager-Signature"
 DELIVERY_HEADER = "X-TaskManager-Delivery"
@@ -54,14 +62,95 @@ def retry_delay(tries: int) -> float | None:
     return float(RETRY_DELAYS[min(tries, len(RETRY_DELAYS)) - 1])
 
 
+#: Longest error text kept in the outbox and the history.
+MAX_ERROR_LENGTH = 500
+
+
+class Transport(Protocol):
+    """How the engine reaches callback URLs (``server/webhooks.py``): the engine imports no HTTP."""
+
+    async def check(self, url: str) -> object:
+        """Raise ``ValueError`` (its message: why) for a URL the server will not call."""
+        ...
+
+    async def send(self, url: str, body: bytes, headers: Mapping[str, str], seconds: float) -> int:
+        """POST ``body`` to ``url`` (checked again) within ``seconds``; the status code. Raises on
+        a refused address or a network error."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Webhooks:
+    """What callbacks need from the server: the HMAC key (None: ``callback_url`` is refused, and
+    no delivery is sent) and the transport."""
+
+    secret: str | None
+    transport: Transport
+
+
+async def check_callback(webhooks: Webhooks | None, url: str | None) -> None:
+    """400 naming ``callback_url`` unless the server signs deliveries (a webhook secret is set)
+    and may call ``url`` (http/https, a public address or an allowed network): at create and
+    at register (a task takes its type's URL unchecked: it was checked at register)."""
+    if url is None:
+        return
+    if webhooks is None or not webhooks.secret:
+        raise ValidationFailed(
+            "Validation failed",
+            details=["callback_url: this server has no webhook secret (TASKMANAGER_WEBHOOK_SECRET)"],
+        )
+    try:
+        await webhooks.transport.check(url)
+    except ValueError as exc:
+        raise ValidationFailed("Validation failed", details=[f"callback_url: {exc}"]) from None
+
+
+def outcome(
+    delivery: Delivery, status: int | None, error: str | None, *, now: datetime, history: bool
+) -> DeliveryOutcome:
+    """What try ``delivery.tries`` of ``delivery`` comes to, answered ``status`` (None: no answer)
+    or failed with ``error``: a 2xx delivers it (the outbox row is deleted); anything else is
+    retried after ``retry_delay`` — or, after the last try, given up (deleted too). Each try is a
+    ``callback_delivered`` / ``callback_failed`` event in the task's history (unless ``history``
+    is off)."""
+    tries = delivery.tries
+    meta: dict[str, Any] = {"delivery": delivery.id, "try": tries}
+    if status is not None:
+        meta["status_code"] = status
+    if status is not None and 200 <= status < 300:
+        event = NewEvent(HistoryEvent.CALLBACK_DELIVERED, None, f"Callback delivered (HTTP {status})", meta)
+        return DeliveryOutcome(
+            delivery.id, delivery.task_id, tries, None, None, event if history else None, now
+        )
+    reason = (f"HTTP {status}" if status is not None else error or "no answer")[:MAX_ERROR_LENGTH]
+    meta["error"] = reason
+    delay = retry_delay(tries)
+    if delay is None:
+        meta["gave_up"] = True
+        message = f"Callback failed: {reason}; gave up after {tries} tries"
+        next_try = None
+    else:
+        next_try = now + timedelta(seconds=delay)
+        meta["next_try_at"] = iso(next_try)
+        message = f"Callback failed: {reason}; try {tries} of {MAX_TRIES}, next at {iso(next_try)}"
+    event = NewEvent(HistoryEvent.CALLBACK_FAILED, None, message, meta)
+    return DeliveryOutcome(
+        delivery.id, delivery.task_id, tries, next_try, reason, event if history else None, now
+    )
+
+
 __all__ = [
     "DELIVERY_HEADER",
     "DELIVERY_TIMEOUT",
+    "MAX_ERROR_LENGTH",
     "MAX_TRIES",
     "RETRY_DELAYS",
     "SIGNATURE_HEADER",
+    "Transport",
+    "Webhooks",
     "body_of",
     "headers",
+    "outcome",
     "retry_delay",
     "signature",
 ]

@@ -225,10 +225,16 @@ def complete_unread(request: Completion, *, now: datetime) -> tuple[Expected, Tr
     request's worker (under its lease token, when one is sent) whose lease has not run out —
     exactly the rows on which ``expiry`` has nothing due and ``complete`` returns this transition.
     Failures (a retry depends on the row's attempts) are decided on the row. Not knowing the
-    task's type, it expects one whose dedupe key stays when the task ends (or that has none)."""
+    task's type, it expects one whose dedupe key stays when the task ends (or that has none);
+    not knowing its ``callback_url``, one without: a task with a callback is read and decided on
+    its row, so that its end writes its delivery (``Transitions.change``, B.5)."""
     if not request.success:
         return None
-    columns: dict[str, object] = {"status": TaskStatus.CLAIMED, "claimed_by": request.worker_id}
+    columns: dict[str, object] = {
+        "status": TaskStatus.CLAIMED,
+        "claimed_by": request.worker_id,
+        "callback_url": None,
+    }
     if request.lease_token is not None:
         columns["lease_token"] = request.lease_token
     expected = Expected(columns, lease_alive_at=now, dedupe_scopes=(DedupeScope.ALL, DedupeScope.NONE))

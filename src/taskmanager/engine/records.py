@@ -40,6 +40,9 @@ class HistoryEvent(StrEnum):
     CANCELLED = "cancelled"
     RETRIED = "retried"
     EXPIRED = "expired"
+    #: A callback delivery (B.5): one per try, in the history of the task it was about.
+    CALLBACK_DELIVERED = "callback_delivered"
+    CALLBACK_FAILED = "callback_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,8 @@ class TaskType:
     max_running: int | None
     keep_completed_seconds: int
     keep_failed_seconds: int
+    #: Where its tasks are POSTed when they end, unless a create names its own (B.5); None: nowhere.
+    callback_url: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -117,6 +122,8 @@ class Task:
     dependant_marks: int
     #: Whether a request has waited for this task's end (``Store.await_end``).
     awaited: bool
+    #: Where the task is POSTed once it ends (B.5): the create's URL, else its type's, at create.
+    callback_url: str | None
     policy: TypePolicy
 
 
@@ -138,6 +145,18 @@ class Schedule:
     last_run_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A callback delivery (B.5) a server has taken from the outbox to send: its ``tries``-th try
+    (counting this one) of POSTing task ``task_id`` to ``url``."""
+
+    id: int
+    task_id: int
+    url: str
+    tries: int
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

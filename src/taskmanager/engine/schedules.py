@@ -224,6 +224,7 @@ class Schedules:
             event=self.core.event(event),
             schedule=schedule.name,
             scheduled_for=tick,
+            callback_url=task_type.callback_url,
         )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from taskmanager import models
 from taskmanager.engine import lifecycle, observe, scope
 from taskmanager.engine.bulk import BulkOperations
+from taskmanager.engine.callbacks import Webhooks, check_callback
 from taskmanager.engine.clock import Clock, SystemClock
 from taskmanager.engine.dependencies import Dependencies
 from taskmanager.engine.feed import Feed
@@ -79,7 +80,8 @@ class TaskService:
     """The lifecycle engine. One per process; safe to share between concurrent requests.
 
     ``retry_policy`` gives the seconds a failed attempt waits before its retry (default: the
-    type's exponential backoff with jitter, ``policy.exponential_backoff``); ``rng`` feeds it."""
+    type's exponential backoff with jitter, ``policy.exponential_backoff``); ``rng`` feeds it.
+    ``webhooks`` signs and sends callbacks (the server's; the engine imports no HTTP)."""
 
     def __init__(
         self,
@@ -91,6 +93,7 @@ class TaskService:
         retry_policy: Backoff = exponential_backoff,
         version: str = "0",
         stats_max_age: float = observe.DEFAULT_STATS_MAX_AGE,
+        webhooks: Webhooks | None = None,
     ) -> None:
         self.core = Transitions(
             store, clock or SystemClock(), defaults or Defaults(), rng or random.Random(), retry_policy
@@ -102,6 +105,8 @@ class TaskService:
         self.core.settle = self.dependencies.settle
         self.bulk_operations = BulkOperations(self.core, self.retention)
         self.version = version
+        #: Signing and sending callbacks (B.5); None or without a secret: ``callback_url`` is 400.
+        self.webhooks = webhooks
         self._validator = ParamValidator()
         #: Periodic tasks (B.8): the routes call it, the server's lifespan runs its ``Ticker``.
         self.schedules = Schedules(self.core, self._validator)
@@ -190,6 +195,7 @@ class TaskService:
     async def register_type(self, body: models.RegisterTaskType) -> Reply:
         schema = body.schema_object()
         check_param_schema(schema)
+        await check_callback(self.webhooks, body.callback_url)
         existing = await self.store.get_type(body.name)
         settings = self._type_settings(body, existing)
         saved, created = await self.store.save_type(
@@ -231,7 +237,6 @@ class TaskService:
     ) -> InsertTask:
         """The insert for one create; ``types`` caches the task types read so far (a batch), and
         ``deadline`` bounds the time schema patterns may take (one budget for a whole batch)."""
-        models.refuse_unsupported(body, "callback_url")
         scope.check_type(body.type)  # a key limited to other types: as if the type did not exist
         task_type = types.get(body.type) if types is not None else None
         if task_type is None:
@@ -240,6 +245,7 @@ class TaskService:
                 types[body.type] = task_type
         if not task_type.is_active:
             raise ValidationFailed("Task type is not active")
+        await check_callback(self.webhooks, body.callback_url)
         if task_type.dedupe == DedupeScope.ACTIVE or task_type.max_pending is not None:
             await self.core.expire_due()  # an expired task must neither block its key nor fill the queue
         try:
@@ -276,6 +282,8 @@ class TaskService:
             now=now,
             event=self.core.event(NewEvent(Ev.CREATED)),
             depends_on=depends_on,
+            # The create's own URL, else its type's (checked when the type was registered).
+            callback_url=body.callback_url or task_type.callback_url,
         )
 
     async def _check_dependencies(self, ids: tuple[int, ...], now: datetime) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from taskmanager.engine.records import (
     DedupeScope,
+    Delivery,
     Event,
     NewEvent,
     Schedule,
@@ -65,7 +66,8 @@ class TaskChange:
     ``changes`` and record ``events`` (at ``now``); ``wakes`` when the task becomes claimable
     again, so claimers waiting in other processes look again; ``ends`` when it becomes terminal,
     so requests waiting for it (``GET /tasks/{id}/wait``, marked by ``Store.await_end``) in
-    other processes look again."""
+    other processes look again; ``callback`` when that end is to be POSTed to the task's
+    ``callback_url``."""
 
     task_id: int
     expected: Expected
@@ -74,6 +76,9 @@ class TaskChange:
     now: datetime
     wakes: bool = False
     ends: bool = False
+    #: It ends a task that has a ``callback_url``: the store adds a delivery of it to the
+    #: outbox (due at ``now``) in the same transaction, if the row matched (B.5).
+    callback: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +147,8 @@ class InsertTask:
     #: of them gets a dependant mark, in the insert's transaction (``lifecycle`` settles it after).
     depends_on: tuple[int, ...] = ()
     depends_on_index: tuple[int, ...] = ()
+    #: Where the task is POSTed once it ends (B.5).
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +287,33 @@ class TaskFilter:
     retention: Retention | None = None
     #: The caller's key's types as SQL LIKE patterns (any of them); None: every type.
     type_scope: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryClaim:
+    """Up to ``limit`` deliveries due at ``now`` (``next_try_at`` reached), taken for one try
+    each: their ``tries`` counted up and ``next_try_at`` moved to ``lease_until``, so no other
+    server takes them while this one sends (rows another claim holds are skipped)."""
+
+    now: datetime
+    lease_until: datetime
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What a try of a delivery came to, written where the delivery is still at try ``tries``
+    (no other server took it since): ``next_try_at`` None deletes it (delivered, or given up),
+    else it is due again then, with ``last_error``; ``event`` (None: no history) is recorded on
+    ``task_id`` at ``now`` with it."""
+
+    delivery_id: int
+    task_id: int
+    tries: int
+    next_try_at: datetime | None
+    last_error: str | None
+    event: NewEvent | None
+    now: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -513,6 +547,20 @@ class Store(Protocol):
         ...
 
     async def list_events(self, task_id: int) -> list[Event]: ...
+
+    # Callback deliveries (B.5): the outbox that terminal changes with ``callback`` write
+    async def next_delivery_at(self) -> datetime | None:
+        """The earliest ``next_try_at`` in the outbox (None: empty); one indexed read."""
+        ...
+
+    async def claim_deliveries(self, claim: DeliveryClaim) -> list[Delivery]:
+        """Take the deliveries ``claim`` says, in one short transaction; them, in id order."""
+        ...
+
+    async def finish_delivery(self, outcome: DeliveryOutcome) -> bool:
+        """Write ``outcome`` and its event in one transaction; False (nothing written) when the
+        delivery is gone or another server took it for a later try."""
+        ...
 
     # Observing
     async def queue_stats(self, now: datetime, since: datetime) -> QueueStats:

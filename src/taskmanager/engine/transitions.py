@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -50,6 +50,9 @@ class Transitions:
     signal: WorkSignal = field(default_factory=WorkSignal)
     #: "A task may have ended": wakes the requests waiting for one (``GET /tasks/{id}/wait``).
     ended: WorkSignal = field(default_factory=WorkSignal)
+    #: "A callback delivery may be due": a task with a ``callback_url`` ended here (B.5), so this
+    #: server's delivery loop (``engine/deliveries.py``) looks at once.
+    delivering: WorkSignal = field(default_factory=WorkSignal)
     listening: bool = False
     #: Set by the engine: settles the dependants of ended tasks that have some (B.5).
     settle: Settle | None = None
@@ -77,17 +80,30 @@ class Transitions:
         changes = {**transition.changes, "dedupe_lock": None} if release else transition.changes
         return Transition(changes, transition.events if history else ())
 
-    def change(self, task_id: int, expected: Expected, transition: Transition, now: datetime) -> TaskChange:
-        """The compare-and-set writing ``transition`` (finished) where ``expected`` holds."""
+    def change(
+        self,
+        task_id: int,
+        expected: Expected,
+        transition: Transition,
+        now: datetime,
+        callback_url: str | None = None,
+    ) -> TaskChange:
+        """The compare-and-set writing ``transition`` (finished) where ``expected`` holds.
+
+        The callbacks' rule (B.5), stated here once: a change that ends a task with a
+        ``callback_url`` writes a delivery to the outbox in its own transaction. A change decided
+        without the row (``callback_url`` unknown, None) must expect ``callback_url`` NULL
+        (``lifecycle.complete_unread`` does), so it never ends a task with a callback silently."""
         status = transition.changes.get("status")
         wakes = status == TaskStatus.PENDING
         ends = status in TERMINAL_STATUSES
+        callback = ends and callback_url is not None
         events = transition.events if self.defaults.enable_history else ()
-        return TaskChange(task_id, expected, transition.changes, events, now, wakes, ends)
+        return TaskChange(task_id, expected, transition.changes, events, now, wakes, ends, callback)
 
     def on_row(self, task: Task, transition: Transition, now: datetime) -> TaskChange:
         """The compare-and-set writing ``transition``, decided on ``task`` as read."""
-        return self.change(task.id, lifecycle.as_read(task), transition, now)
+        return self.change(task.id, lifecycle.as_read(task), transition, now, task.callback_url)
 
     async def settle_ended(self, tasks: Sequence[Task | None]) -> None:
         """Settle the dependants of those of ``tasks`` that ended with dependant marks: nothing
@@ -125,6 +141,7 @@ class Transitions:
                 self.signal.notify()  # a lease ran out: its task may be claimable again
                 self.ended.notify()  # or it failed for good, or a pending task expired
                 await self.settle_ended(done)
+                self.delivered_ends(done)
             if len(due) < query.limit:
                 return
 
@@ -181,4 +198,11 @@ class Transitions:
             self.signal.notify()
         elif task.status in TERMINAL_STATUSES:
             self.ended.notify()
+            self.delivered_ends([task])
         return task
+
+    def delivered_ends(self, done: Iterable[Task | None]) -> None:
+        """Wake the delivery loop if one of ``done`` (tasks as a change left them) ended with a
+        ``callback_url``: its delivery is in the outbox now."""
+        if any(t is not None and t.callback_url is not None and t.status in TERMINAL_STATUSES for t in done):
+            self.delivering.notify()

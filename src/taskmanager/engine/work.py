@@ -124,6 +124,7 @@ class WorkerOperations:
             core.signal.notify()
         if any(t.status in TERMINAL_STATUSES for t in done.values()):
             core.ended.notify()
+            core.delivered_ends(done.values())
         ok = sum(1 for r in results if r["error"] is None)
         return Reply(f"{ok} of {len(results)} completed", {"results": results, "count": len(results)})
 

@@ -138,6 +138,8 @@ def _task_row(row: RowMapping, cols: _Columns, defaults: Defaults, now: datetime
         "created_at": created,
         "updated_at": updated,
         "dedupe_key": row["dedupe_key"],
+        # PrismQ has no callbacks: an imported task's end is POSTed nowhere (callback_url NULL),
+        # and its type's callback_url is NULL too (a setting, left out above).
     }
 
 

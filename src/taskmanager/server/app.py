@@ -18,7 +18,9 @@ from starlette.routing import Route as StarletteRoute
 
 from taskmanager import __version__
 from taskmanager.engine.access import KeyService
+from taskmanager.engine.callbacks import Webhooks
 from taskmanager.engine.clock import Clock, SystemClock
+from taskmanager.engine.deliveries import Deliverer
 from taskmanager.engine.observe import FeedTiming
 from taskmanager.engine.retention import Sweeper
 from taskmanager.engine.schedules import Ticker
@@ -38,6 +40,9 @@ from taskmanager.server.outage import OutageLog
 from taskmanager.server.ratelimit import open_limiter
 from taskmanager.server.routes import METRICS_PATH, ROUTES
 from taskmanager.server.table import Route, RouteEndpoint, Services
+from taskmanager.server.webhooks import AddressPolicy as WebhookPolicy
+from taskmanager.server.webhooks import HttpTransport
+from taskmanager.server.webhooks import parse_networks as webhook_networks
 from taskmanager.settings import Settings
 from taskmanager.store import open_store
 from taskmanager.store.migrate import upgrade
@@ -88,8 +93,15 @@ def create_app(
     )
     metrics = Metrics()
     counted = cast(Store, CountingStore(active_store, metrics))
+    transport = HttpTransport(WebhookPolicy(webhook_networks(settings.webhook_allow_networks)))
+    webhooks = Webhooks(settings.webhook_secret, transport)
     engine = TaskService(
-        counted, clock=clock, defaults=defaults, version=__version__, stats_max_age=settings.stats_max_age
+        counted,
+        clock=clock,
+        defaults=defaults,
+        version=__version__,
+        stats_max_age=settings.stats_max_age,
+        webhooks=webhooks,
     )
     clock = clock or SystemClock()
     # The SQL store implements both protocols; an injected store must too.
@@ -108,6 +120,8 @@ def create_app(
     )
 
     ticker = Ticker(engine.schedules)  # fires due schedules (API.md B.8) while the app runs
+    # Sends the callbacks' outbox (B.5); a server without a secret signs nothing, so sends none.
+    deliverer = Deliverer(engine.core, webhooks) if settings.webhook_secret else None
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -118,12 +132,17 @@ def create_app(
         sweeper = Sweeper(engine.retention, engine.dependencies.sweep)
         sweeper.start()
         ticker.start()
+        if deliverer is not None:
+            deliverer.start()
         shutdown.on_signals()
         yield
         shutdown.set()
         await engine.stop()
         await ticker.stop()
         await sweeper.stop()
+        if deliverer is not None:
+            await deliverer.stop()
+        await transport.close()
         await keys.close()
         await limiter.close()
         if owned:
@@ -155,6 +174,7 @@ def create_app(
     app.state.service = engine
     app.state.keys = keys
     app.state.ticker = ticker
+    app.state.deliverer = deliverer
     app.state.auth = auth
     app.state.settings = settings
     return app

@@ -150,10 +150,35 @@ def delivery_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(follow_redirects=False, trust_env=False)
 
 
+class HttpTransport:
+    """The engine's ``callbacks.Transport`` over HTTP: ``check`` at create and register, ``send``
+    (checked again, connected to the checked address) at each delivery. The client is opened on
+    first use and closed by ``close`` (the app's lifespan)."""
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self.policy = policy
+        self._client: httpx.AsyncClient | None = None
+
+    async def check(self, url: str) -> Target:
+        return await self.policy.check(url)
+
+    async def send(self, url: str, body: bytes, headers: Mapping[str, str], seconds: float) -> int:
+        target = await self.policy.check(url)
+        if self._client is None:
+            self._client = delivery_client()
+        return await post(self._client, target, body, headers, seconds)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
 __all__ = [
     "MAX_URL_LENGTH",
     "AddressPolicy",
     "CallbackRefused",
+    "HttpTransport",
     "Target",
     "delivery_client",
     "is_public",

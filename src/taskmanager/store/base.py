@@ -19,10 +19,12 @@ from sqlalchemy import Select, event, text
 from sqlalchemy.engine import Connection
 
 from taskmanager.engine.policy import Defaults
-from taskmanager.engine.records import Event, Schedule, Task, TaskType
+from taskmanager.engine.records import Delivery, Event, Schedule, Task, TaskType
 from taskmanager.engine.store import (
     ClaimParams,
     ClaimQuery,
+    DeliveryClaim,
+    DeliveryOutcome,
     Dependant,
     DependantsQuery,
     DueQuery,
@@ -40,7 +42,7 @@ from taskmanager.engine.store import (
     TaskQuery,
     WorkerStats,
 )
-from taskmanager.store import dependencies, observe, schedules, verbs
+from taskmanager.store import deliveries, dependencies, observe, schedules, verbs
 from taskmanager.store import operations as ops
 from taskmanager.store.database import Database
 from taskmanager.store.keys import SqlKeyStore
@@ -199,6 +201,17 @@ class SqlStore:
 
     async def fire_tick(self, params: FireTick) -> tuple[bool, InsertResult | None]:
         return await self._write(partial(schedules.fire, self.q, params))
+
+    # -- callback deliveries (B.5) ------------------------------------------------------------
+
+    async def next_delivery_at(self) -> datetime | None:
+        return await self._read(deliveries.next_at)
+
+    async def claim_deliveries(self, claim: DeliveryClaim) -> list[Delivery]:
+        return await self._write(partial(deliveries.claim, claim))
+
+    async def finish_delivery(self, outcome: DeliveryOutcome) -> bool:
+        return await self._write(partial(deliveries.finish, outcome))
 
     # -- observing ------------------------------------------------------------------------------
 

@@ -51,7 +51,9 @@ from taskmanager.store.rows import (
     task_from_row,
     type_from_row,
 )
-from taskmanager.store.tables import task_history, task_types, tasks
+from taskmanager.store.tables import callback_deliveries, task_history, task_types, tasks
+
+D = callback_deliveries.c
 
 WORK_CHANNEL = "taskmanager_work"
 #: PostgreSQL's channel for "a task ended" (wakes ``GET /tasks/{id}/wait`` in every process).
@@ -134,6 +136,7 @@ def task_values(item: InsertTask) -> dict[str, Any]:
         "scheduled_for": item.scheduled_for,
         "depends_on": dump(list(item.depends_on)) if item.depends_on else None,
         "blocked": bool(item.depends_on),
+        "callback_url": item.callback_url,
     }
 
 
@@ -167,6 +170,7 @@ def created(item: InsertTask, task_id: int) -> InsertResult:
         blocked=bool(item.depends_on),
         dependant_marks=0,
         awaited=False,
+        callback_url=item.callback_url,
         policy=item.policy,
     )
     return InsertResult(InsertOutcome.CREATED, task)
@@ -400,6 +404,7 @@ def load(conn: Connection, q: Selects, ids: Sequence[int]) -> list[Task]:
 def delete_task(task_id: int, conn: Connection) -> bool:
     dependencies.delete_edges([task_id], conn)
     conn.execute(delete(task_history).where(H.task_id == task_id))
+    conn.execute(delete(callback_deliveries).where(D.task_id == task_id))
     return bool(conn.execute(delete(tasks).where(T.id == task_id)).rowcount)
 
 
@@ -424,6 +429,7 @@ def delete_tasks(task_ids: Sequence[int], conn: Connection) -> int:
     ids = sorted(set(task_ids))
     dependencies.delete_edges(ids, conn)
     conn.execute(delete(task_history).where(H.task_id.in_(ids)))
+    conn.execute(delete(callback_deliveries).where(D.task_id.in_(ids)))
     return int(conn.execute(delete(tasks).where(T.id.in_(ids))).rowcount or 0)
 
 

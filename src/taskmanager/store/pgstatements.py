@@ -48,7 +48,14 @@ from taskmanager.engine.records import TaskStatus
 from taskmanager.engine.store import ClaimParams, ClaimQuery, InsertTask, PurgeQuery, TaskChange
 from taskmanager.store.operations import ENDS_CHANNEL, WORK_CHANNEL, task_values
 from taskmanager.store.rows import TASKS_JOIN, TT, H, T, dump, encode_changes, task_columns, type_columns
-from taskmanager.store.tables import UTCDateTime, naive_utc, task_dependencies, task_history, tasks
+from taskmanager.store.tables import (
+    UTCDateTime,
+    callback_deliveries,
+    naive_utc,
+    task_dependencies,
+    task_history,
+    tasks,
+)
 from taskmanager.store.verbs import ClaimValues, claim_conditions, claim_order, limited_types
 
 D = task_dependencies.c
@@ -57,6 +64,8 @@ _DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
 _TIMESTAMPS = frozenset(c.name for c in tasks.columns if isinstance(c.type, UTCDateTime))
 #: History columns a statement writes, in order (``id`` is the database's).
 HISTORY_COLUMNS = tuple(c.name for c in task_history.columns if c.name != "id")
+#: Outbox columns a terminal change with a callback writes, in order (B.5).
+DELIVERY_COLUMNS = ("task_id", "url", "tries", "next_try_at", "created_at")
 #: What each of a change's events carries (its task and instant are the change's).
 _EVENT_VALUES = ("event", "worker_id", "message", "metadata")
 
@@ -167,6 +176,17 @@ class PgStatements:
                 select(*(func.unnest(_array(f"h_{name}", H[name])) for name in HISTORY_COLUMNS)),
             )
         )
+        self._delivery_rows = Compiled.of(
+            insert(callback_deliveries).from_select(
+                DELIVERY_COLUMNS,
+                select(
+                    *(
+                        func.unnest(_array(f"d_{name}", callback_deliveries.c[name]))
+                        for name in DELIVERY_COLUMNS
+                    )
+                ),
+            )
+        )
         self._purge = Compiled.of(_purge_statement())
         self._notify = Compiled.of(
             select(func.pg_notify(literal_column(f"'{WORK_CHANNEL}'"), literal_column("''")))
@@ -229,6 +249,11 @@ class PgStatements:
         converted = {at: naive(at) for at in set(times)}
         values["h_created_at"] = [converted[at] for at in times]
         return Statement(self._history_rows, self._history_rows.args(values))
+
+    def delivery_rows(self, rows: Sequence[Mapping[str, Any]]) -> Statement:
+        """One INSERT of many outbox rows (B.5), unnested."""
+        values = {f"d_{name}": [naive(row[name]) for row in rows] for name in DELIVERY_COLUMNS}
+        return Statement(self._delivery_rows, self._delivery_rows.args(values))
 
     def purge(self, query: PurgeQuery) -> Statement:
         """One DELETE of up to ``query.limit`` tasks past their retention and their history: the
@@ -396,7 +421,8 @@ class PgStatements:
         """What decides the text of a change's statement: which columns it compares (and which
         with NULL), whether it checks the lease and the dedupe scopes, which columns it writes,
         how many events it records, whether it wakes claimers, whether it ends the task (then
-        the statement NOTIFYs the ends channel, once, if a row it ended is awaited).
+        the statement NOTIFYs the ends channel, once, if a row it ended is awaited), whether that
+        end is POSTed to the task's callback (then it inserts the outbox row, B.5).
         (``compared``: the expected columns encoded, when the caller has them already.)"""
         expected = change.expected
         if compared is None:
@@ -410,6 +436,7 @@ class PgStatements:
             len(change.events),
             change.wakes,
             change.ends,
+            change.callback,
         )
 
     def update_many(self, changes: Sequence[TaskChange]) -> Statement:
@@ -419,7 +446,7 @@ class PgStatements:
         match (or is gone)."""
         first = changes[0]
         shape = self.update_shape(first)
-        _, compared, lease_alive, _scopes, changed, events, _wakes, _ends = shape
+        _, compared, lease_alive, _scopes, changed, events, _wakes, _ends, _callback = shape
         compiled = self._shaped(("update many", *shape), lambda: self._update_many_statement(shape))
         values: dict[str, Any] = {"a_id": [change.task_id for change in changes]}
         expected = [encode_changes(change.expected.columns) for change in changes]
@@ -446,7 +473,7 @@ class PgStatements:
         return Statement(compiled, compiled.args(values))
 
     def _update_many_statement(self, shape: tuple[Any, ...]) -> Any:
-        _, compared, lease_alive, scopes, changed, events, wakes, ends = shape
+        _, compared, lease_alive, scopes, changed, events, wakes, ends, callback = shape
         per_row = [func.unnest(_array("a_id", T.id)).label("id")]
         per_row.append(func.unnest(_array("a_event_at", H.created_at)).label("event_at"))
         per_row += [
@@ -487,10 +514,11 @@ class PgStatements:
             )
             for n in range(events)
         ]
-        return _written(changed_rows, sources, wakes=wakes, ends=ends)
+        at = changed_rows.c.event_at
+        return _written(changed_rows, sources, wakes=wakes, ends=ends, callback=callback, at=at)
 
     def _update_statement(self, shape: tuple[Any, ...]) -> Any:
-        _, compared, lease_alive, scoped, changed, events, wakes, ends = shape
+        _, compared, lease_alive, scoped, changed, events, wakes, ends, callback = shape
         where: list[Any] = [T.id == _bind("id", T.id), TT.id == T.type_id]
         for name, is_null in compared:
             where.append(T[name].is_(None) if is_null else T[name] == _bind(f"x_{name}", T[name]))
@@ -511,17 +539,23 @@ class PgStatements:
             select(changed_rows.c.id, *(_bind(f"e{n}_{name}", H[name]) for name in _EVENT_VALUES), now)
             for n in range(events)
         ]
-        return _written(changed_rows, sources, wakes=wakes, ends=ends)
+        return _written(changed_rows, sources, wakes=wakes, ends=ends, callback=callback, at=now)
 
 
-def _written(changed_rows: Any, sources: Sequence[Any], *, wakes: bool, ends: bool) -> Any:
+def _written(
+    changed_rows: Any, sources: Sequence[Any], *, wakes: bool, ends: bool, callback: bool, at: Any
+) -> Any:
     """A compare-and-set around its UPDATE (``changed_rows``): it returns the changed tasks,
     records the history rows ``sources`` select (one per event a change records) and, when asked,
-    wakes claimers (``wakes``) and the requests waiting for an end (``ends``)."""
+    wakes claimers (``wakes``), the requests waiting for an end (``ends``), and adds the changed
+    tasks' deliveries to the callbacks' outbox, due ``at`` (``callback``; only shapes of changes
+    that end a task with a ``callback_url`` carry it, so no other statement pays for it)."""
     result = select(*changed_rows.c)
     if sources:
         source = sources[0] if len(sources) == 1 else union_all(*sources)
         result = result.add_cte(insert(task_history).from_select(HISTORY_COLUMNS, source).cte("history"))
+    if callback:
+        result = result.add_cte(_deliveries_of(changed_rows, at))
     if wakes:
         wake = select(func.pg_notify(literal_column(f"'{WORK_CHANNEL}'"), literal_column("''"))).select_from(
             changed_rows
@@ -530,6 +564,14 @@ def _written(changed_rows: Any, sources: Sequence[Any], *, wakes: bool, ends: bo
     if ends:
         result = result.add_columns(_notify_ended_once(changed_rows))
     return result
+
+
+def _deliveries_of(changed_rows: Any, at: Any) -> Any:
+    """The outbox rows (B.5) of the changed tasks that have a ``callback_url``, due ``at``."""
+    source = select(changed_rows.c.id, changed_rows.c.callback_url, literal_column("0"), at, at).where(
+        changed_rows.c.callback_url.is_not(None)
+    )
+    return insert(callback_deliveries).from_select(DELIVERY_COLUMNS, source).cte("deliveries")
 
 
 def _notify_ended_once(changed_rows: Any) -> Any:
@@ -594,12 +636,18 @@ def _purge_statement() -> Any:
         delete(task_history).where(H.task_id.in_(select(doomed.c.id))).returning(H.task_id).cte("history")
     )
     # Their dependency edges, both ways (a dependant of theirs was settled before they ended
-    # up here: a task with dependant marks is not purged).
+    # up here: a task with dependant marks is not purged), and their callback deliveries.
     edges = [
         delete(task_dependencies).where(column.in_(select(doomed.c.id))).returning(column).cte(name)
         for column, name in ((D.task_id, "edges_out"), (D.depends_on_id, "edges_in"))
     ]
-    return delete(tasks).where(T.id.in_(select(doomed.c.id))).returning(T.id).add_cte(history, *edges)
+    outbox = (
+        delete(callback_deliveries)
+        .where(callback_deliveries.c.task_id.in_(select(doomed.c.id)))
+        .returning(callback_deliveries.c.id)
+        .cte("outbox")
+    )
+    return delete(tasks).where(T.id.in_(select(doomed.c.id))).returning(T.id).add_cte(history, *edges, outbox)
 
 
 def _create_statement(columns: tuple[str, ...]) -> Any:

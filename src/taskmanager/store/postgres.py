@@ -237,6 +237,8 @@ class PostgresStore(SqlStore):
             writes = [statements.update_rows(columns, group) for columns, group in plan.updates.items()]
             if plan.events:
                 writes.append(statements.history_rows(plan.events))
+            if plan.deliveries:
+                writes.append(statements.delivery_rows(plan.deliveries))
             if plan.wakes:
                 writes.append(statements.notify())
             if plan.ends:

@@ -42,6 +42,8 @@ LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 #: Names, keys and worker ids compare byte for byte everywhere: MySQL's default collations are
 #: case-insensitive, which would make "Foo" and "foo" one task type and one dedupe key.
 Key = String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb")
+#: A callback URL (API.md B.5: at most 2048 characters).
+CallbackUrl = String(2048)
 Token = String(64).with_variant(mysql.VARCHAR(64, collation="utf8mb4_bin"), "mysql", "mariadb")
 
 
@@ -91,6 +93,8 @@ task_types = Table(
     Column("max_running", Integer, nullable=True),
     Column("keep_completed_seconds", Integer, nullable=True),
     Column("keep_failed_seconds", Integer, nullable=True),
+    # The URL its tasks' ends are POSTed to when a create names none (B.5); NULL: none.
+    Column("callback_url", CallbackUrl, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("name"),
@@ -138,6 +142,8 @@ tasks = Table(
     # Whether a request has waited for the task's end (GET /tasks/{id}/wait): on PostgreSQL only
     # an awaited task's end is announced to other processes (NOTIFY serialises commits).
     Column("awaited", Boolean, nullable=False, server_default=false()),
+    # Where the task is POSTed once it ends (B.5: its own, else its type's at create); NULL: nowhere.
+    Column("callback_url", CallbackUrl, nullable=True),
     UniqueConstraint("type_id", "dedupe_lock"),
     # Listing newest first, with or without a status filter; FIFO/LIFO claims.
     Index("ix_tasks_status_created", "status", "created_at", "id"),
@@ -259,5 +265,25 @@ schedules = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("name"),
     Index("ix_schedules_next_run_at", "next_run_at"),
+    sqlite_autoincrement=True,
+)
+
+# The callbacks' outbox (API.md B.5, ADR 0018): one row per end of a task with a callback_url,
+# inserted in the transaction that ends it and deleted once delivered or given up. ``tries`` is
+# the tries taken so far; ``next_try_at`` is when the next is due — and, while a server sends a
+# try, the end of its lease (a claim moves it forward), so one index finds due rows and skips
+# rows being sent. Ids are never reused (``X-TaskManager-Delivery`` is a receiver's dedupe key).
+callback_deliveries = Table(
+    "callback_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("task_id", Id, nullable=False),
+    Column("url", CallbackUrl, nullable=False),
+    Column("tries", Integer, nullable=False),
+    Column("next_try_at", UTCDateTime, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_callback_deliveries_next_try_at", "next_try_at"),
+    Index("ix_callback_deliveries_task_id", "task_id"),
     sqlite_autoincrement=True,
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import (
     bindparam,
     false,
     func,
+    insert,
     literal_column,
     or_,
     select,
@@ -32,7 +34,12 @@ from taskmanager.engine.scope import LIKE_ESCAPE
 from taskmanager.engine.store import ClaimParams, ClaimQuery, DueQuery, TaskChange
 from taskmanager.store.operations import INSERT_HISTORY, announce_end, announce_work, like_any, load
 from taskmanager.store.rows import TT, Selects, T, encode_changes, event_row, task_from_row, with_changes
-from taskmanager.store.tables import UTCDateTime, tasks
+from taskmanager.store.tables import UTCDateTime, callback_deliveries, tasks
+
+
+def delivery_row(task_id: int, url: str, now: datetime) -> dict[str, Any]:
+    """The outbox row of a task's end (B.5): no try taken yet, due at once."""
+    return {"task_id": task_id, "url": url, "tries": 0, "next_try_at": now, "created_at": now}
 
 
 def write_claims(conn: Connection, picked: list[Task], params: ClaimParams) -> list[Task]:
@@ -54,6 +61,7 @@ def write_claims(conn: Connection, picked: list[Task], params: ClaimParams) -> l
 
 #: The statements a compare-and-set or a claim writes with, made once (SQLAlchemy remembers the
 #: key of its compiled form on the statement object: a statement made anew is walked every time).
+INSERT_DELIVERIES = insert(callback_deliveries)
 LOCK_IDS = select(T.id).where(T.id.in_(bindparam("ids", expanding=True))).order_by(T.id).with_for_update()
 
 
@@ -67,12 +75,15 @@ def update_by_id(columns: tuple[str, ...]) -> Update:
 class BatchPlan:
     """What a batch of compare-and-sets writes, once its rows are locked and read: the result of
     each change (None: its row no longer matched, or is gone), the rows to update grouped by the
-    columns they change (each row a dict of column values and ``_id``), the history rows,
-    whether a task became claimable again and whether an awaited one ended (``Store.await_end``)."""
+    columns they change (each row a dict of column values and ``_id``), the history rows, the
+    callback deliveries, whether a task became claimable again and whether an awaited one ended
+    (``Store.await_end``)."""
 
     results: list[Task | None] = field(default_factory=list)
     updates: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: The outbox rows (B.5) of the changes with ``callback`` that matched.
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
     wakes: bool = False
     ends: bool = False
 
@@ -94,6 +105,8 @@ def plan_updates(changes: Sequence[TaskChange], locked: Sequence[Task]) -> Batch
         plan.wakes = plan.wakes or change.wakes
         plan.ends = plan.ends or (change.ends and task.awaited)
         rows[task.id] = after = with_changes(task, change.changes)
+        if change.callback and after.callback_url is not None:
+            plan.deliveries.append(delivery_row(after.id, after.callback_url, change.now))
         plan.results.append(after)
     return plan
 
@@ -103,13 +116,16 @@ def update_tasks(q: Selects, changes: Sequence[TaskChange], conn: Connection) ->
     pass: the rows locked in ascending id order (so two batches over the same tasks cannot
     deadlock each other; SQLite's writer holds the whole database already) and read once, the
     changes judged by ``plan_updates``, and the matching ones written with one statement per
-    shape of change and one INSERT of their events. The results are in the order of ``changes``."""
+    shape of change, one INSERT of their events and (only if some have ``callback``) one of
+    their deliveries. The results are in the order of ``changes``."""
     ids = sorted({change.task_id for change in changes})
     plan = plan_updates(changes, load(conn, q, list(conn.execute(LOCK_IDS, {"ids": ids}).scalars())))
     for columns, group in plan.updates.items():
         conn.execute(update_by_id(columns), group)
     if plan.events:
         conn.execute(INSERT_HISTORY, plan.events)
+    if plan.deliveries:
+        conn.execute(INSERT_DELIVERIES, plan.deliveries)
     if plan.wakes:
         announce_work(conn)
     if plan.ends:

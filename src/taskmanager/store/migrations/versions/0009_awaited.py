@@ -15,7 +15,7 @@ downgrade's DROP COLUMN is metadata-only on PostgreSQL and instant on MariaDB 10
 Alembic's batch mode copies the table.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-07
 """
 
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
