@@ -489,7 +489,10 @@ class PgStatements:
                 func.unnest(_array(f"a_e{n}_{name}", H[name])).label(f"e{n}_{name}") for name in _EVENT_VALUES
             ]
         unnested = select(*per_row).subquery("u")
-        where: list[Any] = [T.id == unnested.c.id, TT.id == T.type_id]
+        # ``id = ANY(ids)`` besides the join on the unnested ids hands the planner the rows'
+        # primary keys: without it PostgreSQL may hash the type's every task (or the whole
+        # table) against the batch, reading thousands of rows to update a hundred.
+        where: list[Any] = [T.id == any_(_array("a_id", T.id)), T.id == unnested.c.id, TT.id == T.type_id]
         for name, is_null in compared:
             where.append(T[name].is_(None) if is_null else T[name] == unnested.c[f"x_{name}"])
         if lease_alive:
