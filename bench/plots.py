@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt
 
 COLORS = {
     "taskmanager": ["#1f4e79", "#2e75b6", "#5b9bd5", "#9dc3e6"],
-    "other": ["#c55a11", "#548235", "#7f6000", "#7030a0", "#a5a5a5"],
+    # Celery, RQ, Dramatiq; the same three on the durable Redis (lighter); procrastinate; spare.
+    "other": ["#c55a11", "#548235", "#7f6000", "#f4b183", "#a9d18e", "#ffd966", "#7030a0", "#a5a5a5"],
 }
 
 
