@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from taskmanager.engine.clock import Clock
 from taskmanager.engine.records import Task, TaskStatus, TaskType
 from taskmanager.engine.store import PurgeQuery, Retention, Store
+from taskmanager.errors import Unavailable
 
 log = logging.getLogger("taskmanager.retention")
 
@@ -130,7 +131,10 @@ class Sweeper:
                 if self.also is not None:
                     await self.also()
                 deleted = await self.retainer.purge_due()
-            except Exception:  # a database gone for a moment: the next sweep tries again
+            except Unavailable as exc:  # a database gone for a moment: the next sweep tries again
+                log.warning("retention sweep: %s; retrying in %.0f s", exc, self.interval)
+                deleted = 0
+            except Exception:
                 log.warning("retention sweep failed; retrying in %.0f s", self.interval, exc_info=True)
                 deleted = 0
             full = deleted >= self.retainer.batch * MAX_PURGE_BATCHES

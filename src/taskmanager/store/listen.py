@@ -24,6 +24,8 @@ LISTENING_INTERVAL = 1.0
 FALLBACK_INTERVAL = 0.25
 #: Longest wait between reconnection attempts.
 MAX_RECONNECT_DELAY = 5.0
+#: Longest a server's start-up waits for the listener's first connection attempt.
+START_WAIT = 5.0
 
 
 class PgListener:
@@ -33,15 +35,20 @@ class PgListener:
         self._on_notify = on_notify
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        #: Set once the first connection attempt has succeeded or failed.
+        self._tried = asyncio.Event()
 
     @property
     def interval(self) -> float:
         return LISTENING_INTERVAL if self._connected.is_set() else FALLBACK_INTERVAL
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="taskmanager-pg-listener")
+        """Start listening; return once the first connection attempt has succeeded (no NOTIFY
+        sent after this is missed) or failed (a database that is down does not hold the server's
+        start-up: claimers poll until the listener connects), or after ``START_WAIT`` seconds."""
+        self._task = asyncio.create_task(self._run(), name=f"taskmanager-pg-listener-{self._channel}")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), 5)
+            await asyncio.wait_for(self._tried.wait(), START_WAIT)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -62,14 +69,16 @@ class PgListener:
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(self._channel, self._notified)
                 self._connected.set()
+                self._tried.set()
                 self._on_notify()  # anything created while we were away is worth a look
                 delay = 0.1
                 await lost.wait()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure: note it, wait, reconnect
-                log.warning("work listener disconnected: %s", type(exc).__name__)
+                log.warning("%s listener disconnected: %s", self._channel, type(exc).__name__)
             finally:
+                self._tried.set()
                 self._connected.clear()
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):
