@@ -10,6 +10,7 @@ import ipaddress
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskmanager.engine.callbacks import FIRST_RETRY_DELAY
 from taskmanager.engine.observe import DEFAULT_STATS_MAX_AGE
 from taskmanager.engine.policy import (
     DEFAULT_CLAIM_TIMEOUT,
@@ -90,6 +91,9 @@ class Settings(BaseSettings):
     webhook_secret: str | None = None
     #: Networks callbacks may reach although not public (CIDRs, comma separated).
     webhook_allow_networks: str = ""
+    #: Seconds before a failed delivery's first retry; each next waits twice as long (at most
+    #: 15 min), 10 tries in all.
+    webhook_retry_delay: float = Field(FIRST_RETRY_DELAY, gt=0, le=86400)
 
     @field_validator("api_key", "redis_url", "webhook_secret")
     @classmethod

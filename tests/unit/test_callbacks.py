@@ -57,6 +57,16 @@ def test_ten_tries_over_about_an_hour() -> None:
     assert len(waits) == callbacks.MAX_TRIES - 1
     assert waits == sorted(waits)
     assert 50 * 60 <= sum(waits) <= 70 * 60
+    assert waits == [15, 30, 60, 120, 240, 480, 900, 900, 900]
+
+
+def test_the_first_retry_delay_is_the_servers_and_each_next_doubles() -> None:
+    assert [callbacks.retry_delay(tries, 2) for tries in range(1, 11)] == [
+        *(2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0),
+        None,
+    ]
+    # A first wait past the usual cap is kept for every retry, not cut down to it.
+    assert {callbacks.retry_delay(tries, 3600) for tries in range(1, 10)} == {3600.0}
 
 
 @pytest.mark.parametrize(

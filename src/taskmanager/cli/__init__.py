@@ -143,6 +143,10 @@ def serve(
         str | None,
         typer.Option(help="Networks callbacks may reach although not public (CIDRs, comma list)."),
     ] = None,
+    webhook_retry_delay: Annotated[
+        float | None,
+        typer.Option(help="Seconds before a failed callback's first retry (then doubling, at most 15 min)."),
+    ] = None,
     workers: Annotated[int, typer.Option(help="Server processes (uvicorn workers).")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     access_log: Annotated[
@@ -183,6 +187,7 @@ def serve(
         max_concurrent_requests=max_concurrent_requests,
         access_log=access_log,
         webhook_allow_networks=webhook_allow_networks,
+        webhook_retry_delay=webhook_retry_delay,
     )
     from taskmanager.serve_policy import plan_serve
     from taskmanager.store import display_url

@@ -29,9 +29,12 @@ SIGNATURE_HEADER = "X-TaskManager-Signature"
 DELIVERY_HEADER = "X-TaskManager-Delivery"
 #: Tries of one delivery before it is given up (the first included).
 MAX_TRIES = 10
-#: Seconds before each retry: after try n (1-based) the next waits RETRY_DELAYS[n - 1]. Doubling
-#: from 15 s, capped at 15 min: the ten tries span about an hour (3,645 s of waiting).
-RETRY_DELAYS = (15, 30, 60, 120, 240, 480, 900, 900, 900)
+#: Seconds before the first retry (the server's ``webhook_retry_delay``); each next one doubles,
+#: up to ``MAX_RETRY_DELAY``: 15, 30, 60 s, 2, 4, 8 min, then 15 min thrice — the ten tries span
+#: about an hour (3,645 s of waiting).
+FIRST_RETRY_DELAY = 15.0
+#: Longest wait between two tries.
+MAX_RETRY_DELAY = 900.0
 #: Seconds one try may take (connect, send, answer).
 DELIVERY_TIMEOUT = 10.0
 
@@ -55,11 +58,12 @@ def headers(secret: str, body: bytes, delivery_id: int | str) -> dict[str, str]:
     }
 
 
-def retry_delay(tries: int) -> float | None:
-    """Seconds to wait after ``tries`` failed tries before the next; None: give up."""
+def retry_delay(tries: int, first: float = FIRST_RETRY_DELAY) -> float | None:
+    """Seconds to wait after ``tries`` failed tries before the next (``first`` after the first,
+    doubling, at most ``MAX_RETRY_DELAY``); None: give up."""
     if tries >= MAX_TRIES:
         return None
-    return float(RETRY_DELAYS[min(tries, len(RETRY_DELAYS)) - 1])
+    return float(min(first * 2 ** (tries - 1), max(first, MAX_RETRY_DELAY)))
 
 
 #: Longest error text kept in the outbox and the history.
@@ -82,10 +86,11 @@ class Transport(Protocol):
 @dataclass(frozen=True, slots=True)
 class Webhooks:
     """What callbacks need from the server: the HMAC key (None: ``callback_url`` is refused, and
-    no delivery is sent) and the transport."""
+    no delivery is sent), the transport, and the seconds before a failed try's first retry."""
 
     secret: str | None
     transport: Transport
+    first_retry: float = FIRST_RETRY_DELAY
 
 
 async def check_callback(webhooks: Webhooks | None, url: str | None) -> None:
@@ -106,13 +111,19 @@ async def check_callback(webhooks: Webhooks | None, url: str | None) -> None:
 
 
 def outcome(
-    delivery: Delivery, status: int | None, error: str | None, *, now: datetime, history: bool
+    delivery: Delivery,
+    status: int | None,
+    error: str | None,
+    *,
+    now: datetime,
+    history: bool,
+    first_retry: float = FIRST_RETRY_DELAY,
 ) -> DeliveryOutcome:
     """What try ``delivery.tries`` of ``delivery`` comes to, answered ``status`` (None: no answer)
     or failed with ``error``: a 2xx delivers it (the outbox row is deleted); anything else is
-    retried after ``retry_delay`` — or, after the last try, given up (deleted too). Each try is a
-    ``callback_delivered`` / ``callback_failed`` event in the task's history (unless ``history``
-    is off)."""
+    retried after ``retry_delay(tries, first_retry)`` — or, after the last try, given up (deleted
+    too). Each try is a ``callback_delivered`` / ``callback_failed`` event in the task's history
+    (unless ``history`` is off)."""
     tries = delivery.tries
     meta: dict[str, Any] = {"delivery": delivery.id, "try": tries}
     if status is not None:
@@ -124,7 +135,7 @@ def outcome(
         )
     reason = (f"HTTP {status}" if status is not None else error or "no answer")[:MAX_ERROR_LENGTH]
     meta["error"] = reason
-    delay = retry_delay(tries)
+    delay = retry_delay(tries, first_retry)
     if delay is None:
         meta["gave_up"] = True
         message = f"Callback failed: {reason}; gave up after {tries} tries"
@@ -142,9 +153,10 @@ def outcome(
 __all__ = [
     "DELIVERY_HEADER",
     "DELIVERY_TIMEOUT",
+    "FIRST_RETRY_DELAY",
     "MAX_ERROR_LENGTH",
+    "MAX_RETRY_DELAY",
     "MAX_TRIES",
-    "RETRY_DELAYS",
     "SIGNATURE_HEADER",
     "Transport",
     "Webhooks",

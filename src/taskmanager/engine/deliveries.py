@@ -60,6 +60,7 @@ class Deliverer:
         self.core = core
         self.secret = webhooks.secret
         self.transport = webhooks.transport
+        self.first_retry = webhooks.first_retry
         self.limit = limit
         self.max_sleep = max_sleep
         self._db = asyncio.Lock()
@@ -164,7 +165,9 @@ class Deliverer:
         except Exception as exc:  # a refused address, a name that does not resolve, a network error
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         history = core.defaults.enable_history
-        return callbacks.outcome(delivery, status, error, now=core.clock.now(), history=history)
+        return callbacks.outcome(
+            delivery, status, error, now=core.clock.now(), history=history, first_retry=self.first_retry
+        )
 
     async def _finish(self, outcome: DeliveryOutcome) -> None:
         async with self._db:

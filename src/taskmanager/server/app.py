@@ -94,7 +94,7 @@ def create_app(
     metrics = Metrics()
     counted = cast(Store, CountingStore(active_store, metrics))
     transport = HttpTransport(WebhookPolicy(webhook_networks(settings.webhook_allow_networks)))
-    webhooks = Webhooks(settings.webhook_secret, transport)
+    webhooks = Webhooks(settings.webhook_secret, transport, settings.webhook_retry_delay)
     engine = TaskService(
         counted,
         clock=clock,
