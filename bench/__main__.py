@@ -52,7 +52,7 @@ FULL = {
 QUICK = {
     "tasks": 500,
     "runs": 1,
-    "processes": [1, 2],
+    "processes": [2],  # a smoke check: every system with several worker processes, once
     "scaling_processes": [],
     "latency_tasks": 100,
     "latency_rate": 100.0,
