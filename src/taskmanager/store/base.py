@@ -304,7 +304,7 @@ class SqlStore:
     async def update_tasks(self, changes: Sequence[TaskChange]) -> list[Task | None]:
         if not changes:
             return []
-        return await self._write(partial(verbs.update_tasks, self.q, changes))
+        return await self._write(partial(verbs.update_tasks, self.q, changes, lock_rows=self.db.locks_rows))
 
     async def due_tasks(self, query: DueQuery) -> list[Task]:
         return await self._read(partial(verbs.due_tasks, self.q, query))

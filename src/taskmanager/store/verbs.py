@@ -111,15 +111,20 @@ def plan_updates(changes: Sequence[TaskChange], locked: Sequence[Task]) -> Batch
     return plan
 
 
-def update_tasks(q: Selects, changes: Sequence[TaskChange], conn: Connection) -> list[Task | None]:
+def update_tasks(
+    q: Selects, changes: Sequence[TaskChange], conn: Connection, *, lock_rows: bool = True
+) -> list[Task | None]:
     """A compare-and-set for each change (``SqlStore.update_task`` is a batch of one), in one
     pass: the rows locked in ascending id order (so two batches over the same tasks cannot
-    deadlock each other; SQLite's writer holds the whole database already) and read once, the
+    deadlock each other; ``lock_rows`` False — SQLite, whose writer holds the whole database
+    already — reads them without that first statement) and read once, the
     changes judged by ``plan_updates``, and the matching ones written with one statement per
     shape of change, one INSERT of their events and (only if some have ``callback``) one of
     their deliveries. The results are in the order of ``changes``."""
     ids = sorted({change.task_id for change in changes})
-    plan = plan_updates(changes, load(conn, q, list(conn.execute(LOCK_IDS, {"ids": ids}).scalars())))
+    if lock_rows:
+        ids = list(conn.execute(LOCK_IDS, {"ids": ids}).scalars())
+    plan = plan_updates(changes, load(conn, q, ids))
     for columns, group in plan.updates.items():
         conn.execute(update_by_id(columns), group)
     if plan.events:
@@ -258,7 +263,9 @@ def free_slots(conn: Connection, query: ClaimQuery) -> dict[int, int]:
     order), so concurrent claims of a limited type run one after the other, each counting what
     the one before committed (READ COMMITTED: the count is a later statement, with a fresh
     snapshot). SQLite's single writer serialises them already."""
-    limits = dict(conn.execute(limited_types(query).order_by(TT.id).with_for_update()).tuples().all())
+    shape = (query.type_like is not None, query.type_names is not None, query.type_ids is not None)
+    statement = _limited_statement(*shape, None if query.type_scope is None else len(query.type_scope))
+    limits = dict(conn.execute(statement, claim_values(query, ())).tuples().all())
     if not limits:
         return {}
     running = (
@@ -272,6 +279,23 @@ def free_slots(conn: Connection, query: ClaimQuery) -> dict[int, int]:
     )
     counts = dict(conn.execute(running).tuples().all())
     return {type_id: max(0, limit - counts.get(type_id, 0)) for type_id, limit in limits.items()}
+
+
+@lru_cache(maxsize=64)
+def _limited_statement(like: bool, names: bool, ids: bool, scope: int | None) -> Select[Any]:
+    """``free_slots``'s locked read of the limited types, made once per shape of claim (every
+    claim on the shared path runs it, mostly to find no limited type)."""
+    shape = ClaimQuery(
+        now=datetime.min,
+        worker_id="",
+        limit=1,
+        order=(),
+        type_like="" if like else None,
+        type_names=() if names else None,
+        type_ids=() if ids else None,
+        type_scope=None if scope is None else ("",) * scope,
+    )
+    return limited_types(shape, SharedBinds()).order_by(TT.id).with_for_update()
 
 
 def within_limits(picked: list[Task], free: dict[int, int], room: int) -> list[Task]:
