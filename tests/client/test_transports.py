@@ -165,6 +165,27 @@ def test_a_request_without_its_own_timeout_has_the_clients(echo: tuple[Echo, str
     assert caught.value.request_sent is True
 
 
+@pytest.fixture
+def through_a_proxy(echo: tuple[Echo, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """Echo named as the environment's proxy; the URL of a server only it can reach."""
+    _, url = echo
+    for name in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, url)
+    for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    return "http://tasks.invalid:8000"
+
+
+def check_proxied(answer: Response) -> None:
+    seen = json.loads(answer.content)
+    assert answer.status_code == 418
+    assert (seen["path"], seen["headers"]["host"]) == ("/api/health", "tasks.invalid:8000")
+
+
+def test_a_proxy_is_taken_from_the_environment(through_a_proxy: str, transport_of: Any) -> None:
+    check_proxied(transport_of(through_a_proxy).send(Request("GET", "/health")))
+
+
 def test_the_connection_is_kept_and_shared_by_nothing_between_threads(
     echo: tuple[Echo, str], transport_of: Any
 ) -> None:
@@ -253,6 +274,12 @@ async def test_an_async_request_without_its_own_timeout_has_the_clients(
         await transport.send(Request("GET", "/hold"))
     assert time.monotonic() - started < 5
     assert caught.value.request_sent is True
+
+
+async def test_an_async_transport_takes_its_proxy_from_the_environment(
+    through_a_proxy: str, async_transport_of: Any
+) -> None:
+    check_proxied(await async_transport_of(through_a_proxy).send(Request("GET", "/health")))
 
 
 async def test_an_async_transport_keeps_its_connection_and_sends_concurrently(

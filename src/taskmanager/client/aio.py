@@ -7,20 +7,27 @@ between requests; ``aclose()`` closes it.
 
 A failure is reported the way the client core needs it: ``request_sent=False`` only when the
 request certainly never reached the server — no connection was handed to it (refused,
-unresolved, a failed TLS handshake, a connect that timed out), as aiohttp's connection signals
-tell — so that the core may send any request again; otherwise only what is safe to repeat is
-repeated. aiohttp itself sends a request once more on a fresh connection when the kept-alive one
-it went out on dies before the answer — only for the methods HTTP calls idempotent (GET, PUT,
-DELETE), never a POST (libcurl does so for any method: ADR 0023).
+unresolved, a failed TLS handshake, a connect that timed out) — so that the core may send any
+request again; otherwise only what is safe to repeat is repeated. aiohttp itself sends a request
+once more on a fresh connection when the kept-alive one it went out on dies before the answer —
+only for the methods HTTP calls idempotent (GET, PUT, DELETE), never a POST (libcurl does so for
+any method: ADR 0023).
+
+Proxies come from the environment (``http_proxy``, ``https_proxy``, ``no_proxy``) as with httpx,
+read once when the transport is made.
 """
 
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from io import BytesIO
-from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
+from aiohttp.connector import Connection
 from aiohttp.payload import TOO_LARGE_BYTES_BODY
 
 from taskmanager.client.config import TaskManagerConfig
@@ -35,25 +42,29 @@ KEEPALIVE_TIMEOUT = 4.0
 JSON_BODY = {"Content-Type": "application/json"}
 
 
-class _Progress:
-    """How far one request got: whether a connection was handed to it."""
-
-    __slots__ = ("connected",)
-
-    def __init__(self) -> None:
-        self.connected = False
+#: Whether the request this task is sending has been handed its connection (set by _Connector).
+_connected: ContextVar[bool] = ContextVar("taskmanager_aiohttp_connected", default=False)
 
 
-async def _connected(session: aiohttp.ClientSession, context: SimpleNamespace, params: object) -> None:
-    context.trace_request_ctx.connected = True
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp's connector, noting in the sending task that its request got a connection (a new
+    one or one from the pool): before that, nothing of the request has left this machine. aiohttp
+    asks for the connection in the task that sends, so the note is read there after a failure."""
+
+    async def connect(self, *args: Any, **kwargs: Any) -> Connection:
+        connection = await super().connect(*args, **kwargs)
+        _connected.set(True)
+        return connection
 
 
-def _tracing() -> aiohttp.TraceConfig:
-    """aiohttp's signals that a request got its connection, a new one or one from the pool."""
-    trace = aiohttp.TraceConfig()
-    trace.on_connection_create_end.append(_connected)
-    trace.on_connection_reuseconn.append(_connected)
-    return trace
+def _proxy_for(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``http_proxy``, ``https_proxy``, unless
+    ``no_proxy`` covers its host), read once: every request goes to the same server. aiohttp's
+    own ``trust_env`` reads it, and ``~/.netrc``, in a thread for every request."""
+    parts = urlsplit(url)
+    if parts.hostname and proxy_bypass(parts.hostname):
+        return None
+    return getproxies().get(parts.scheme)
 
 
 class AioHTTPTransport:
@@ -63,6 +74,7 @@ class AioHTTPTransport:
         self._base = config.base_url
         self._headers = headers
         self._timeout = self._limits(config.timeout)
+        self._proxy = _proxy_for(self._base)
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
 
@@ -75,13 +87,10 @@ class AioHTTPTransport:
             raise RuntimeError("the transport is closed")
         return aiohttp.ClientSession(
             headers=self._headers,
-            connector=aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_TIMEOUT),
+            connector=_Connector(keepalive_timeout=KEEPALIVE_TIMEOUT),
             timeout=self._timeout,
-            # Proxies (http_proxy, https_proxy, no_proxy) from the environment, as httpx does.
-            trust_env=True,
             # The API sets no cookies: none are kept or sent, as with libcurl's transport.
             cookie_jar=aiohttp.DummyCookieJar(),
-            trace_configs=[_tracing()],
         )
 
     async def send(self, request: Request) -> Response:
@@ -89,7 +98,7 @@ class AioHTTPTransport:
         if session is None:
             session = self._session = self._open()
         timeout = self._timeout if request.timeout is None else self._limits(request.timeout)
-        progress = _Progress()
+        _connected.set(False)
         started = time.perf_counter()
         try:
             async with session.request(
@@ -100,11 +109,11 @@ class AioHTTPTransport:
                 headers=JSON_BODY if request.content is not None else None,
                 timeout=timeout,
                 allow_redirects=False,
-                trace_request_ctx=progress,
+                proxy=self._proxy,
             ) as answer:
                 content = await answer.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _connection_error(exc, timeout, sent=progress.connected) from exc
+            raise _connection_error(exc, timeout, sent=_connected.get()) from exc
         # Names lower-case, as the core reads them; of a repeated header, the last.
         headers = {name.lower(): value for name, value in answer.headers.items()}
         return Response(answer.status, headers, content, time.perf_counter() - started)
