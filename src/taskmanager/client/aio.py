@@ -1,5 +1,5 @@
-"""The async client's HTTP transport on aiohttp: the same requests as the httpx transport for a
-quarter of the client's CPU per request (ADR 0023 has the measurements).
+"""The async client's HTTP transport on aiohttp: the same requests as the httpx transport for
+under a third of the client's CPU per request (ADR 0023 has the measurements).
 
 One ``aiohttp.ClientSession``, opened on the first request (a session belongs to the event loop
 it is made in, and a client is often made before its loop runs), keeping its connections alive
