@@ -6,8 +6,10 @@ Starts ``taskmanager serve`` on a fresh SQLite file and, from the bench environm
 library below is installed), sends ``--requests`` POSTs of a claim that finds nothing (a real
 route, body and envelope, answered at once) over one kept-alive connection with each library in
 turn, one thread: the client's CPU (``time.process_time``) and wall time per request. The lean
-socket client of ``bench.throughput`` is the floor. Results go to
-``bench/results/transports.json``; ADR 0023 chose the blocking client's transport by them.
+socket client of ``bench.throughput`` is the floor. Then, from the project's own environment, the
+same through the project's clients (``claim_task`` finding nothing: the core builds the call and
+reads the answer) with each of their transports. Results go to
+``bench/results/transports.json``; ADR 0023 chose the clients' transports by them.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 PATH = "/api/tasks/claim"
 BODY = b'{"worker_id": "w", "limit": 1}'
-HEADERS = {"X-API-Key": "bench-key", "Content-Type": "application/json"}
+KEY = "bench-key"
+HEADERS = {"X-API-Key": KEY, "Content-Type": "application/json"}
 
 
 def measure(base: str, requests: int) -> dict[str, dict[str, float]]:
@@ -97,8 +101,57 @@ def measure(base: str, requests: int) -> dict[str, dict[str, float]]:
         "aiohttp (async)": with_aiohttp,
         "httpx (async)": with_httpx_async,
     }
+    return timed(libraries, requests)
+
+
+def through_the_clients(base: str, requests: int) -> dict[str, dict[str, float]]:
+    """Run in the project's environment: each client's CPU and wall microseconds per
+    ``claim_task`` that finds nothing, with each of its transports."""
+    import asyncio
+
+    from taskmanager.client import AsyncTaskManagerClient, TaskManagerClient
+    from taskmanager.client.aio import AioHTTPTransport
+    from taskmanager.client.async_ import AsyncHTTPTransport
+    from taskmanager.client.curl import CurlTransport
+    from taskmanager.client.sync import HTTPTransport
+
+    def blocking(transport: type[CurlTransport | HTTPTransport]) -> Callable[[int], None]:
+        def send(n: int) -> None:
+            made = TaskManagerClient(base, KEY)  # its config and headers
+            made.close()
+            with TaskManagerClient(
+                base, KEY, transport=transport(made.config, made.core.headers())
+            ) as client:
+                for _ in range(n):
+                    assert client.claim_task() is None
+
+        return send
+
+    def awaited(transport: type[AioHTTPTransport | AsyncHTTPTransport]) -> Callable[[int], None]:
+        async def go(n: int) -> None:
+            made = AsyncTaskManagerClient(base, KEY)  # never sends: its transport opens nothing
+            sender = transport(made.config, made.core.headers())
+            async with AsyncTaskManagerClient(base, KEY, transport=sender) as client:
+                for _ in range(n):
+                    assert await client.claim_task() is None
+
+        return lambda n: asyncio.run(go(n))
+
+    return timed(
+        {
+            "TaskManagerClient, pycurl": blocking(CurlTransport),
+            "TaskManagerClient, httpx": blocking(HTTPTransport),
+            "AsyncTaskManagerClient, aiohttp": awaited(AioHTTPTransport),
+            "AsyncTaskManagerClient, httpx": awaited(AsyncHTTPTransport),
+        },
+        requests,
+    )
+
+
+def timed(senders: dict[str, Callable[[int], None]], requests: int) -> dict[str, dict[str, float]]:
+    """Each sender's CPU and wall microseconds per request, after 50 to warm it."""
     results = {}
-    for name, send in libraries.items():
+    for name, send in senders.items():
         send(50)  # connections open, imports and caches warm
         cpu, wall = time.process_time(), time.perf_counter()
         send(requests)
@@ -130,12 +183,13 @@ def main() -> None:
             text=True,
             cwd=Path(__file__).resolve().parents[1],
         )
-    results = json.loads(out.stdout.strip().splitlines()[-1])
+        results = json.loads(out.stdout.strip().splitlines()[-1])
+        results.update(through_the_clients(base, args.requests))
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "requests": args.requests, "results": results}
     (RESULTS / "transports.json").write_text(json.dumps(report, indent=2) + "\n")
     for name, figures in results.items():
         cpu, wall = figures["cpu_us_per_request"], figures["wall_us_per_request"]
-        print(f"{name:22s} {cpu:6d} µs CPU  {wall:6d} µs wall")
+        print(f"{name:34s} {cpu:6d} µs CPU  {wall:6d} µs wall")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DISTRIBUTION_OF = {"swagger_ui_bundle": "swagger-ui-bundle-v2"}
 SERVER_DISTRIBUTIONS = {DISTRIBUTION_OF.get(m, m.replace("_", "-")) for m in SERVER_STACK}
 #: What the client and the worker need, and the command's own framework.
-BASE_DISTRIBUTIONS = {"pydantic", "httpx", "pycurl", "sniffio", "uvloop", "typer", "rich"}
+BASE_DISTRIBUTIONS = {"pydantic", "httpx", "pycurl", "aiohttp", "sniffio", "uvloop", "typer", "rich"}
 TEST_TOOLS = {"pytest", "pytest-asyncio", "ruff", "mypy", "import-linter"}
 
 

@@ -1,5 +1,6 @@
 """``AsyncTaskManagerClient``: the asyncio twin of ``TaskManagerClient`` — the same calls from the
-same core, sent through an ``httpx.AsyncClient`` (or the in-process engine) and awaited."""
+same core, sent through one ``aiohttp.ClientSession`` (``client/aio.py``; an ``httpx.AsyncClient``
+where aiohttp does not install) or the in-process engine, and awaited."""
 
 from __future__ import annotations
 
@@ -36,8 +37,7 @@ class AsyncHTTPTransport:
         try:
             answer = await self._http.request(
                 request.method,
-                request.path,
-                params=request.params,
+                request.target,  # not params=: httpx would group a repeated name's values
                 content=request.content,
                 headers={"Content-Type": "application/json"} if request.content is not None else None,
                 timeout=request.timeout if request.timeout is not None else httpx.USE_CLIENT_DEFAULT,
@@ -80,7 +80,11 @@ class AsyncTaskManagerClient(ClientBase[AsyncTransport]):
                     raise
                 raise embedded_needs_server(exc) from exc
             return EmbeddedTransport(self.config.api_url or "")
-        return AsyncHTTPTransport(self.config, self.core.headers())
+        try:
+            from taskmanager.client.aio import AioHTTPTransport
+        except ImportError:  # no aiohttp for this platform: httpx does the same, dearer
+            return AsyncHTTPTransport(self.config, self.core.headers())
+        return AioHTTPTransport(self.config, self.core.headers())
 
     async def send(self, call: Call[T]) -> T:
         """Send one call, retrying it as the core decides; its value or its error."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 import time
 from io import BytesIO
-from urllib.parse import urlencode
 
 import pycurl
 
@@ -65,10 +64,7 @@ class CurlTransport:
 
     def send(self, request: Request) -> Response:
         handle = self._handle()
-        url = self._base + request.path
-        if request.params:
-            url += "?" + urlencode(request.params)
-        handle.setopt(pycurl.URL, url)
+        handle.setopt(pycurl.URL, self._base + request.target)
         method = request.method
         if request.content is not None:
             handle.setopt(pycurl.POSTFIELDS, request.content)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import urlencode
 
 from taskmanager.client.errors import TaskManagerAPIError, TaskManagerConnectionError
 
@@ -38,6 +39,12 @@ class Request:
     idempotent: bool = False
     #: Seconds this request may take when it is not the client's timeout (long-poll claims).
     timeout: float | None = None
+
+    @property
+    def target(self) -> str:
+        """The path and its query as sent (``/tasks?status=failed&status=ended``): the query's
+        pairs in their order, a repeated name repeated."""
+        return f"{self.path}?{urlencode(self.params)}" if self.params else self.path
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,8 +46,7 @@ class HTTPTransport:
         try:
             answer = self._http.request(
                 request.method,
-                request.path,
-                params=request.params,
+                request.target,  # not params=: httpx would group a repeated name's values
                 content=request.content,
                 headers={"Content-Type": "application/json"} if request.content is not None else None,
                 timeout=request.timeout if request.timeout is not None else httpx.USE_CLIENT_DEFAULT,
