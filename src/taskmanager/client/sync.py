@@ -1,6 +1,6 @@
 """``TaskManagerClient``: the blocking client, a thin loop that moves the core's calls through a
-transport (HTTP over one pooled ``httpx.Client``, or the in-process engine) and sleeps between
-retries."""
+transport (HTTP over libcurl, ``client/curl.py``, or over one pooled ``httpx.Client`` where no
+pycurl installs; or the in-process engine) and sleeps between retries."""
 
 from __future__ import annotations
 
