@@ -347,6 +347,10 @@ def worker(
     lease_seconds: Annotated[int | None, typer.Option(help="Lease of each claim.")] = None,
     task_timeout: Annotated[float | None, typer.Option(help="Default time limit per task.")] = None,
     claim_wait: Annotated[float | None, typer.Option(help="Long-poll seconds (0: off).")] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option(min=0, help="Times a failed report (complete, progress, heartbeat) is sent again."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     log_format: Annotated[str, typer.Option(help="text or json (one object per line).")] = "text",
 ) -> None:
@@ -366,6 +370,7 @@ def worker(
         lease_seconds=lease_seconds,
         task_timeout=task_timeout,
         claim_wait=claim_wait,
+        retries=retries,
         log_level=log_level,
         log_format=log_format,
     )
