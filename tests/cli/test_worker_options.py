@@ -12,7 +12,7 @@ import pytest
 from taskmanager.cli import app
 from taskmanager.cli.failures import run
 
-MODULE = '''
+MODULE = """
 from taskmanager import Worker
 
 class Recording(Worker):
@@ -25,7 +25,7 @@ class Recording(Worker):
         return 0
 
 worker = Recording(api_url="http://127.0.0.1:9", concurrency=1)
-'''
+"""
 
 
 @pytest.fixture
