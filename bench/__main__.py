@@ -30,7 +30,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench import raw_pg, report, venv
+from bench import raw_pg, raw_sqlite, report, venv
 
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_OUTPUT = RESULTS / "side_by_side.json"
@@ -233,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
         "versions": {**server_versions(), **venv.versions()},
         "systems": {s.name: {"label": s.label, "family": s.family, "batch": s.batch} for s in systems},
         "raw_pg": {},
+        "raw_sqlite": {},
         "errors": [],
     }
     started = time.monotonic()
@@ -252,6 +253,10 @@ def run(args: argparse.Namespace) -> int:
             for key, value in raw_pg.measure(config["tasks"]).items():
                 results["raw_pg"].setdefault(key, []).append(value)
                 log(f"  raw PostgreSQL {key}: {value:,.0f}")
+            log("  raw SQLite ceiling")
+            for key, value in raw_sqlite.measure(config["tasks"]).items():
+                results["raw_sqlite"].setdefault(key, []).append(value)
+                log(f"  raw SQLite {key}: {value:,.0f}")
         if config["scaling_processes"]:
             log(f"workers scaling: {config['scaling_processes']} processes, one run")
             for system in systems:

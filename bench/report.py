@@ -7,6 +7,7 @@ from typing import Any
 
 TM_BATCHED = "taskmanager-pg-worker"
 TM_SINGLE = "taskmanager-pg-single"
+TM_SQLITE_SINGLE = "taskmanager-sqlite-single"
 
 
 def spread(values: list[float], digits: int = 0, unit: str = "") -> str:
@@ -58,6 +59,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     cycles = results.get("raw_pg", {}).get("cycle_per_s", [])
     if best.get(TM_SINGLE) and cycles:
         ratio("raw PostgreSQL / single", cycles, best[TM_SINGLE])
+    sqlite_cycles = results.get("raw_sqlite", {}).get("cycle_per_s", [])
+    if best.get(TM_SQLITE_SINGLE) and sqlite_cycles:
+        ratio("SQLite single / raw SQLite", best[TM_SQLITE_SINGLE], sqlite_cycles)
 
     # Also against every configuration measured, the scaling ones (one run) included: medians.
     def best_median(system: dict[str, Any]) -> float:
@@ -80,6 +84,12 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         ),
         ("single-request path >= 1x Celery", "single / Celery", 1.0, True),
         ("raw PostgreSQL within 1.5x of the single-request path", "raw PostgreSQL / single", 1.5, False),
+        (
+            "SQLite single requests >= 25% of the raw SQLite ceiling",
+            "SQLite single / raw SQLite",
+            0.25,
+            True,
+        ),
     ]
     for label, key, bound, at_least in targets:
         if key in ratios:
@@ -226,6 +236,14 @@ def markdown(results: dict[str, Any]) -> str:
             f"{spread(raw.get('cycle_per_s', []))} create + claim + complete cycles/s (one INSERT, "
             "one `FOR UPDATE SKIP LOCKED` claim, one UPDATE per task); "
             f"{spread(raw.get('batch_rows_per_s', []))} rows/s claimed and completed 100 at a time.",
+        ]
+    raw_sqlite = results.get("raw_sqlite", {})
+    if raw_sqlite.get("cycle_per_s"):
+        lines += [
+            "",
+            "**Raw SQLite ceiling** (`bench.raw_sqlite`: the stdlib driver, WAL, `synchronous=NORMAL`, "
+            f"one thread, no queue): {spread(raw_sqlite['cycle_per_s'])} create + claim + complete "
+            "cycles/s (an INSERT, a pick and UPDATE, an UPDATE per task, each its own transaction).",
         ]
     summary = results.get("summary", {})
     if summary.get("targets"):

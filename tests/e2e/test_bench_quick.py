@@ -52,6 +52,8 @@ def test_quick_bench_runs_every_system(tmp_path: Path) -> None:
         assert system.get("process"), f"{name} processed nothing"
         assert system.get("latency_ms"), f"{name} has no latency samples"
     assert results["raw_pg"]["cycle_per_s"]
+    assert results["raw_sqlite"]["cycle_per_s"]
+    assert "**Raw SQLite ceiling**" in output.with_suffix(".md").read_text()
     issue4 = results["issue4"]  # the figures bench.throughput and bench.long_poll give alone
     assert [row["database"] for row in issue4["throughput"]] == ["sqlite", "postgresql"]
     for row in issue4["throughput"]:
