@@ -77,16 +77,21 @@ def echo() -> Iterator[tuple[Echo, str]]:
         app.release.set()
 
 
-@pytest.fixture(params=sorted(TRANSPORTS))
-def transport_of(request: pytest.FixtureRequest) -> Iterator[Any]:
-    made: list[Any] = []
+def maker(kind: Any, made: list[Any]) -> Any:
+    """``make(url, timeout=30)``: a transport of ``kind`` to ``url``, noted in ``made``."""
 
     def make(url: str, timeout: float = 30) -> Any:
         config = TaskManagerConfig(api_url=url, api_key="k", timeout=timeout).resolved()
-        made.append(TRANSPORTS[request.param](config, HEADERS))
+        made.append(kind(config, HEADERS))
         return made[-1]
 
-    yield make
+    return make
+
+
+@pytest.fixture(params=sorted(TRANSPORTS))
+def transport_of(request: pytest.FixtureRequest) -> Iterator[Any]:
+    made: list[Any] = []
+    yield maker(TRANSPORTS[request.param], made)
     for transport in made:
         transport.close()
 
@@ -94,13 +99,7 @@ def transport_of(request: pytest.FixtureRequest) -> Iterator[Any]:
 @pytest.fixture(params=sorted(ASYNC_TRANSPORTS))
 async def async_transport_of(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     made: list[Any] = []
-
-    def make(url: str, timeout: float = 30) -> Any:
-        config = TaskManagerConfig(api_url=url, api_key="k", timeout=timeout).resolved()
-        made.append(ASYNC_TRANSPORTS[request.param](config, HEADERS))
-        return made[-1]
-
-    yield make
+    yield maker(ASYNC_TRANSPORTS[request.param], made)
     for transport in made:
         await transport.aclose()
 
