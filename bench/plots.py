@@ -48,8 +48,13 @@ def _bars(ax: Any, systems: dict[str, Any], groups: list[str], get: Any, colors:
 
 def _save(fig: Any, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the legend below the axes included
     plt.close(fig)
+
+
+def _legend_below(ax: Any) -> None:
+    """The legend under the plot: with eleven systems it would hide the bars inside it."""
+    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
 
 
 def throughput(results: dict[str, Any], out: Path) -> None:
@@ -67,7 +72,7 @@ def throughput(results: dict[str, Any], out: Path) -> None:
     ax.set_ylabel("no-op tasks processed per second")
     tasks = results["config"]["tasks"]
     ax.set_title(f"Processing rate, {tasks:,} no-op tasks (median; bars: min-max of runs)")
-    ax.legend(fontsize=8, ncol=2)
+    _legend_below(ax)
     ax.grid(axis="y", alpha=0.3)
     _save(fig, out / "bench_throughput.png")
 
@@ -81,7 +86,7 @@ def enqueue(results: dict[str, Any], out: Path) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("tasks enqueued per second (log)")
     ax.set_title("Enqueue rate from one process")
-    ax.legend(fontsize=8, ncol=2)
+    _legend_below(ax)
     ax.grid(axis="y", alpha=0.3, which="both")
     _save(fig, out / "bench_enqueue.png")
 
@@ -102,7 +107,7 @@ def latency(results: dict[str, Any], out: Path) -> None:
     ax.axhline(50, color="black", linestyle="--", linewidth=1)
     ax.set_ylabel("ms from create to handler start (log)")
     ax.set_title(f"End-to-end latency at {results['config']['latency_rate']:.0f} tasks/s")
-    ax.legend(fontsize=8, ncol=2)
+    _legend_below(ax)
     ax.grid(axis="y", alpha=0.3, which="both")
     _save(fig, out / "bench_latency.png")
 
