@@ -263,9 +263,7 @@ def free_slots(conn: Connection, query: ClaimQuery) -> dict[int, int]:
     order), so concurrent claims of a limited type run one after the other, each counting what
     the one before committed (READ COMMITTED: the count is a later statement, with a fresh
     snapshot). SQLite's single writer serialises them already."""
-    shape = (query.type_like is not None, query.type_names is not None, query.type_ids is not None)
-    statement = _limited_statement(*shape, None if query.type_scope is None else len(query.type_scope))
-    limits = dict(conn.execute(statement, claim_values(query, ())).tuples().all())
+    limits = dict(conn.execute(_limited_statement(query), claim_values(query, ())).tuples().all())
     if not limits:
         return {}
     running = (
@@ -281,21 +279,21 @@ def free_slots(conn: Connection, query: ClaimQuery) -> dict[int, int]:
     return {type_id: max(0, limit - counts.get(type_id, 0)) for type_id, limit in limits.items()}
 
 
-@lru_cache(maxsize=64)
-def _limited_statement(like: bool, names: bool, ids: bool, scope: int | None) -> Select[Any]:
+#: ``free_slots``'s statements by the shape of their claim's filters (a handful in practice).
+_LIMITED: dict[tuple[Any, ...], Select[Any]] = {}
+
+
+def _limited_statement(query: ClaimQuery) -> Select[Any]:
     """``free_slots``'s locked read of the limited types, made once per shape of claim (every
-    claim on the shared path runs it, mostly to find no limited type)."""
-    shape = ClaimQuery(
-        now=datetime.min,
-        worker_id="",
-        limit=1,
-        order=(),
-        type_like="" if like else None,
-        type_names=() if names else None,
-        type_ids=() if ids else None,
-        type_scope=None if scope is None else ("",) * scope,
-    )
-    return limited_types(shape, SharedBinds()).order_by(TT.id).with_for_update()
+    claim on the shared path runs it, mostly to find no limited type); its values are
+    ``claim_values``'s, bound at each run (``SharedBinds``)."""
+    shape = claim_shape(query, ())[:4]  # the type filters: what ``limited_types`` reads
+    found = _LIMITED.get(shape)
+    if found is None:
+        if len(_LIMITED) >= 64:
+            _LIMITED.clear()
+        found = _LIMITED[shape] = limited_types(query, SharedBinds()).order_by(TT.id).with_for_update()
+    return found
 
 
 def within_limits(picked: list[Task], free: dict[int, int], room: int) -> list[Task]:
