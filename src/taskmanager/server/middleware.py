@@ -99,7 +99,7 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if not self.access_log:
+        if not self.access_log or not access_log.isEnabledFor(logging.INFO):
             await self._edge(scope, receive, send)
             return
         started = time.perf_counter()

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     any_,
     bindparam,
+    case,
     cast,
     delete,
     exists,
@@ -341,10 +342,11 @@ class PgStatements:
     def _claim_statement(self, query: ClaimQuery, changed: tuple[str, ...], evented: bool) -> Any:
         # A claim that may take a type with a max_running claims nothing here and says so
         # (``limited``): the store runs it as a locked transaction instead (B.9).
-        limited = limited_types(query, _Binds()).exists()
+        # The gate is evaluated once: the pick reads it from its CTE rather than asking again.
+        gate = select(limited_types(query, _Binds()).exists().label("limited")).cte("gate")
         picked = (
             select(T.id)
-            .where(*claim_conditions(query, _Binds()), ~limited)
+            .where(*claim_conditions(query, _Binds()), ~select(gate.c.limited).scalar_subquery())
             .order_by(*claim_order(query))
             .limit(bindparam("limit", type_=Integer))
             .with_for_update(skip_locked=True, of=tasks)
@@ -389,7 +391,6 @@ class PgStatements:
             )
             history = insert(task_history).from_select(HISTORY_COLUMNS, source).cte("history")
             claimed = claimed.add_cte(history)
-        gate = select(limited.label("limited")).cte("gate")
         return claimed.add_columns(gate.c.limited).select_from(gate.outerjoin(changed_rows, true()))
 
     # -- compare-and-set ------------------------------------------------------------------------
@@ -578,14 +579,13 @@ def _deliveries_of(changed_rows: Any, at: Any) -> Any:
 
 
 def _notify_ended_once(changed_rows: Any) -> Any:
-    """A column that NOTIFYs the ends channel once if ``changed_rows`` has an awaited row (a
-    request waits for it, ``await_end``): one ``pg_notify`` per statement, however many tasks a
-    batch ends, and none when nobody waits (a NOTIFY serialises commits)."""
-    any_awaited = exists(select(literal_column("1")).select_from(changed_rows).where(changed_rows.c.awaited))
-    ended = select(func.pg_notify(literal_column(f"'{ENDS_CHANNEL}'"), literal_column("''"))).where(
-        any_awaited
-    )
-    return select(func.count()).select_from(ended.subquery()).scalar_subquery()
+    """A column that NOTIFYs the ends channel for each awaited row of ``changed_rows`` (a request
+    waits for it, ``await_end``), NULL for the others. PostgreSQL delivers a channel's identical
+    notifications of one transaction once, so a batch that ends many awaited tasks still sends
+    one; when nobody waits, none is sent (a NOTIFY serialises commits). A CASE per row costs
+    less than an aggregate over the changed rows."""
+    notify = func.pg_notify(literal_column(f"'{ENDS_CHANNEL}'"), literal_column("''"))
+    return case((changed_rows.c.awaited, notify)).label("ends_notified")
 
 
 def _array(name: str, column: Any) -> BindParameter[Any]:
