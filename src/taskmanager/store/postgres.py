@@ -213,6 +213,13 @@ class PostgresStore(SqlStore):
         async with self._connection() as conn:
             return [(row[0],) for row in await conn.fetch("EXPLAIN " + statement.sql, *statement.args)]
 
+    async def explain_updates(self, changes: Sequence[TaskChange]) -> list[tuple[Any, ...]]:
+        """The plan of a batch compare-and-set of one shape (``update_many``; EXPLAIN only:
+        nothing is written)."""
+        statement = self.statements.update_many(sorted(changes, key=attrgetter("task_id")))
+        async with self._connection() as conn:
+            return [(row[0],) for row in await conn.fetch("EXPLAIN " + statement.sql, *statement.args)]
+
     async def update_task(self, change: TaskChange) -> Task | None:
         statement = self.statements.update(change)
         async with self._connection() as conn:
