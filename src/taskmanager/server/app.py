@@ -58,11 +58,26 @@ def on_http_error(_request: Request, exc: Exception) -> Response:
     return error(NotFound(NOT_FOUND) if exc.status_code in (404, 405) else TaskManagerError())
 
 
+#: A worker's loop: the routes that answer most requests. Starlette tries its routes in order
+#: (~0.7 µs each), so these go first. The order changes no answer: no request fully matches two
+#: routes, and a wrong method is 404 whichever route it partly matches.
+HOT_FIRST = (
+    ("POST", "/api/tasks/claim"),
+    ("POST", "/api/tasks/{id}/complete"),
+    ("POST", "/api/tasks/complete-batch"),
+    ("POST", "/api/tasks/{id}/heartbeat"),
+    ("POST", "/api/tasks/{id}/progress"),
+    ("POST", "/api/tasks"),
+)
+
+
 def starlette_routes(routes: Iterable[Route[Any]], services: Services) -> list[BaseRoute]:
     """One Starlette route per table route, answering its method only (a GET route does not
-    answer HEAD: that would be a route the table does not declare)."""
+    answer HEAD: that would be a route the table does not declare); the ``HOT_FIRST`` ones
+    first, the rest in the table's order."""
     made: list[BaseRoute] = []
-    for route in routes:
+    rank = {key: n for n, key in enumerate(HOT_FIRST)}
+    for route in sorted(routes, key=lambda r: rank.get((r.method, r.path), len(rank))):
         endpoint = StarletteRoute(route.path, RouteEndpoint(route, services), methods=[route.method])
         endpoint.methods = {route.method}
         made.append(endpoint)
