@@ -19,6 +19,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from taskmanager import TaskManagerClient
 from taskmanager.store.database import driver_url
 
 PG_ADMIN_URL = os.environ.get("TASKMANAGER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -186,12 +187,12 @@ def register(base: str, name: str = "noop") -> None:
 def create_paced(base: str, count: int, rate: float) -> float:
     """Create ``count`` no-op tasks at ``rate``/s, one request each, each stamped with
     ``time.time()`` in its params (``t``); returns the rate achieved."""
-    with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
+    # Through the project's own client over keep-alive, as a producer runs it (issue 19).
+    with TaskManagerClient(base, KEY, timeout=60) as client:
         started = time.perf_counter()
         for n in range(count):
             delay = started + n / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            body = {"type": "noop", "params": {"n": n, "t": time.time()}}
-            client.post("/api/tasks", json=body).raise_for_status()
+            client.create_task("noop", {"n": n, "t": time.time()})
         return count / (time.perf_counter() - started)

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-import httpx
 
 from bench import throughput
-from bench.servers import HEADERS, KEY, create_paced, database, free_port, register, server, tm_worker
+from bench.servers import KEY, create_paced, database, free_port, register, server, tm_worker
 from bench.systems.counting import BROKER_PORT_ENV, DB_BASE, PREFIX_ENV, REDIS_PORT, Redis, Tally
 from bench.venv import BIN
+from taskmanager import TaskManagerClient
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Threads per process of TaskManager's single-request path and of Dramatiq.
@@ -190,10 +190,11 @@ class TaskManager(System):
     def enqueue(self, session: Session, mode: str, count: int) -> float:
         if mode == "batch":
             return count / throughput._create(session.base, count)
+        # Through the project's own client over keep-alive, as a producer runs it (issue 19).
         started = time.perf_counter()
-        with httpx.Client(base_url=session.base, headers=HEADERS, timeout=60) as client:
+        with TaskManagerClient(session.base, KEY, timeout=60) as client:
             for n in range(count):
-                client.post("/api/tasks", json={"type": "noop", "params": {"n": n}}).raise_for_status()
+                client.create_task("noop", {"n": n})
         return time.perf_counter() - started
 
     def paced(self, session: Session, count: int, rate: float) -> None:
