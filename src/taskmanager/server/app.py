@@ -58,8 +58,8 @@ def on_http_error(_request: Request, exc: Exception) -> Response:
     return error(NotFound(NOT_FOUND) if exc.status_code in (404, 405) else TaskManagerError())
 
 
-#: A worker's loop: the routes that answer most requests. Starlette tries its routes in order
-#: (~0.7 µs each), so these go first. The order changes no answer: no request fully matches two
+#: A worker's loop: the routes that answer most requests. Starlette tries its routes in order,
+#: each at a cost, so these go first. The order changes no answer: no request fully matches two
 #: routes, and a wrong method is 404 whichever route it partly matches.
 HOT_FIRST = (
     ("POST", "/api/tasks/claim"),

@@ -478,33 +478,33 @@ class PgStatements:
         # The rows are found by their primary keys alone (``id = ANY(ids)``), and each row's
         # values are the arrays' elements at its id's position. Joined to the unnested batch
         # instead, the rows were found however the planner guessed best: on a table not yet
-        # analysed, through the type's index (the type's every task read to update a hundred,
-        # 3-4x the time) or a scan of the whole table nested around the batch (100x). No
-        # index serves ``type_id + 0`` either, so the type cannot lead the join.
+        # analysed, through the type's index (the type's every task read to update a hundred)
+        # or a scan of the whole table nested inside the batch (lab notes, issue 15). No index
+        # serves ``type_id + 0``, so the type cannot lead the join either.
         ids = _array("a_id", T.id)
-        at = func.array_position(ids, T.id)
+        position = func.array_position(ids, T.id)
 
-        def mine(name: str, column: Any) -> Any:
-            return Grouping(_array(name, column))[at]
+        def of_row(name: str, column: Any) -> Any:
+            """The row's own value of the array parameter ``name``."""
+            return Grouping(_array(name, column))[position]
 
         where: list[Any] = [T.id == any_(ids), TT.id == T.type_id + literal_column("0")]
         for name, is_null in compared:
-            where.append(T[name].is_(None) if is_null else T[name] == mine(f"a_x_{name}", T[name]))
+            where.append(T[name].is_(None) if is_null else T[name] == of_row(f"a_x_{name}", T[name]))
         if lease_alive:
-            where.append(
-                or_(T.lease_expires_at.is_(None), T.lease_expires_at > mine("a_alive_at", T.lease_expires_at))
-            )
+            alive_at = of_row("a_alive_at", T.lease_expires_at)
+            where.append(or_(T.lease_expires_at.is_(None), T.lease_expires_at > alive_at))
         if scopes:
             where.append(TT.dedupe == any_(bindparam("scopes", type_=ARRAY(Text))))
-        event_columns = [mine("a_event_at", H.created_at).label("event_at")] + [
-            mine(f"a_e{n}_{name}", H[name]).label(f"e{n}_{name}")
+        event_columns = [of_row("a_event_at", H.created_at).label("event_at")] + [
+            of_row(f"a_e{n}_{name}", H[name]).label(f"e{n}_{name}")
             for n in range(events)
             for name in _EVENT_VALUES
         ]
         changed_rows = (
             update(tasks)
             .where(*where)
-            .values({name: mine(f"a_c_{name}", T[name]) for name in changed})
+            .values({name: of_row(f"a_c_{name}", T[name]) for name in changed})
             .returning(*task_columns(self.defaults, _utc), *event_columns)
             .cte("changed")
         )
@@ -564,7 +564,7 @@ def _written(
         )
         result = result.add_columns(select(func.count()).select_from(wake.subquery()).scalar_subquery())
     if ends:
-        result = result.add_columns(_notify_ended_once(changed_rows))
+        result = result.add_columns(_notify_awaited_ends(changed_rows))
     return result
 
 
@@ -576,7 +576,7 @@ def _deliveries_of(changed_rows: Any, at: Any) -> Any:
     return insert(callback_deliveries).from_select(DELIVERY_COLUMNS, source).cte("deliveries")
 
 
-def _notify_ended_once(changed_rows: Any) -> Any:
+def _notify_awaited_ends(changed_rows: Any) -> Any:
     """A column that NOTIFYs the ends channel for each awaited row of ``changed_rows`` (a request
     waits for it, ``await_end``), NULL for the others. PostgreSQL delivers a channel's identical
     notifications of one transaction once, so a batch that ends many awaited tasks still sends
@@ -587,9 +587,9 @@ def _notify_ended_once(changed_rows: Any) -> Any:
 
 
 def _array(name: str, column: Any) -> BindParameter[Any]:
-    """An array parameter of ``column``'s type (``$n::TYPE[]``), to unnest. Strings go as
-    ``TEXT[]``: asyncpg knows that array type, while ``VARCHAR[]`` costs each new connection a
-    catalogue query (~25 ms of the database's CPU) before its first use."""
+    """An array parameter of ``column``'s type (``$n::TYPE[]``), to unnest or index. Strings go
+    as ``TEXT[]``: asyncpg knows that array type, while a ``VARCHAR[]`` costs each new connection
+    a catalogue query (asyncpg's type introspection) before its first use."""
     return bindparam(name, type_=ARRAY(Text if isinstance(column.type, String) else column.type))
 
 
