@@ -18,7 +18,7 @@ from starlette.routing import Route as StarletteRoute
 
 from taskmanager.errors import ValidationFailed
 from taskmanager.server import key_routes, routes
-from taskmanager.server.app import create_app
+from taskmanager.server.app import HOT_FIRST, create_app
 from taskmanager.server.dashboard import ASSETS as DASHBOARD_ASSETS
 from taskmanager.server.dashboard import DASHBOARD_PATH
 from taskmanager.server.openapi import DOCS_PATH, DOCUMENT_PATH, SWAGGER_ASSETS, document, openapi_path
@@ -75,9 +75,14 @@ def test_every_route_is_documented_for_people() -> None:
         assert route.scope is not None or route.path == "/api/health", "only health is public"
 
 
-def test_the_app_serves_the_table_in_its_order_and_only_its_methods(app: Starlette) -> None:
+def test_the_app_serves_the_table_worker_routes_first_and_only_its_methods(app: Starlette) -> None:
+    """Every table route once, answering its method only: the worker loop's (``HOT_FIRST``, each
+    a route of the table) first, the rest in the table's order; then the documents' routes."""
     served = [(r.path, r.methods) for r in app.routes if isinstance(r, StarletteRoute)]
-    assert served[: len(ROUTES)] == [(route.path, {route.method}) for route in ROUTES]
+    table = [(route.path, {route.method}) for route in ROUTES]
+    hot = [(path, {method}) for method, path in HOT_FIRST]
+    assert all(entry in table for entry in hot), "HOT_FIRST names a route the table lacks"
+    assert served[: len(ROUTES)] == hot + [entry for entry in table if entry not in hot]
     assets = [f"{DOCS_PATH}/{name}" for name in SWAGGER_ASSETS]  # Swagger UI's own files
     dashboard = [DASHBOARD_PATH, *(f"{DASHBOARD_PATH}/{name}" for name in DASHBOARD_ASSETS)]
     assert [path for path, _ in served[len(ROUTES) :]] == [DOCUMENT_PATH, DOCS_PATH, *assets, *dashboard]
