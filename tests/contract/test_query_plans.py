@@ -297,8 +297,8 @@ async def test_a_batch_compare_and_set_finds_its_rows_by_id_alone(
     even on a table never analysed: one read of ``tasks`` (its primary key, or one pass where the
     planner believes the table small), through no other index and joined to nothing it would
     read again per row. Joined to the unnested batch, PostgreSQL went through the type's index
-    (the type's every task read to update a hundred, 3-4x the time) or nested a scan of the whole
-    table inside the batch (100x)."""
+    (the type's every task read to update a hundred) or nested a scan of the whole table inside
+    the batch (bench/results/lab-notes.md, issue 15)."""
     store = open_store(pg_database.url, pool_size=2)
     try:
         assert isinstance(store, PostgresStore)
