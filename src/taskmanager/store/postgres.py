@@ -203,21 +203,19 @@ class PostgresStore(SqlStore):
         return ops.load(conn, self.q, list(conn.execute(statement, values).scalars()))
 
     async def explain_claim(self, query: ClaimQuery, params: ClaimParams) -> list[tuple[Any, ...]]:
-        statement = self.statements.claim(query, params)
-        async with self._connection() as conn:  # EXPLAIN without ANALYZE runs nothing
-            return [(row[0],) for row in await conn.fetch("EXPLAIN " + statement.sql, *statement.args)]
+        return await self._explain(self.statements.claim(query, params))
 
     async def explain_purge(self, query: PurgeQuery) -> list[tuple[Any, ...]]:
         """The plan of the retention sweep's statement (EXPLAIN only: nothing is deleted)."""
-        statement = self.statements.purge(query)
-        async with self._connection() as conn:
-            return [(row[0],) for row in await conn.fetch("EXPLAIN " + statement.sql, *statement.args)]
+        return await self._explain(self.statements.purge(query))
 
     async def explain_updates(self, changes: Sequence[TaskChange]) -> list[tuple[Any, ...]]:
         """The plan of a batch compare-and-set of one shape (``update_many``; EXPLAIN only:
         nothing is written)."""
-        statement = self.statements.update_many(sorted(changes, key=attrgetter("task_id")))
-        async with self._connection() as conn:
+        return await self._explain(self._update_many_statement(changes))
+
+    async def _explain(self, statement: Statement) -> list[tuple[Any, ...]]:
+        async with self._connection() as conn:  # EXPLAIN without ANALYZE runs nothing
             return [(row[0],) for row in await conn.fetch("EXPLAIN " + statement.sql, *statement.args)]
 
     async def update_task(self, change: TaskChange) -> Task | None:
@@ -254,11 +252,14 @@ class PostgresStore(SqlStore):
                 await conn.execute(write.sql, *write.args)
         return plan.results
 
-    async def _update_many(self, changes: Sequence[TaskChange]) -> list[Task | None]:
+    def _update_many_statement(self, changes: Sequence[TaskChange]) -> Statement:
         # The rows go in id order, so two batches over the same tasks lock them in the same order;
         # should the plan take them otherwise and deadlock, the statement is whole or nothing,
-        # and run again.
-        statement = self.statements.update_many(sorted(changes, key=attrgetter("task_id")))
+        # and run again (``_update_many``).
+        return self.statements.update_many(sorted(changes, key=attrgetter("task_id")))
+
+    async def _update_many(self, changes: Sequence[TaskChange]) -> list[Task | None]:
+        statement = self._update_many_statement(changes)
         for attempt in range(DEADLOCK_RETRIES):
             try:
                 async with self._connection() as conn:
