@@ -61,26 +61,25 @@ class Metrics:
 
         # Each series' child, found once: ``labels()`` checks and joins its values on every call,
         # which cost more than the count itself on the hot routes.
-        self._observers: dict[tuple[str, str, int], Any] = {}
-        self._counters: dict[tuple[Counter, str], Any] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
 
     def _counter(self, name: str, doc: str) -> Counter:
         return Counter(name, doc, ("type",), registry=self.registry)
 
-    def request(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        child = self._observers.get(key)
+    def _child(self, metric: Counter | Histogram, *values: str) -> Any:
+        """``metric``'s series for the label ``values``."""
+        key = (metric, *values)
+        child = self._children.get(key)
         if child is None:
-            child = self._observers[key] = self.http.labels(route, method, str(status))
-        child.observe(seconds)
+            child = self._children[key] = metric.labels(*values)
+        return child
+
+    def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self._child(self.http, route, method, str(status)).observe(seconds)
 
     def count(self, counter: Counter, task_type: str) -> None:
         """One more of ``counter`` (claims, completions, failures) for ``task_type``."""
-        key = (counter, task_type)
-        child = self._counters.get(key)
-        if child is None:
-            child = self._counters[key] = counter.labels(task_type)
-        child.inc()
+        self._child(counter, task_type).inc()
 
     def render(self, queue: dict[str, Any]) -> bytes:
         """The scrape: ``queue`` (the data of ``GET /stats``) as gauges, then the counters and
