@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 from taskmanager.engine.clock import FrozenClock
@@ -10,7 +11,15 @@ from taskmanager.engine.records import DedupeScope, HistoryEvent, TaskStatus
 from taskmanager.engine.store import InsertOutcome, TaskQuery
 from taskmanager.store import SqlStore, open_store
 from tests.conftest import TestDatabase
-from tests.contract.builders import add_task, claim_params, claim_query, make_type, new_task, set_columns
+from tests.contract.builders import (
+    add_task,
+    claim_params,
+    claim_query,
+    make_type,
+    new_task,
+    save_type,
+    set_columns,
+)
 
 
 async def test_inserted_task_reads_back_field_for_field(store: SqlStore, clock: FrozenClock) -> None:
@@ -255,3 +264,42 @@ async def test_racing_inserts_of_many_keys_lose_none(
         assert None not in tasks
     assert sum(r.outcome == InsertOutcome.CREATED for batch in results for r in batch) == 10
     assert (await store.list_tasks(TaskQuery())).total == 10
+
+
+async def test_an_insert_holds_only_while_its_type_is_at_the_revision_it_names(
+    store: SqlStore, clock: FrozenClock
+) -> None:
+    task_type = await make_type(store, "t", clock.now(), max_pending=1)
+    first = new_task(task_type, clock.now(), params={"n": 1}, type_revision=task_type.revision)
+    (created,) = await store.insert_tasks([first])
+    assert created.outcome == InsertOutcome.CREATED
+    changed, _ = await store.save_type(save_type("t", clock.now(), max_pending=1, version="2.0.0"))
+    # Stale before anything else is judged: a duplicate of the task, or a full queue.
+    for params in ({"n": 1}, {"n": 2}):
+        (stale,) = await store.insert_tasks(
+            [new_task(task_type, clock.now(), params=params, type_revision=1)]
+        )
+        assert (stale.outcome, stale.task) == (InsertOutcome.STALE_TYPE, None)
+    (duplicate,) = await store.insert_tasks([replace(first, type_revision=changed.revision)])
+    assert duplicate.outcome == InsertOutcome.DUPLICATE
+    (unchecked,) = await store.insert_tasks([new_task(task_type, clock.now(), params={"n": 3})])
+    assert unchecked.outcome == InsertOutcome.QUEUE_FULL
+    assert (await store.list_tasks(TaskQuery())).total == 1
+    assert created.task is not None
+    assert [e.event for e in await store.list_events(created.task.id)] == [HistoryEvent.CREATED]
+
+
+async def test_a_batch_with_one_stale_type_writes_nothing(store: SqlStore, clock: FrozenClock) -> None:
+    kept = await make_type(store, "kept", clock.now())
+    moved = await make_type(store, "moved", clock.now())
+    await store.set_type_active("moved", True, clock.now())  # now at revision 2
+    items = [
+        new_task(kept, clock.now(), type_revision=kept.revision),
+        new_task(moved, clock.now(), type_revision=moved.revision),
+        new_task(kept, clock.now()),
+    ]
+    results = await store.insert_tasks(items)
+    assert [(r.outcome, r.task) for r in results] == [(InsertOutcome.STALE_TYPE, None)] * 3
+    assert (await store.list_tasks(TaskQuery())).total == 0
+    fresh = [replace(items[0], type_revision=1), replace(items[1], type_revision=2), items[2]]
+    assert [r.outcome for r in await store.insert_tasks(fresh)] == [InsertOutcome.CREATED] * 3

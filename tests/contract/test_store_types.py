@@ -117,3 +117,20 @@ async def test_set_type_active_switches_and_stamps_the_type(store: SqlStore, clo
 async def test_set_type_active_of_an_unknown_name_is_none(store: SqlStore, clock: FrozenClock) -> None:
     assert await store.set_type_active("missing", False, clock.now()) is None
     assert await store.list_types(active_only=False) == []
+
+
+async def test_every_change_of_a_type_adds_one_to_its_revision(store: SqlStore, clock: FrozenClock) -> None:
+    # The clock does not move: the revision tells changes apart where updated_at cannot.
+    created = await make_type(store, "t", clock.now())
+    saved, _ = await store.save_type(save_type("t", clock.now(), version="2.0.0"))
+    paused = await store.set_type_active("t", False, clock.now())
+    resumed = await store.set_type_active("t", True, clock.now())
+    assert paused is not None
+    assert resumed is not None
+    assert [created.revision, saved.revision, paused.revision, resumed.revision] == [1, 2, 3, 4]
+    assert len({created.updated_at, saved.updated_at, resumed.updated_at}) == 1
+    other = await make_type(store, "other", clock.now())
+    assert other.revision == 1
+    found = await store.get_type("t")
+    assert found is not None
+    assert found.revision == 4

@@ -68,6 +68,8 @@ def test_the_type_object_on_the_wire_is_its_model() -> None:
         for name in fields
     }
     assert set(type_data(records.TaskType(**values))) == set(models.TaskTypeOut.model_fields)
+    # The record shows every field but its revision, the store's means of checking a cached copy.
+    assert set(fields) - set(models.TaskTypeOut.model_fields) == {"revision"}
 
 
 def test_a_task_on_the_wire_is_its_model_and_the_clients() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from taskmanager.engine.schema import MAX_REPORTED_ERRORS, ParamValidator, check_param_schema
 from taskmanager.errors import ValidationFailed
 
-WHEN = datetime(2026, 1, 1, tzinfo=UTC)
+REVISION = 1
 SCHEMA = {
     "type": "object",
     "properties": {
@@ -113,12 +112,12 @@ def test_every_non_local_ref_is_listed() -> None:
 
 def test_valid_params_have_no_problems() -> None:
     params = {"topic": "AI", "length": 3, "tags": ["a"], "meta": {"lang": "cs"}}
-    assert ParamValidator().problems(1, WHEN, SCHEMA, params) == []
+    assert ParamValidator().problems(1, REVISION, SCHEMA, params) == []
 
 
 def test_every_problem_names_its_json_path_in_path_order() -> None:
     params = {"length": "long", "tags": ["ok", 3], "meta": {"lang": "de"}, "extra": 1}
-    problems = ParamValidator().problems(1, WHEN, SCHEMA, params)
+    problems = ParamValidator().problems(1, REVISION, SCHEMA, params)
     assert problems == [
         "$: 'topic' is a required property",
         "$: Additional properties are not allowed ('extra' was unexpected)",
@@ -132,7 +131,7 @@ def test_problems_beyond_the_limit_are_counted_not_listed() -> None:
     count = MAX_REPORTED_ERRORS + 5
     schema = {"type": "object", "properties": {f"p{i:02}": {"type": "integer"} for i in range(count)}}
     params = {f"p{i:02}": "x" for i in range(count)}
-    problems = ParamValidator().problems(1, WHEN, schema, params)
+    problems = ParamValidator().problems(1, REVISION, schema, params)
     assert len(problems) == MAX_REPORTED_ERRORS + 1
     assert problems[0] == "$.p00: 'x' is not of type 'integer'"
     assert problems[-1] == "$: 5 more problems not listed"
@@ -145,17 +144,17 @@ def test_params_are_validated_with_the_draft_the_schema_names() -> None:
         "items": [{"type": "string"}, {"type": "integer"}],
     }
     validator = ParamValidator()
-    assert validator.problems(1, WHEN, schema, ["a", 1]) == []
-    assert validator.problems(1, WHEN, schema, ["a", "b"]) == ["$[1]: 'b' is not of type 'integer'"]
+    assert validator.problems(1, REVISION, schema, ["a", 1]) == []
+    assert validator.problems(1, REVISION, schema, ["a", "b"]) == ["$[1]: 'b' is not of type 'integer'"]
 
 
 def test_one_validator_is_kept_per_type_version() -> None:
     validator = ParamValidator()
     strict = {"type": "object", "required": ["a"]}
     loose = {"type": "object"}
-    assert validator.problems(1, WHEN, strict, {}) == ["$: 'a' is a required property"]
-    # Same type and version: the compiled validator is reused.
-    assert validator.problems(1, WHEN, loose, {}) == ["$: 'a' is a required property"]
-    # A new version of the type (a later updated_at) or another type compiles its own.
-    assert validator.problems(1, WHEN + timedelta(seconds=1), loose, {}) == []
-    assert validator.problems(2, WHEN, loose, {}) == []
+    assert validator.problems(1, REVISION, strict, {}) == ["$: 'a' is a required property"]
+    # Same type and revision: the compiled validator is reused.
+    assert validator.problems(1, REVISION, loose, {}) == ["$: 'a' is a required property"]
+    # A new revision of the type or another type compiles its own.
+    assert validator.problems(1, REVISION + 1, loose, {}) == []
+    assert validator.problems(2, REVISION, loose, {}) == []

@@ -66,6 +66,9 @@ class TaskType:
     callback_url: str | None
     created_at: datetime
     updated_at: datetime
+    #: One more at every change of the type (its settings, schema or activation): what a create
+    #: checks its cached copy against (``InsertTask.type_revision``). Not on the wire.
+    revision: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,7 +77,7 @@ class Schedules:
     def _problems(self, task_type: TaskType, params: dict[str, object]) -> list[str]:
         if not self.core.defaults.enable_schema_validation:
             return []
-        return self.validator.problems(task_type.id, task_type.updated_at, task_type.param_schema, params)
+        return self.validator.problems(task_type.id, task_type.revision, task_type.param_schema, params)
 
     async def save(self, body: models.SaveScheduleBody) -> Reply:
         cadence = cadence_of(body)

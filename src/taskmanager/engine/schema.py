@@ -6,7 +6,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from datetime import datetime
 from typing import Any
 
 import regex
@@ -218,14 +217,15 @@ def _unusable(run: Callable[[], object]) -> str | None:
 
 
 class ParamValidator:
-    """Validates params against a type's schema, caching one compiled validator per version."""
+    """Validates params against a type's schema, caching one compiled validator per revision of
+    the type (``TaskType.revision``)."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[int, datetime], Validator] = {}
+        self._cache: dict[tuple[int, int], Validator] = {}
         self._lock = threading.Lock()
 
-    def _validator(self, type_id: int, updated_at: datetime, schema: dict[str, Any]) -> Validator:
-        key = (type_id, updated_at)
+    def _validator(self, type_id: int, revision: int, schema: dict[str, Any]) -> Validator:
+        key = (type_id, revision)
         with self._lock:
             found = self._cache.get(key)
         if found is not None:
@@ -240,7 +240,7 @@ class ParamValidator:
     def problems(
         self,
         type_id: int,
-        updated_at: datetime,
+        revision: int,
         schema: dict[str, Any],
         params: Any,
         *,
@@ -248,7 +248,7 @@ class ParamValidator:
     ) -> list[str]:
         """Every violation as ``"<json path>: <message>"``, in path order. Pattern matching stops
         at ``deadline`` (``time.monotonic()``; default: ``PATTERN_TIME_BUDGET`` from now)."""
-        validator = self._validator(type_id, updated_at, schema)
+        validator = self._validator(type_id, revision, schema)
         token = _deadline.set(time.monotonic() + PATTERN_TIME_BUDGET if deadline is None else deadline)
         raw: list[ValidationError] = []
         try:

@@ -55,7 +55,7 @@ from taskmanager.engine.transitions import Transitions
 from taskmanager.engine.waiting import wait_for_end
 from taskmanager.engine.wire import event_data, task_data, type_data
 from taskmanager.engine.work import WorkerOperations
-from taskmanager.errors import NotFound, TaskManagerError, Unavailable, ValidationFailed
+from taskmanager.errors import Conflict, NotFound, TaskManagerError, Unavailable, ValidationFailed
 
 
 def _earlier(indexes: list[int], index: int, positions: dict[int, int]) -> tuple[int, ...]:
@@ -70,6 +70,14 @@ def _earlier(indexes: list[int], index: int, positions: dict[int, int]) -> tuple
             raise ValidationFailed("Validation failed", details=[f"depends_on_index: item {earlier} failed"])
         found.append(positions[earlier])
     return tuple(found)
+
+
+#: Task types a server keeps (by name) so that a single create reads none before its insert.
+TYPE_CACHE_SIZE = 1024
+#: Times a create prepares its task, each against its type as read anew, while the type keeps
+#: changing between that read and the insert.
+TYPE_READS = 3
+TYPE_CHANGED = "Task type changed while the task was being created; try again"
 
 
 def _params_json(params: Any) -> str:
@@ -108,6 +116,9 @@ class TaskService:
         #: Signing and sending callbacks (B.5); None or without a secret: ``callback_url`` is 400.
         self.webhooks = webhooks
         self._validator = ParamValidator()
+        #: The task types read so far, by name: a single create is prepared against its type's
+        #: copy here and inserted only while the type is still at the copy's revision.
+        self._types: dict[str, TaskType] = {}
         #: Periodic tasks (B.8): the routes call it, the server's lifespan runs its ``Ticker``.
         self.schedules = Schedules(self.core, self._validator)
         self._stats = observe.Snapshot(self._fresh_stats, self.core.clock, stats_max_age)
@@ -209,7 +220,11 @@ class TaskService:
     async def _type(self, name: str) -> TaskType:
         found = await self.store.get_type(name)
         if found is None:
+            self._types.pop(name, None)
             raise NotFound(TYPE_NOT_FOUND)
+        if len(self._types) >= TYPE_CACHE_SIZE:
+            self._types.clear()
+        self._types[name] = found
         return found
 
     async def get_type(self, name: str) -> Reply:
@@ -228,21 +243,24 @@ class TaskService:
             raise NotFound(TYPE_NOT_FOUND)
         return Reply("Task type deactivated", type_data(found))
 
-    async def _prepare(
-        self,
-        body: models.CreateTask,
-        now: datetime,
-        types: dict[str, TaskType] | None = None,
-        deadline: float | None = None,
-    ) -> InsertTask:
-        """The insert for one create; ``types`` caches the task types read so far (a batch), and
-        ``deadline`` bounds the time schema patterns may take (one budget for a whole batch)."""
+    async def _prepare_one(self, body: models.CreateTask, now: datetime, cached: bool) -> InsertTask:
+        """The insert for a single create, prepared against this process's copy of its type if
+        ``cached`` and it has one: the insert then holds only while the type is still at that
+        revision. A refusal that copy would give is confirmed against the type as stored."""
         scope.check_type(body.type)  # a key limited to other types: as if the type did not exist
-        task_type = types.get(body.type) if types is not None else None
-        if task_type is None:
-            task_type = await self._type(body.type)
-            if types is not None:
-                types[body.type] = task_type
+        known = self._types.get(body.type) if cached else None
+        if known is not None and known.is_active:
+            try:
+                return await self._prepare(body, now, known)
+            except TaskManagerError:
+                pass
+        return await self._prepare(body, now, await self._type(body.type))
+
+    async def _prepare(
+        self, body: models.CreateTask, now: datetime, task_type: TaskType, deadline: float | None = None
+    ) -> InsertTask:
+        """The insert for one create of ``task_type``; ``deadline`` bounds the time schema
+        patterns may take (one budget for a whole batch)."""
         if not task_type.is_active:
             raise ValidationFailed("Task type is not active")
         await check_callback(self.webhooks, body.callback_url)
@@ -256,7 +274,7 @@ class TaskService:
             ) from None
         if self.defaults.enable_schema_validation:
             problems = self._validator.problems(
-                task_type.id, task_type.updated_at, task_type.param_schema, body.params, deadline=deadline
+                task_type.id, task_type.revision, task_type.param_schema, body.params, deadline=deadline
             )
             if problems:
                 raise ValidationFailed(
@@ -284,6 +302,7 @@ class TaskService:
             depends_on=depends_on,
             # The create's own URL, else its type's (checked when the type was registered).
             callback_url=body.callback_url or task_type.callback_url,
+            type_revision=task_type.revision,
         )
 
     async def _check_dependencies(self, ids: tuple[int, ...], now: datetime) -> None:
@@ -307,14 +326,19 @@ class TaskService:
             raise ValidationFailed(
                 "Validation failed", details=["depends_on_index: only in a batch (POST /tasks/batch)"]
             )
-        item = await self._prepare(body, now)
-        (result,) = await self.store.insert_tasks([item])
-        holder = result.task if result.outcome == InsertOutcome.DUPLICATE else None
-        if holder is not None and removed(holder, now):
-            # Its holder is past its retention (gone for reads) and the sweep has not deleted it
-            # yet: delete it now, freeing its key (B.10), and create.
-            await self.store.delete_tasks([holder.id])
+        for attempt in range(TYPE_READS):
+            item = await self._prepare_one(body, now, cached=attempt == 0)
             (result,) = await self.store.insert_tasks([item])
+            holder = result.task if result.outcome == InsertOutcome.DUPLICATE else None
+            if holder is not None and removed(holder, now):
+                # Its holder is past its retention (gone for reads) and the sweep has not deleted
+                # it yet: delete it now, freeing its key (B.10), and create.
+                await self.store.delete_tasks([holder.id])
+                (result,) = await self.store.insert_tasks([item])
+            if result.outcome != InsertOutcome.STALE_TYPE:
+                break
+        else:
+            raise Conflict(TYPE_CHANGED)
         if result.outcome == InsertOutcome.CREATED:
             result = (await self._judge_blocked([result]))[0]
             self.signal.notify()
@@ -345,8 +369,10 @@ class TaskService:
             return result
         return InsertResult(result.outcome, await self.core.current(task.id))
 
-    async def create_tasks(self, body: models.CreateTasksBatch) -> Reply:
-        now = self.clock.now()
+    async def _prepare_batch(
+        self, body: models.CreateTasksBatch, now: datetime
+    ) -> list[tuple[int, InsertTask | str]]:
+        """Each item's insert, or why it failed; its types read once each, as they are stored."""
         deadline = time.monotonic() + PATTERN_TIME_BUDGET  # one budget for the whole batch
         prepared: list[tuple[int, InsertTask | str]] = []
         types: dict[str, TaskType] = {}
@@ -354,7 +380,10 @@ class TaskService:
         for index, raw in enumerate(body.tasks):
             try:
                 parsed = models.parse_body(models.CreateTask, raw)
-                ready = await self._prepare(parsed, now, types, deadline)
+                scope.check_type(parsed.type)  # a key limited to other types: as if it did not exist
+                if parsed.type not in types:
+                    types[parsed.type] = await self._type(parsed.type)
+                ready = await self._prepare(parsed, now, types[parsed.type], deadline)
                 if parsed.depends_on_index:
                     earlier = _earlier(parsed.depends_on_index, index, positions)
                     ready = replace(ready, depends_on_index=earlier)
@@ -365,8 +394,19 @@ class TaskService:
                 # "Parameter validation failed: ..." already lists its details: do not repeat them.
                 known = detail is None or exc.message.endswith(detail)
                 prepared.append((index, exc.message if known else f"{exc.message}: {detail}"))
-        valid = [item for _, item in prepared if isinstance(item, InsertTask)]
-        inserted = iter(await self._judge_blocked(await self.store.insert_tasks(valid)) if valid else [])
+        return prepared
+
+    async def create_tasks(self, body: models.CreateTasksBatch) -> Reply:
+        now = self.clock.now()
+        for _ in range(TYPE_READS):
+            prepared = await self._prepare_batch(body, now)
+            valid = [item for _, item in prepared if isinstance(item, InsertTask)]
+            stored = await self.store.insert_tasks(valid) if valid else []
+            if not any(r.outcome == InsertOutcome.STALE_TYPE for r in stored):
+                break
+        else:
+            raise Conflict(TYPE_CHANGED)
+        inserted = iter(await self._judge_blocked(stored))
         results: list[dict[str, Any]] = []
         counts = {"created": 0, "duplicates": 0, "failed": 0}
         for index, item in prepared:

@@ -149,6 +149,9 @@ class InsertTask:
     depends_on_index: tuple[int, ...] = ()
     #: Where the task is POSTed once it ends (B.5).
     callback_url: str | None = None
+    #: The revision of its type this insert was prepared against (validated, its settings
+    #: copied): inserted only while the type is still at it, else ``STALE_TYPE``. None: unchecked.
+    type_revision: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +192,8 @@ class InsertOutcome(StrEnum):
     QUEUE_FULL = "queue_full"
     #: An item named by ``depends_on_index`` was not created (its queue was full).
     DEPENDENCY_NOT_CREATED = "dependency_not_created"
+    #: An item's type is no longer at its ``type_revision``: nothing of the call was written.
+    STALE_TYPE = "stale_type"
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,7 +417,9 @@ class Store(Protocol):
 
     # Tasks
     async def insert_tasks(self, items: Sequence[InsertTask]) -> list[InsertResult]:
-        """Insert in one transaction, each deduplicated atomically against racing inserts."""
+        """Insert in one transaction, each deduplicated atomically against racing inserts. If
+        an item's type is not at its ``type_revision``, nothing is written and every result is
+        ``STALE_TYPE``."""
         ...
 
     async def get_task(self, task_id: int) -> Task | None: ...

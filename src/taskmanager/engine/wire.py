@@ -3,7 +3,6 @@ ISO 8601 UTC ending in Z."""
 
 from __future__ import annotations
 
-from dataclasses import fields
 from datetime import datetime
 from enum import Enum
 from operator import attrgetter
@@ -50,10 +49,9 @@ class _Shape:
         return data
 
 
-#: A task type's JSON object shows every field of the record (``models.TaskTypeOut`` declares the
-#: same; a test holds them together). A task's shows the fields its wire model declares (the
-#: record has more: its lease token and its type's policy are not shown).
-_TYPE = _Shape(TaskType, tuple(f.name for f in fields(TaskType)))
+#: A task type's and a task's JSON objects show the fields their wire models declare (the records
+#: have more: a type's revision, a task's lease token and its type's policy are not shown).
+_TYPE = _Shape(TaskType, tuple(models.TaskTypeOut.model_fields))
 _TASK = _Shape(Task, tuple(models.TaskOut.model_fields))
 _SCHEDULE = _Shape(Schedule, tuple(models.ScheduleOut.model_fields))
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -71,6 +72,7 @@ SHARED_POLL_INTERVAL = 0.25
 #: statement object, so one made anew per call is walked every time.
 INSERT_TASK = insert(tasks)
 INSERT_HISTORY = insert(task_history)
+TYPE_REVISION = select(TT.revision).where(TT.id == bindparam("id"))
 
 
 def one_type(conn: Connection, q: Selects, name: str) -> TaskType | None:
@@ -87,7 +89,8 @@ def save_type(q: Selects, params: SaveType, conn: Connection) -> tuple[TaskType,
         "updated_at": params.now,
         **params.settings,
     }
-    if conn.execute(update(task_types).where(TT.name == params.name).values(**values)).rowcount:
+    changed = update(task_types).where(TT.name == params.name).values(revision=TT.revision + 1, **values)
+    if conn.execute(changed).rowcount:
         found = one_type(conn, q, params.name)
         assert found is not None
         return found, False
@@ -102,7 +105,8 @@ def save_type(q: Selects, params: SaveType, conn: Connection) -> tuple[TaskType,
 
 
 def set_type_active(q: Selects, name: str, active: bool, now: datetime, conn: Connection) -> TaskType | None:
-    conn.execute(update(task_types).where(TT.name == name).values(is_active=active, updated_at=now))
+    changed = {"is_active": active, "updated_at": now, "revision": TT.revision + 1}
+    conn.execute(update(task_types).where(TT.name == name).values(changed))
     return one_type(conn, q, name)
 
 
@@ -328,7 +332,18 @@ def _insert_in_order(conn: Connection, q: Selects, items: Sequence[InsertTask]) 
     return results
 
 
+def stale_types(conn: Connection, items: Sequence[InsertTask]) -> bool:
+    """Whether the type of an item that names a ``type_revision`` is no longer at it."""
+    wanted = {item.type_id: item.type_revision for item in items if item.type_revision is not None}
+    return any(
+        conn.execute(TYPE_REVISION, {"id": type_id}).scalar() != revision
+        for type_id, revision in wanted.items()
+    )
+
+
 def insert_tasks(q: Selects, items: Sequence[InsertTask], conn: Connection) -> list[InsertResult]:
+    if stale_types(conn, items):
+        return [InsertResult(InsertOutcome.STALE_TYPE, None) for _ in items]
     if any(item.depends_on or item.depends_on_index for item in items):
         results = _insert_in_order(conn, q, items)
     elif len(items) == 1:

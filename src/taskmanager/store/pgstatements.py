@@ -32,6 +32,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    not_,
     or_,
     select,
     true,
@@ -286,13 +287,15 @@ class PgStatements:
     # -- create ---------------------------------------------------------------------------------
 
     def create(self, item: InsertTask) -> Statement:
-        """One INSERT of the task (unless a task holds its dedupe key, or its type's queue is
-        full), its history event and the NOTIFY that wakes claimers; it returns the new id (NULL:
-        not inserted) and how many claimers were notified."""
+        """One INSERT of the task (unless a task holds its dedupe key, its type's queue is full,
+        or its type is no longer at ``type_revision``), its history event and the NOTIFY that
+        wakes claimers; it returns the new id (NULL: not inserted), how many claimers were
+        notified and whether the type had moved on from ``type_revision``."""
         task_values_of = task_values(item)
         values = {name: naive(value) for name, value in task_values_of.items()}
         event = item.event
         values["max_pending"] = item.max_pending
+        values["type_revision"] = item.type_revision
         values["event"] = None if event is None else event.event.value
         values["event_worker_id"] = None if event is None else event.worker_id
         values["event_message"] = None if event is None else event.message
@@ -663,7 +666,10 @@ def _create_statement(columns: tuple[str, ...]) -> Any:
         .where(T.type_id == type_id, T.status == literal_column(f"'{TaskStatus.PENDING.value}'"))
         .scalar_subquery()
     )
+    type_revision = bindparam("type_revision", type_=Integer)
+    current = or_(type_revision.is_(None), exists().where(TT.id == type_id, TT.revision == type_revision))
     source = select(*(_bind(name, T[name]) for name in columns)).where(
+        current,
         ~exists().where(T.type_id == type_id, T.dedupe_lock == _bind("dedupe_lock", T.dedupe_lock)),
         or_(max_pending.is_(None), pending < max_pending),
     )
@@ -692,4 +698,5 @@ def _create_statement(columns: tuple[str, ...]) -> Any:
     return select(
         select(created.c.id).scalar_subquery(),
         select(func.count()).select_from(wake.subquery()).scalar_subquery(),
+        not_(current),
     ).add_cte(history)

@@ -164,9 +164,11 @@ class PostgresStore(SqlStore):
         lock = item.dedupe_lock
         async with self._connection() as conn:
             for _ in range(CREATE_ATTEMPTS):
-                task_id, _woken = await conn.fetchrow(statement.sql, *statement.args)
+                task_id, _woken, stale = await conn.fetchrow(statement.sql, *statement.args)
                 if task_id is not None:
                     return created(item, task_id)
+                if stale:
+                    return InsertResult(InsertOutcome.STALE_TYPE, None)
                 if lock is not None:
                     found = self.statements.task_by_dedupe_lock(item.type_id, lock)
                     row = await conn.fetchrow(found.sql, *found.args)

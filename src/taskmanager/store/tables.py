@@ -97,6 +97,10 @@ task_types = Table(
     Column("callback_url", CallbackUrl, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Counts the type's changes (every save and every activation change adds one): a create that
+    # validated its task against the type at one revision is inserted only while it is still at
+    # that revision (a server's cached type never validates a task against an older schema).
+    Column("revision", Integer, nullable=False, default=1, server_default=text("1")),
     UniqueConstraint("name"),
     # Ids are never reused on SQLite either (a deleted task's id must not name a new one).
     sqlite_autoincrement=True,
