@@ -1,35 +1,39 @@
 """Two commits' end-to-end throughput, measured alternately in one run (issue 15's guard).
 
     python -m bench.compare OLD [NEW] [--rounds 3] [--tasks 10000] [--databases sqlite,postgresql]
-                            [--paths worker_runtime,single_requests]
+                            [--paths worker_runtime,single_requests,single_creates]
 
 Each commit is checked out into a worktree of its own under ``--workdir`` with a virtualenv of its
 own (its ``.[server]`` extra, or ``.`` where it has none), so each runs its own ``taskmanager
 serve`` and ``taskmanager worker``. Then, for each round and database, the two commits take turns
-(old, new; the next round new, old) on the same paths of ``bench.throughput``: the worker runtime
-and single requests over the lean keep-alive client. Alternating in one run is what makes the
+(old, new; the next round new, old) on the same paths: the worker runtime and single requests
+over the lean keep-alive client of ``bench.throughput``, and one producer's single creates through
+the project's own client over keep-alive (issue 19). Alternating in one run is what makes the
 ratio trustworthy on a shared machine whose speed drifts by 2x over an hour: the table reports
 each commit's median and the median of the per-round ratios new/old. Results are appended to
 ``bench/results/compare.jsonl``.
 
 The measurement of one path runs inside the commit's own tree (``--one``), with this file copied
-there if that commit has no copy of it, so each commit is measured by its own code.
+over that tree's copy, so both commits are driven by the same harness and served by their own
+code.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "compare.jsonl"
-PATHS = ("worker_runtime", "single_requests")
+PATHS = ("worker_runtime", "single_requests", "single_creates")
 
 
 def one(kind: str, path: str, tasks: int) -> dict[str, object]:
@@ -40,13 +44,34 @@ def one(kind: str, path: str, tasks: int) -> dict[str, object]:
     with ExitStack() as stack:
         base = stack.enter_context(server(stack.enter_context(database(kind)), workers=2))
         register(base)
-        _create(base, tasks)
         cpu: dict[str, float] = {}
-        if path == "worker_runtime":
-            rate = worker_runtime(base, tasks, 2, 100, cpu)
+        if path == "single_creates":
+            rate = single_creates(base, tasks, cpu)
         else:
-            rate = single_requests(base, tasks, 8, cpu, "lean")
+            _create(base, tasks)
+            if path == "worker_runtime":
+                rate = worker_runtime(base, tasks, 2, 100, cpu)
+            else:
+                rate = single_requests(base, tasks, 8, cpu, "lean")
     return {"per_s": round(rate), **{k: round(v) for k, v in cpu.items()}}
+
+
+def single_creates(base: str, tasks: int, cpu: dict[str, float]) -> float:
+    """Creates per second of one producer calling ``create_task`` once per task through the
+    project's own client over keep-alive; the CPU each side spends per create into ``cpu``."""
+    from bench.servers import KEY, CpuMeter
+    from taskmanager.client import TaskManagerClient
+
+    with TaskManagerClient(base, KEY, timeout=60) as client:
+        for n in range(-100, 0):  # the connection, the server's first reads and statements
+            client.create_task("noop", {"n": n})
+        meter = CpuMeter(base, {"client": [os.getpid()]})
+        started = time.perf_counter()
+        for n in range(tasks):
+            client.create_task("noop", {"n": n})
+        elapsed = time.perf_counter() - started
+    cpu.update({f"create_{name}_us_per_task": spent for name, spent in meter.per_task(tasks).items()})
+    return tasks / elapsed
 
 
 def _git(*args: str) -> str:
@@ -64,9 +89,7 @@ def prepare(rev: str, workdir: Path) -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(tree / ".venv")], check=True)
         extras = ".[server]" if "server =" in (tree / "pyproject.toml").read_text() else "."
         subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", extras], cwd=tree, check=True)
-    target = tree / "bench" / "compare.py"
-    if not target.exists():
-        shutil.copy(Path(__file__), target)
+    shutil.copy(Path(__file__), tree / "bench" / "compare.py")
     return tree
 
 
