@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import String, cast, select
+from sqlalchemy.engine import Connection
 
 from taskmanager.engine.clock import FrozenClock
 from taskmanager.engine.records import DedupeScope, HistoryEvent, TaskStatus
-from taskmanager.engine.store import InsertOutcome, TaskQuery
+from taskmanager.engine.store import InsertOutcome, TaskFilter, TaskQuery
 from taskmanager.store import SqlStore, open_store
+from taskmanager.store.tables import tasks
 from tests.conftest import TestDatabase
 from tests.contract.builders import (
     add_task,
@@ -17,6 +22,7 @@ from tests.contract.builders import (
     claim_query,
     make_type,
     new_task,
+    run_raw,
     save_type,
     set_columns,
 )
@@ -303,3 +309,37 @@ async def test_a_batch_with_one_stale_type_writes_nothing(store: SqlStore, clock
     assert (await store.list_tasks(TaskQuery())).total == 0
     fresh = [replace(items[0], type_revision=1), replace(items[1], type_revision=2), items[2]]
     assert [r.outcome for r in await store.insert_tasks(fresh)] == [InsertOutcome.CREATED] * 3
+
+
+async def test_a_task_created_alone_is_stored_as_one_created_in_a_batch(
+    store: SqlStore, clock: FrozenClock, clean_database: TestDatabase
+) -> None:
+    # A store may write a single create its own way (SQLite: on the driver): the stored row must
+    # not differ from the shared path's, down to the text of a timestamp with no microseconds.
+    now = clock.now().replace(microsecond=0)
+    task_type = await make_type(store, "t", now)
+    fields: dict[str, Any] = {
+        "params": {"same": "row"},
+        "run_after": now,
+        "expires_at": now,
+        "assigned_to": "w",
+    }
+    (alone,) = await store.insert_tasks([new_task(task_type, now, **fields)])
+    batch = await store.insert_tasks(
+        [new_task(task_type, now, dedupe_key=None, **fields), new_task(task_type, now)]
+    )
+    ids = [result.task.id for result in (alone, *batch) if result.task is not None]
+    assert len(ids) == 3
+
+    def stored(conn: Connection) -> list[tuple[object, ...]]:
+        # As text: a value read back through its column type would hide how it is written.
+        columns = [cast(c, String) for c in tasks.c if c.name not in ("id", "dedupe_key", "dedupe_lock")]
+        return [tuple(row) for row in conn.execute(select(*columns).where(tasks.c.id.in_(ids[:2])))]
+
+    first, second = await run_raw(clean_database.url, stored)
+    assert first == second
+    (event_alone,), (event_batch,) = [await store.list_events(task_id) for task_id in ids[:2]]
+    assert (event_alone.event, event_alone.created_at) == (event_batch.event, event_batch.created_at)
+    # Compared as stored: the instant is before the next microsecond, and not before itself.
+    assert await store.find_task_ids(TaskFilter(created_before=now + timedelta(microseconds=1))) == ids
+    assert await store.find_task_ids(TaskFilter(created_before=now)) == []

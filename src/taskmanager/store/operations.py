@@ -73,6 +73,13 @@ SHARED_POLL_INTERVAL = 0.25
 INSERT_TASK = insert(tasks)
 INSERT_HISTORY = insert(task_history)
 TYPE_REVISION = select(TT.revision).where(TT.id == bindparam("id"))
+#: The task holding a dedupe key (its id), and a type's pending tasks.
+KEY_HOLDER = select(T.id).where(T.type_id == bindparam("type_id"), T.dedupe_lock == bindparam("lock"))
+PENDING_COUNT = (
+    select(func.count())
+    .select_from(tasks)
+    .where(T.type_id == bindparam("type_id"), T.status == TaskStatus.PENDING.value)
+)
 
 
 def one_type(conn: Connection, q: Selects, name: str) -> TaskType | None:
@@ -116,8 +123,7 @@ def existing(conn: Connection, q: Selects, item: InsertTask) -> Task | None:
 
 
 def _pending_count(conn: Connection, type_id: int) -> int:
-    query = select(func.count()).select_from(tasks)
-    return conn.scalar(query.where(T.type_id == type_id, T.status == TaskStatus.PENDING.value)) or 0
+    return conn.scalar(PENDING_COUNT, {"type_id": type_id}) or 0
 
 
 def task_values(item: InsertTask) -> dict[str, Any]:
