@@ -129,13 +129,6 @@ class Database:
     async_engine: AsyncEngine | None = None
     _writer: ThreadPoolExecutor | None = field(default=None, repr=False)
     _readers: ThreadPoolExecutor | None = field(default=None, repr=False)
-    #: ``sync_engine`` whose transactions take SQLite's write lock first (``BEGIN IMMEDIATE``),
-    #: made once: an engine with options is an object of its own, dear to make per transaction.
-    _writing_engine: Engine | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.sync_engine is not None:
-            self._writing_engine = self.sync_engine.execution_options(sqlite_immediate=True)
 
     @property
     def locks_rows(self) -> bool:
@@ -165,10 +158,24 @@ class Database:
             return await conn.run_sync(fn)
 
     def _in_transaction(self, fn: Callable[[Connection], R], write: bool) -> R:
-        engine = self._writing_engine if write else self.sync_engine
-        assert engine is not None
-        with engine.begin() as conn:
-            return fn(conn)
+        """SQLite: ``fn`` in one transaction, a writer's taking the write lock first (``BEGIN
+        IMMEDIATE``). The BEGIN goes straight to the driver, not through a ``begin`` event: an
+        engine with a connection event dispatches events around every statement it executes."""
+        assert self.sync_engine is not None
+        with self.sync_engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                result = fn(conn)
+                # SQLAlchemy began its own transaction at the first statement (nothing on the
+                # driver, whose isolation_level is None): committing it sends the COMMIT.
+                conn.commit()
+            finally:
+                if driver.in_transaction:  # ``fn`` raised, or ran no statement: nothing to keep
+                    with contextlib.suppress(sqlite3.Error):
+                        driver.execute("ROLLBACK")
+            return result
 
     async def write_on_driver(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         """SQLite: ``fn(driver connection)`` on the writer thread inside one ``BEGIN IMMEDIATE``
@@ -220,12 +227,6 @@ def _sqlite_events(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        # Straight to the driver: the statement needs none of SQLAlchemy's execution machinery.
-        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _sqlite(target: URL) -> Database:
