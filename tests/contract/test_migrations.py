@@ -13,7 +13,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 from taskmanager.engine.records import TaskStatus
 from taskmanager.engine.store import TaskQuery
@@ -135,12 +135,25 @@ def schema_snapshot(conn: Connection) -> dict[str, Any]:
         table: (
             sorted((c["name"], str(c["type"]), c["nullable"]) for c in found.get_columns(table)),
             sorted(
-                (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in found.get_indexes(table)
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]), _where(i))
+                for i in found.get_indexes(table)
             ),
         )
         for table in found.get_table_names()
         if table != "alembic_version"
     }
+
+
+def _where(index: Any) -> str:
+    """A partial index's condition as the database reports it ("" for a whole index)."""
+    options = index.get("dialect_options", {})
+    where = options.get("postgresql_where", options.get("sqlite_where"))
+    return "" if where is None else str(where)
+
+
+#: Revisions that change nothing on a database family, by design: 0011 makes indexes partial,
+#: which MariaDB/MySQL cannot.
+NO_OP = {("0011", "mysql")}
 
 
 async def test_each_downgrade_undoes_exactly_its_upgrade(fresh_url: str) -> None:
@@ -153,7 +166,8 @@ async def test_each_downgrade_undoes_exactly_its_upgrade(fresh_url: str) -> None
     for revision in revisions:
         before = await run_raw(fresh_url, schema_snapshot)
         assert await migrate(fresh_url, "upgrade", revision) == revision
-        assert await run_raw(fresh_url, schema_snapshot) != before, f"{revision} changed nothing"
+        changed = await run_raw(fresh_url, schema_snapshot) != before
+        assert changed != ((revision, make_url(fresh_url).get_backend_name()) in NO_OP), revision
         await migrate(fresh_url, "downgrade", previous)
         assert await run_raw(fresh_url, schema_snapshot) == before, f"downgrading {revision}"
         await migrate(fresh_url, "upgrade", revision)

@@ -152,11 +152,21 @@ tasks = Table(
     # Listing newest first, with or without a status filter; FIFO/LIFO claims.
     Index("ix_tasks_status_created", "status", "created_at", "id"),
     Index("ix_tasks_created", "created_at", "id"),
-    # Finding expired leases and expired pending tasks without scanning.
-    Index("ix_tasks_status_lease", "status", "lease_expires_at"),
-    Index("ix_tasks_status_expires", "status", "expires_at"),
     sqlite_autoincrement=True,
 )
+
+
+def _stamped(name: str, stamp: Column[Any], *columns: Column[Any]) -> Index:
+    """An index of the rows whose ``stamp`` is set, where the database can (PostgreSQL, SQLite;
+    migration 0011): it is read only with a comparison on ``stamp``, and a row without one (a
+    pending task, mostly) writes no entry at create, claim or complete."""
+    where = stamp.is_not(None)
+    return Index(name, *columns, postgresql_where=where, sqlite_where=where)
+
+
+# Finding expired leases and expired pending tasks without scanning.
+_stamped("ix_tasks_status_lease", tasks.c.lease_expires_at, tasks.c.status, tasks.c.lease_expires_at)
+_stamped("ix_tasks_status_expires", tasks.c.expires_at, tasks.c.status, tasks.c.expires_at)
 
 # Claim: the next pending task that is not blocked, by priority (highest first), then first in
 # first out; the column directions match the default claim order so the database walks the index
@@ -193,8 +203,9 @@ Index(
 # task of a type are read from this narrow index, never from the table.
 Index("ix_tasks_type_status_created", tasks.c.type_id, tasks.c.status, tasks.c.created_at)
 # The tasks that ended recently, with what the last hour's throughput and run times need.
-Index(
+_stamped(
     "ix_tasks_status_completed",
+    tasks.c.completed_at,
     tasks.c.status,
     tasks.c.completed_at,
     tasks.c.type_id,
