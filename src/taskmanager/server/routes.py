@@ -302,7 +302,7 @@ ROUTES: list[Route[Any]] = [
         tags=TASKS,
         scope="tasks:write",
         data=models.CreatedTask,
-        errors=(400, 401, 403, 404, 413, 429),
+        errors=(400, 401, 403, 404, 409, 413, 429),
         body=models.CreateTask,
     ),
     Route(
@@ -313,7 +313,7 @@ ROUTES: list[Route[Any]] = [
         tags=TASKS,
         scope="tasks:write",
         data=models.BatchCreated,
-        errors=(400, 401, 403, 413),
+        errors=(400, 401, 403, 409, 413),
         body=models.CreateTasksBatch,
     ),
     Route(

@@ -72,8 +72,9 @@ SHARED_POLL_INTERVAL = 0.25
 #: statement object, so one made anew per call is walked every time.
 INSERT_TASK = insert(tasks)
 INSERT_HISTORY = insert(task_history)
+#: The revision a type is at (what an insert naming ``type_revision`` checks first), the task
+#: holding a dedupe key (its id), and a type's pending tasks.
 TYPE_REVISION = select(TT.revision).where(TT.id == bindparam("id"))
-#: The task holding a dedupe key (its id), and a type's pending tasks.
 KEY_HOLDER = select(T.id).where(T.type_id == bindparam("type_id"), T.dedupe_lock == bindparam("lock"))
 PENDING_COUNT = (
     select(func.count())
