@@ -159,52 +159,32 @@ class Database:
 
     def _in_transaction(self, fn: Callable[[Connection], R], write: bool) -> R:
         """SQLite: ``fn`` in one transaction, a writer's taking the write lock first (``BEGIN
-        IMMEDIATE``). The BEGIN goes straight to the driver, not through a ``begin`` event: an
-        engine with a connection event dispatches events around every statement it executes."""
+        IMMEDIATE``), committed if it returns. The BEGIN goes straight to the driver, not through
+        a ``begin`` event: an engine with a connection event dispatches events around every
+        statement it executes."""
         assert self.sync_engine is not None
         with self.sync_engine.connect() as conn:
-            driver = conn.connection.driver_connection
-            assert isinstance(driver, sqlite3.Connection)
+            driver = _driver(conn)
             driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 result = fn(conn)
-                # SQLAlchemy began its own transaction at the first statement (nothing on the
+                # SQLAlchemy began its own transaction at its first statement (nothing on the
                 # driver, whose isolation_level is None): committing it sends the COMMIT.
                 conn.commit()
-            finally:
-                if driver.in_transaction:  # ``fn`` raised, or ran no statement: nothing to keep
-                    with contextlib.suppress(sqlite3.Error):
-                        driver.execute("ROLLBACK")
+                if driver.in_transaction:  # ``fn`` ran its statements on the driver, or none
+                    driver.execute("COMMIT")
+            except BaseException:
+                if driver.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):  # a broken connection: the pool's
+                        driver.execute("ROLLBACK")  # reset on return rolls back what is left
+                raise
             return result
 
     async def write_on_driver(self, fn: Callable[[sqlite3.Connection], R]) -> R:
-        """SQLite: ``fn(driver connection)`` on the writer thread inside one ``BEGIN IMMEDIATE``
-        transaction, committed if it returns — the same transaction as ``run(write=True)``
-        without SQLAlchemy's execution around each statement (a store's measured hot path)."""
-        assert self._writer is not None, "only SQLite runs transactions on its driver"
-        loop = asyncio.get_running_loop()
-        with _unavailable_on_connection_errors():
-            return await loop.run_in_executor(self._writer, self._on_driver, fn)
-
-    def _on_driver(self, fn: Callable[[sqlite3.Connection], R]) -> R:
-        assert self.sync_engine is not None
-        pooled = self.sync_engine.raw_connection()
-        try:
-            driver = pooled.driver_connection
-            assert isinstance(driver, sqlite3.Connection)
-            driver.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(driver)
-            except BaseException:
-                # No transaction (BEGIN failed) or a broken connection: the pool's reset on
-                # return rolls back whatever is left.
-                with contextlib.suppress(sqlite3.Error):
-                    driver.execute("ROLLBACK")
-                raise
-            driver.execute("COMMIT")
-            return result
-        finally:
-            pooled.close()
+        """SQLite: ``fn(driver connection)`` in one ``run(write=True)`` transaction, its
+        statements sent to the driver without SQLAlchemy's execution around each one (a store's
+        measured hot path)."""
+        return await self.run(lambda conn: fn(_driver(conn)), write=True)
 
     async def dispose(self) -> None:
         if self.async_engine is not None:
@@ -214,6 +194,13 @@ class Database:
         for pool in (self._writer, self._readers):
             if pool is not None:
                 pool.shutdown(wait=False)
+
+
+def _driver(conn: Connection) -> sqlite3.Connection:
+    """The stdlib driver's connection under a SQLite ``Connection``."""
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
 
 
 def _sqlite_events(engine: Engine) -> None:
