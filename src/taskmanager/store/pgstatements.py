@@ -48,6 +48,7 @@ from sqlalchemy.sql.expression import Grouping
 from taskmanager.engine.policy import Defaults
 from taskmanager.engine.records import TaskStatus
 from taskmanager.engine.store import ClaimParams, ClaimQuery, InsertTask, PurgeQuery, TaskChange
+from taskmanager.store.compiled import Compiled
 from taskmanager.store.operations import ENDS_CHANNEL, WORK_CHANNEL, task_values
 from taskmanager.store.rows import TASKS_JOIN, TT, H, T, dump, encode_changes, task_columns, type_columns
 from taskmanager.store.tables import (
@@ -86,27 +87,8 @@ def _bind(name: str, column: Any) -> BindParameter[Any]:
     return bindparam(name, type_=column.type)
 
 
-@dataclass(frozen=True)
-class Compiled:
-    """One statement compiled for one shape: its SQL and, in placeholder order, the names of its
-    parameters (the values a statement carries itself, e.g. the server's defaults, included)."""
-
-    sql: str
-    names: tuple[str, ...]
-    fixed: Mapping[str, Any]
-
-    @classmethod
-    def of(cls, statement: Any) -> Compiled:
-        compiled = statement.compile(dialect=_DIALECT)
-        names = tuple(compiled.positiontup or ())
-        binds = compiled.binds
-        fixed = {name: binds[name].value for name in names if not binds[name].required}
-        return cls(str(compiled), names, fixed)
-
-    def args(self, values: Mapping[str, Any]) -> list[Any]:
-        """The parameters in placeholder order (a KeyError names one not given)."""
-        fixed = self.fixed
-        return [values[name] if name in values else fixed[name] for name in self.names]
+def _compile(statement: Any) -> Compiled:
+    return Compiled.of(statement, _DIALECT)
 
 
 @dataclass(frozen=True)
@@ -153,15 +135,15 @@ class PgStatements:
         self.defaults = defaults
         self._cache: dict[Hashable, Compiled] = {}
         read = task_columns(defaults, _utc)
-        self._task_by_id = Compiled.of(select(*read).select_from(TASKS_JOIN).where(T.id == _bind("id", T.id)))
-        self._task_by_lock = Compiled.of(
+        self._task_by_id = _compile(select(*read).select_from(TASKS_JOIN).where(T.id == _bind("id", T.id)))
+        self._task_by_lock = _compile(
             select(*read)
             .select_from(TASKS_JOIN)
             .where(
                 T.type_id == _bind("type_id", T.type_id), T.dedupe_lock == _bind("dedupe_lock", T.dedupe_lock)
             )
         )
-        self._type_by_name = Compiled.of(
+        self._type_by_name = _compile(
             select(*type_columns(defaults, _utc)).where(TT.name == _bind("name", TT.name))
         )
         by_ids = (
@@ -170,15 +152,15 @@ class PgStatements:
             .where(T.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
             .order_by(T.id)
         )
-        self._tasks_by_ids = Compiled.of(by_ids)
-        self._tasks_locked = Compiled.of(by_ids.with_for_update(of=tasks))
-        self._history_rows = Compiled.of(
+        self._tasks_by_ids = _compile(by_ids)
+        self._tasks_locked = _compile(by_ids.with_for_update(of=tasks))
+        self._history_rows = _compile(
             insert(task_history).from_select(
                 HISTORY_COLUMNS,
                 select(*(func.unnest(_array(f"h_{name}", H[name])) for name in HISTORY_COLUMNS)),
             )
         )
-        self._delivery_rows = Compiled.of(
+        self._delivery_rows = _compile(
             insert(callback_deliveries).from_select(
                 DELIVERY_COLUMNS,
                 select(
@@ -189,21 +171,21 @@ class PgStatements:
                 ),
             )
         )
-        self._purge = Compiled.of(_purge_statement())
-        self._notify = Compiled.of(
+        self._purge = _compile(_purge_statement())
+        self._notify = _compile(
             select(func.pg_notify(literal_column(f"'{WORK_CHANNEL}'"), literal_column("''")))
         )
-        self._notify_ended = Compiled.of(
+        self._notify_ended = _compile(
             select(func.pg_notify(literal_column(f"'{ENDS_CHANNEL}'"), literal_column("''")))
         )
-        self._await_end = Compiled.of(
+        self._await_end = _compile(
             update(tasks).where(T.id == _bind("id", T.id), T.awaited.is_(False)).values(awaited=True)
         )
 
     def _shaped(self, shape: Hashable, build: Callable[[], Any]) -> Compiled:
         found = self._cache.get(shape)
         if found is None:
-            found = self._cache[shape] = Compiled.of(build())
+            found = self._cache[shape] = _compile(build())
         return found
 
     # -- reads ----------------------------------------------------------------------------------

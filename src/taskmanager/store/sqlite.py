@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -27,35 +26,10 @@ from taskmanager.engine.policy import Defaults
 from taskmanager.engine.store import InsertOutcome, InsertResult, InsertTask
 from taskmanager.store import operations as ops
 from taskmanager.store.base import Listener, SqlStore
+from taskmanager.store.compiled import Compiled
 from taskmanager.store.database import Database, is_memory
 from taskmanager.store.rows import event_row
 from taskmanager.store.watch import SqliteCommitWatcher, SqliteWatcher
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """A statement compiled once for SQLite: its SQL, and how each positional parameter is
-    made from a value by name (the column type's bind processing, as SQLAlchemy applies it)."""
-
-    sql: str
-    names: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
-    #: The values the statement carries itself (a literal compared with, as a parameter).
-    fixed: Mapping[str, Any]
-
-    @classmethod
-    def of(cls, statement: Any, dialect: Dialect, keys: tuple[str, ...] | None = None) -> _Prepared:
-        compiled = statement.compile(dialect=dialect, column_keys=list(keys) if keys else None)
-        names = tuple(compiled.positiontup or ())
-        binds = compiled.binds
-        processors = tuple(binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
-        fixed = {name: binds[name].value for name in names if not binds[name].required}
-        return cls(str(compiled), names, processors, fixed)
-
-    def args(self, values: Mapping[str, Any]) -> list[Any]:
-        given = (values[name] if name in values else self.fixed[name] for name in self.names)
-        processed = zip(self.processors, given, strict=True)
-        return [value if process is None else process(value) for process, value in processed]
 
 
 class _Creates:
@@ -63,11 +37,11 @@ class _Creates:
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
-        self.revision = _Prepared.of(ops.TYPE_REVISION, dialect)
-        self.holder = _Prepared.of(ops.KEY_HOLDER, dialect)
-        self.pending = _Prepared.of(ops.PENDING_COUNT, dialect)
+        self.revision = Compiled.of(ops.TYPE_REVISION, dialect, processed=True)
+        self.holder = Compiled.of(ops.KEY_HOLDER, dialect, processed=True)
+        self.pending = Compiled.of(ops.PENDING_COUNT, dialect, processed=True)
         #: The inserts by the columns they write (one shape each, in practice).
-        self._inserts: dict[tuple[Any, tuple[str, ...]], _Prepared] = {}
+        self._inserts: dict[tuple[Any, tuple[str, ...]], Compiled] = {}
 
     def _run(self, conn: sqlite3.Connection, table_insert: Any, values: dict[str, Any]) -> int | None:
         """``table_insert`` (``ops.INSERT_TASK`` or ``ops.INSERT_HISTORY``) of ``values``; the
@@ -75,7 +49,9 @@ class _Creates:
         shape = (table_insert, tuple(values))
         prepared = self._inserts.get(shape)
         if prepared is None:
-            prepared = self._inserts[shape] = _Prepared.of(table_insert, self.dialect, shape[1])
+            prepared = self._inserts[shape] = Compiled.of(
+                table_insert, self.dialect, shape[1], processed=True
+            )
         return conn.execute(prepared.sql, prepared.args(values)).lastrowid
 
     def insert(self, item: InsertTask, conn: sqlite3.Connection) -> InsertResult | None:
